@@ -1,0 +1,9 @@
+/** One jest run over every package; tests import sibling packages from source. */
+module.exports = {
+  testEnvironment: 'node',
+  testMatch: ['<rootDir>/packages/*/test/**/*.test.ts'],
+  transform: { '^.+\\.tsx?$': ['@swc/jest', { jsc: { target: 'es2022', parser: { syntax: 'typescript' } } }] },
+  moduleNameMapper: { '^@harmonyflow/([a-z]+)$': '<rootDir>/packages/$1/src' },
+  testTimeout: 30000,
+  maxWorkers: 2,
+};

@@ -1,0 +1,107 @@
+import { randomUUID } from 'node:crypto';
+import { SignJWT, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { ErrorCode } from '@harmonyflow/protocol';
+import type { JwtConfig } from '../config';
+import { AppError } from '../errors';
+
+export type Role = 'user' | 'admin';
+
+/** Who a request or connection acts as. */
+export interface Principal {
+  readonly userId: string;
+  readonly role: Role;
+  /** Expiry, Unix ms. */
+  readonly expiresAt: number;
+}
+
+export class TokenError extends AppError {
+  constructor(code: typeof ErrorCode.TOKEN_EXPIRED | typeof ErrorCode.INVALID_TOKEN, message: string) {
+    super(code, 401, message);
+  }
+}
+
+const ROLES = new Set<Role>(['user', 'admin']);
+
+/**
+ * Mints and verifies tokens. Access tokens are HS256 with JWT_SECRET (or RS256/ES256 from an
+ * identity provider's JWKS when configured); refresh tokens are HS256 with JWT_REFRESH_SECRET and
+ * carry `jti` plus `fam` (the rotation family, for reuse detection).
+ */
+export class TokenService {
+  private readonly jwks: JWTVerifyGetKey | null;
+
+  constructor(private readonly cfg: JwtConfig) {
+    this.jwks = cfg.jwksUrl ? createRemoteJWKSet(new URL(cfg.jwksUrl)) : null;
+  }
+
+  async signAccess(userId: string, role: Role, ttlSeconds = this.cfg.accessTtlSeconds): Promise<string> {
+    return new SignJWT({ role, typ: 'access' })
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+      .setSubject(userId)
+      .setIssuedAt()
+      .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds)
+      .sign(this.cfg.secret);
+  }
+
+  async signRefresh(userId: string, role: Role, family: string = randomUUID()): Promise<string> {
+    return new SignJWT({ role, typ: 'refresh', fam: family })
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+      .setSubject(userId)
+      .setJti(randomUUID())
+      .setIssuedAt()
+      .setExpirationTime(Math.floor(Date.now() / 1000) + this.cfg.refreshTtlSeconds)
+      .sign(this.cfg.refreshSecret);
+  }
+
+  async verifyAccess(token: string): Promise<Principal> {
+    const payload = await this.verify(token, 'access');
+    return principalOf(payload);
+  }
+
+  /** Verifies a refresh token's signature and shape; rotation bookkeeping is the caller's. */
+  async verifyRefresh(token: string): Promise<{ principal: Principal; jti: string; family: string }> {
+    const payload = await this.verify(token, 'refresh');
+    if (typeof payload.jti !== 'string' || payload.jti.length === 0) throw new TokenError(ErrorCode.INVALID_TOKEN, 'refresh token has no jti');
+    const family = typeof payload.fam === 'string' && payload.fam ? payload.fam : payload.jti;
+    return { principal: principalOf(payload), jti: payload.jti, family };
+  }
+
+  private async verify(token: string, typ: 'access' | 'refresh'): Promise<JWTPayload> {
+    if (typeof token !== 'string' || token.length === 0 || token.length > 8192) throw new TokenError(ErrorCode.INVALID_TOKEN, 'missing token');
+    let payload: JWTPayload;
+    try {
+      const opts = { issuer: this.cfg.issuer ?? undefined, audience: this.cfg.audience ?? undefined, requiredClaims: ['exp', 'sub'] };
+      if (typ === 'refresh') {
+        ({ payload } = await jwtVerify(token, this.cfg.refreshSecret, { ...opts, algorithms: ['HS256'] }));
+      } else {
+        try {
+          ({ payload } = await jwtVerify(token, this.cfg.secret, { ...opts, algorithms: ['HS256'] }));
+        } catch (err) {
+          // Only a signature/algorithm mismatch may fall through to the identity provider's keys.
+          if (!this.jwks || err instanceof joseErrors.JWTExpired || err instanceof joseErrors.JWTClaimValidationFailed) throw err;
+          ({ payload } = await jwtVerify(token, this.jwks, { ...opts, algorithms: ['RS256', 'ES256'] }));
+        }
+      }
+    } catch (err) {
+      if (err instanceof joseErrors.JWTExpired) throw new TokenError(ErrorCode.TOKEN_EXPIRED, 'token expired');
+      throw new TokenError(ErrorCode.INVALID_TOKEN, 'invalid token');
+    }
+    // Identity-provider tokens may carry no `typ`; ours always do, and must match.
+    if (payload.typ !== undefined && payload.typ !== typ) throw new TokenError(ErrorCode.INVALID_TOKEN, `not an ${typ} token`);
+    if (typ === 'refresh' && payload.typ !== 'refresh') throw new TokenError(ErrorCode.INVALID_TOKEN, 'not a refresh token');
+    return payload;
+  }
+}
+
+function principalOf(p: JWTPayload): Principal {
+  const sub = p.sub;
+  if (typeof sub !== 'string' || sub.length === 0 || sub.length > 256) throw new TokenError(ErrorCode.INVALID_TOKEN, 'token has no valid sub');
+  const role = (p.role ?? 'user') as Role;
+  if (!ROLES.has(role)) throw new TokenError(ErrorCode.INVALID_TOKEN, 'unknown role');
+  return { userId: sub, role, expiresAt: (p.exp as number) * 1000 };
+}
+
+/** A session belongs to its first writer; admins act on every session. */
+export function canAccess(principal: Principal, ownerId: string): boolean {
+  return principal.role === 'admin' || principal.userId === ownerId;
+}

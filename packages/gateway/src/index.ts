@@ -1,0 +1,13 @@
+/** The gateway node as a library: what tests, tools and embedders use. `main.ts` is the executable. */
+export { loadConfig, ConfigError, type Config } from './config';
+export { createNode, storeLimits, SERVICE_VERSION, type GatewayNode, type NodeOptions } from './node';
+export { MemoryStore, type StoreLimits } from './store/memory';
+export { RedisStore } from './store/redis';
+export { KeySpace } from './store/keys';
+export { createRedis, whenReady, type RedisLike } from './store/redisClient';
+export { MemoryBroker, MemoryBus } from './bus/memory';
+export type { Bus } from './bus/types';
+export type * from './store/types';
+export { TokenService, type Principal, type Role } from './auth/tokens';
+export { uwsIsNative } from './uwsRuntime';
+export { createLogger, type Logger } from './log';

@@ -1,0 +1,87 @@
+import { ErrorCode, type JsonObject } from '@harmonyflow/protocol';
+import { canAccess, type Principal } from './auth/tokens';
+import { AppError, notFound, tooLarge } from './errors';
+import type { Metrics } from './metrics';
+import type { MutationRequest, MutationResult, SessionStore, Snapshot } from './store/types';
+
+export type OkMutation = Extract<MutationResult, { status: 'ok' }>;
+
+/** The stored snapshot as HTTP bodies show it (SPEC §8: ISO timestamps). */
+export function snapshotView(s: Snapshot) {
+  return {
+    session_id: s.sessionId,
+    user_id: s.userId,
+    version: s.version,
+    state_data: s.state,
+    device_id: s.deviceId,
+    app_version: s.appVersion,
+    created_at: new Date(s.createdAt).toISOString(),
+    updated_at: new Date(s.updatedAt).toISOString(),
+    expires_at: new Date(s.expiresAt).toISOString(),
+  };
+}
+
+/**
+ * The one path every mutation takes, HTTP or WebSocket: the store's atomic mutate, with outcomes
+ * other than success turned into AppErrors whose codes both transports map the same way.
+ */
+export class SessionService {
+  constructor(
+    readonly store: SessionStore,
+    private readonly metrics: Metrics,
+    readonly nodeId: string,
+    readonly ttlSeconds: number,
+  ) {}
+
+  async mutate(req: Omit<MutationRequest, 'originNode'>, source: 'http' | 'ws'): Promise<OkMutation> {
+    const end = this.metrics.storeOps.startTimer({ op: 'mutate' });
+    let result: MutationResult;
+    try {
+      result = await this.store.mutate({ ...req, originNode: this.nodeId });
+    } catch (err) {
+      end({ outcome: 'error' });
+      throw err;
+    }
+    end({ outcome: result.status });
+    switch (result.status) {
+      case 'ok':
+        if (!result.duplicate) {
+          this.metrics.writes.inc({ source, op: req.op.op });
+          this.store.incrCounter('writes');
+        }
+        return result;
+      case 'not_found':
+        throw notFound('session not found');
+      case 'too_large':
+        throw tooLarge(`state would be ${result.bytes} bytes, above the limit`);
+      case 'not_a_number':
+        throw new AppError(ErrorCode.VALIDATION_FAILED, 400, `value at "${result.key}" is not a number`, {
+          details: [{ path: result.key, message: 'INCREMENT needs a number' }],
+        });
+      case 'conflict':
+        throw new AppError(ErrorCode.VERSION_CONFLICT, 409, 'version conflict', {
+          current_version: result.currentVersion,
+          ...(result.conflictingKeys && result.conflictingKeys.length > 0 ? { conflicting_keys: result.conflictingKeys } : {}),
+          server_state: result.state,
+        });
+    }
+  }
+
+  /** The snapshot if `who` may see it; 404 otherwise (no existence leak). */
+  async read(sessionId: string, who: Principal): Promise<Snapshot> {
+    const end = this.metrics.storeOps.startTimer({ op: 'get' });
+    const snap = await this.store.get(sessionId).finally(() => end({ outcome: 'ok' }));
+    if (!snap || !canAccess(who, snap.userId)) throw notFound('session not found');
+    this.store.incrCounter('reads');
+    return snap;
+  }
+
+  /** Owner and version if `who` may act on the session; 404 otherwise. */
+  async authorize(sessionId: string, who: Principal): Promise<{ userId: string; version: number }> {
+    const head = await this.store.head(sessionId);
+    if (!head || !canAccess(who, head.userId)) throw notFound('session not found');
+    return head;
+  }
+}
+
+export type { JsonObject };

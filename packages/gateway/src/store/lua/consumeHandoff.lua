@@ -1,0 +1,4 @@
+-- Single-use handoff token. KEYS: 1 token hash. Returns 'not_found' | 'used' | the record's fields.
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'not_found' end
+if redis.call('HSETNX', KEYS[1], 'used', '1') == 0 then return 'used' end
+return redis.call('HGETALL', KEYS[1])

@@ -1,0 +1,69 @@
+import Redis, { Cluster, type RedisOptions } from 'ioredis';
+import type { RedisConfig } from '../config';
+import type { Logger } from '../log';
+
+export type RedisLike = Redis | Cluster;
+
+/**
+ * Options shared by every command connection. Commands fail fast while Redis is unreachable
+ * (no offline queue, no resend of in-flight commands): a mutation whose reply was lost must not be
+ * replayed blindly, and callers answer 503 `store_unavailable` instead of hanging.
+ */
+const COMMAND_OPTIONS: RedisOptions = {
+  enableOfflineQueue: false,
+  autoResendUnfulfilledCommands: false,
+  maxRetriesPerRequest: 0,
+  commandTimeout: 3000,
+  connectTimeout: 3000,
+  retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 2000),
+};
+
+/** Subscriber connections must keep their subscriptions across reconnects, so they queue. */
+const SUBSCRIBER_OPTIONS: RedisOptions = {
+  enableOfflineQueue: true,
+  autoResubscribe: true,
+  maxRetriesPerRequest: null,
+  connectTimeout: 3000,
+  retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 2000),
+};
+
+export function createRedis(cfg: RedisConfig, log: Logger, role: 'command' | 'subscriber', name: string): RedisLike {
+  const base = role === 'command' ? COMMAND_OPTIONS : SUBSCRIBER_OPTIONS;
+  const client: RedisLike =
+    cfg.mode === 'cluster'
+      ? new Redis.Cluster(cfg.nodes.map((n) => ({ host: n.host, port: n.port })), {
+          enableOfflineQueue: base.enableOfflineQueue,
+          scaleReads: 'master',
+          shardedSubscribers: role === 'subscriber',
+          clusterRetryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 5), 2000),
+          redisOptions: { ...base, password: cfg.password, connectionName: name },
+        })
+      : new Redis(cfg.url, { ...base, connectionName: name, lazyConnect: false });
+  // An error listener per client: ioredis emits connection errors as events, and an unhandled
+  // 'error' event would take the process down during a Redis blip.
+  let lastLogged = 0;
+  client.on('error', (err: Error) => {
+    const t = Date.now();
+    if (t - lastLogged > 5000) {
+      lastLogged = t;
+      log.warn({ err: err.message, connection: name }, 'redis connection error');
+    }
+  });
+  return client;
+}
+
+/** Resolves once the client is ready, or rejects after `timeoutMs`. */
+export function whenReady(client: RedisLike, timeoutMs: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.off('ready', onReady);
+      reject(new Error(`redis not ready after ${timeoutMs} ms (status ${client.status})`));
+    }, timeoutMs);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    client.once('ready', onReady);
+  });
+}

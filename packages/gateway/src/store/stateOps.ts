@@ -1,0 +1,71 @@
+import type { JsonObject } from '@harmonyflow/protocol';
+import type { StateOp } from './types';
+
+/**
+ * Pure pieces of the mutation semantics, shared by the in-memory store and mirrored line for line
+ * by `lua/mutate.lua`.
+ */
+
+/** Keys a change touches: what the rebase check compares against per-key versions. */
+export function touchedKeys(op: StateOp): string[] {
+  switch (op.op) {
+    case 'set':
+    case 'delete':
+    case 'incr':
+      return [op.key];
+    case 'patch':
+      return [...Object.keys(op.changes), ...op.deleted];
+    case 'merge':
+    case 'replace':
+      return Object.keys(op.op === 'merge' ? op.changes : op.state);
+  }
+}
+
+export type VersionCheck =
+  | { ok: true; rebased: boolean }
+  | { ok: false; conflictingKeys?: string[] };
+
+/**
+ * Decides whether a change may apply at `current`.
+ * - `expectVersion`: must be exactly current+1 (snapshot writes).
+ * - `baseVersion` = current: apply; older: apply only if no touched key changed after it; newer
+ *   than current: the client claims a future it cannot have seen → conflict.
+ */
+export function checkVersion(
+  current: number,
+  expectVersion: number | undefined,
+  baseVersion: number | undefined,
+  touched: readonly string[],
+  keyVersion: (key: string) => number,
+): VersionCheck {
+  if (expectVersion !== undefined && expectVersion !== current + 1) return { ok: false };
+  if (baseVersion === undefined || baseVersion === current) return { ok: true, rebased: false };
+  if (baseVersion > current) return { ok: false, conflictingKeys: [] };
+  const conflicting = touched.filter((k) => keyVersion(k) > baseVersion);
+  if (conflicting.length > 0) return { ok: false, conflictingKeys: [...new Set(conflicting)] };
+  return { ok: true, rebased: true };
+}
+
+/** Conflict strategies of POST /session/conflict/resolve, as pure functions of the two states. */
+export type ResolutionStrategy = 'server_wins' | 'client_wins' | 'merge';
+export const RESOLUTION_STRATEGIES: readonly ResolutionStrategy[] = ['server_wins', 'client_wins', 'merge'];
+
+export function resolveConflict(strategy: ResolutionStrategy, server: JsonObject, client: JsonObject): JsonObject {
+  switch (strategy) {
+    case 'server_wins':
+      return server;
+    case 'client_wins':
+      return client;
+    case 'merge': {
+      const out: JsonObject = Object.create(null);
+      for (const k of Object.keys(server)) out[k] = server[k];
+      for (const k of Object.keys(client)) out[k] = client[k];
+      return out;
+    }
+  }
+}
+
+/** Formats an incremented number the way the Lua script does, so both stores agree on text. */
+export function formatNumber(n: number): string {
+  return JSON.stringify(n);
+}

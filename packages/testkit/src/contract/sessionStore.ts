@@ -1,0 +1,399 @@
+import { BusKind, decodeBusFrame, type UpdateFrame } from '@harmonyflow/protocol';
+import type { MutationRequest, SessionStore, StateOp, StoreLimits } from '@harmonyflow/gateway';
+import { randomUUID } from 'node:crypto';
+import { eventually } from '../eventually';
+
+export interface StoreHarness {
+  readonly store: SessionStore;
+  /** Collects the bus frames the store publishes for one session, in arrival order. */
+  watch(sessionId: string): Promise<UpdateFrame[]>;
+  /** The stored form of one state value, for backends that transform it (compression). */
+  rawValue?(sessionId: string, key: string): Promise<string | null>;
+  close(): Promise<void>;
+}
+
+export type StoreFactory = (limits: StoreLimits) => Promise<StoreHarness>;
+
+export const CONTRACT_LIMITS: StoreLimits = { ttlSeconds: 3600, maxStateBytes: 64 * 1024, logLength: 20, idempotencyTtlMs: 300_000 };
+
+const alice = { userId: 'alice', admin: false };
+const bob = { userId: 'bob', admin: false };
+const admin = { userId: 'root', admin: true };
+
+function req(sessionId: string, op: StateOp, extra: Partial<MutationRequest> = {}): MutationRequest {
+  return { sessionId, actor: alice, ownerId: extra.actor?.admin ? 'alice' : (extra.actor?.userId ?? 'alice'), op, originNode: 'test-node', ...extra };
+}
+
+/**
+ * The SessionStore contract: every backend must pass it unchanged. It pins the semantics the
+ * HTTP and WS layers rely on (versioning, rebase, strategies, TTL, limits, atomicity, log, bus).
+ */
+export function describeSessionStore(name: string, factory: StoreFactory): void {
+  describe(`SessionStore contract: ${name}`, () => {
+    let h: StoreHarness;
+    let store: SessionStore;
+    beforeAll(async () => {
+      h = await factory(CONTRACT_LIMITS);
+      store = h.store;
+    });
+    afterAll(async () => {
+      await h.close();
+    });
+    const sid = () => randomUUID();
+
+    describe('versioning', () => {
+      it('creates a session at version 1 and reads it back', async () => {
+        const id = sid();
+        const r = await store.mutate(req(id, { op: 'replace', state: { mood: 'calm', progress: 75 } }, { expectVersion: 1, deviceId: 'd1', appVersion: '2.1.0' }));
+        expect(r).toMatchObject({ status: 'ok', version: 1, created: true, rebased: false, duplicate: false, userId: 'alice', deviceId: 'd1', appVersion: '2.1.0' });
+        const snap = await store.get(id);
+        expect(snap).toMatchObject({ sessionId: id, userId: 'alice', version: 1, deviceId: 'd1', appVersion: '2.1.0' });
+        expect(snap!.state).toEqual({ mood: 'calm', progress: 75 });
+        expect(await store.head(id)).toEqual({ userId: 'alice', version: 1 });
+      });
+
+      it('rejects a new session written at a version other than 1 with current 0', async () => {
+        const id = sid();
+        const r = await store.mutate(req(id, { op: 'replace', state: { a: 1 } }, { expectVersion: 3 }));
+        expect(r).toMatchObject({ status: 'conflict', currentVersion: 0 });
+        expect(await store.get(id)).toBeNull();
+      });
+
+      it('requires expectVersion = current + 1 and returns the server state on conflict', async () => {
+        const id = sid();
+        await store.mutate(req(id, { op: 'replace', state: { a: 1 } }, { expectVersion: 1 }));
+        const stale = await store.mutate(req(id, { op: 'replace', state: { a: 2 } }, { expectVersion: 1 }));
+        expect(stale).toMatchObject({ status: 'conflict', currentVersion: 1, state: { a: 1 } });
+        const ok = await store.mutate(req(id, { op: 'replace', state: { a: 2 } }, { expectVersion: 2 }));
+        expect(ok).toMatchObject({ status: 'ok', version: 2, created: false });
+      });
+
+      it('unconditional writes bump the version by one and replace removes absent keys', async () => {
+        const id = sid();
+        await store.mutate(req(id, { op: 'replace', state: { a: 1, b: 2 } }));
+        const r = await store.mutate(req(id, { op: 'replace', state: { c: 3 } }));
+        expect(r).toMatchObject({ status: 'ok', version: 2 });
+        expect((await store.get(id))!.state).toEqual({ c: 3 });
+      });
+
+      it('hides another user\'s session (not_found) and lets an admin act on it without taking it over', async () => {
+        const id = sid();
+        await store.mutate(req(id, { op: 'replace', state: { a: 1 } }));
+        expect(await store.mutate(req(id, { op: 'set', key: 'a', value: 9 }, { actor: bob, ownerId: 'bob' }))).toEqual({ status: 'not_found' });
+        expect((await store.get(id))!.state).toEqual({ a: 1 });
+        const r = await store.mutate(req(id, { op: 'set', key: 'a', value: 2 }, { actor: admin, ownerId: 'root' }));
+        expect(r).toMatchObject({ status: 'ok', version: 2, userId: 'alice' });
+        expect((await store.get(id))!.userId).toBe('alice');
+      });
+    });
+
+    describe('incremental updates and rebase', () => {
+      it('applies at the current base without rebasing', async () => {
+        const id = sid();
+        await store.mutate(req(id, { op: 'replace', state: { a: 1, b: 1 } }));
+        const r = await store.mutate(req(id, { op: 'patch', changes: { a: 2, n: { deep: [1, 2] } }, deleted: ['b'] }, { baseVersion: 1 }));
+        expect(r).toMatchObject({ status: 'ok', version: 2, rebased: false });
+        expect((await store.get(id))!.state).toEqual({ a: 2, n: { deep: [1, 2] } });
+      });
+
+      it('rebases an older base when the touched keys did not change since', async () => {
+        const id = sid();
+        await store.mutate(req(id, { op: 'replace', state: { a: 1, b: 1 } }));
+        await store.mutate(req(id, { op: 'set', key: 'a', value: 5 }));
+        const r = await store.mutate(req(id, { op: 'patch', changes: { b: 7 }, deleted: [] }, { baseVersion: 1 }));
+        expect(r).toMatchObject({ status: 'ok', version: 3, rebased: true });
+        expect((await store.get(id))!.state).toEqual({ a: 5, b: 7 });
+      });
+
+      it('refuses an older base when a touched key changed after it, naming the keys', async () => {
+        const id = sid();
+        await store.mutate(req(id, { op: 'replace', state: { a: 1, b: 1 } }));
+        await store.mutate(req(id, { op: 'set', key: 'a', value: 5 }));
+        await store.mutate(req(id, { op: 'delete', key: 'b' }));
+        const r = await store.mutate(req(id, { op: 'patch', changes: { a: 9, c: 1 }, deleted: ['b'] }, { baseVersion: 1 }));
+        expect(r).toMatchObject({ status: 'conflict', currentVersion: 3, state: { a: 5 } });
+        expect(r.status === 'conflict' && [...r.conflictingKeys!].sort()).toEqual(['a', 'b']);
+        expect((await store.head(id))!.version).toBe(3);
+      });
+
+      it('treats a base newer than the current version as a conflict', async () => {
+        const id = sid();
+        await store.mutate(req(id, { op: 'replace', state: { a: 1 } }));
+        expect(await store.mutate(req(id, { op: 'set', key: 'a', value: 2 }, { baseVersion: 5 }))).toMatchObject({ status: 'conflict', currentVersion: 1 });
+      });
+
+      it('a whole replacement counts as changing every key it wrote or removed', async () => {
+        const id = sid();
+        await store.mutate(req(id, { op: 'replace', state: { a: 1, z: 1 } }));
+        await store.mutate(req(id, { op: 'replace', state: { a: 2 } }));
+        expect(await store.mutate(req(id, { op: 'set', key: 'z', value: 3 }, { baseVersion: 1 }))).toMatchObject({ status: 'conflict', conflictingKeys: ['z'] });
+        expect(await store.mutate(req(id, { op: 'set', key: 'q', value: 3 }, { baseVersion: 1 }))).toMatchObject({ status: 'ok', rebased: true, version: 3 });
+      });
+
+      it('SET, DELETE and INCREMENT single keys', async () => {
+        const id = sid();
+        expect(await store.mutate(req(id, { op: 'set', key: 'm', value: 'calm' }))).toMatchObject({ status: 'ok', version: 1, created: true });
+        expect(await store.mutate(req(id, { op: 'incr', key: 'n', delta: 5 }))).toMatchObject({ status: 'ok', version: 2, value: 5 });
+        expect(await store.mutate(req(id, { op: 'incr', key: 'n', delta: -2 }))).toMatchObject({ value: 3 });
+        expect(await store.mutate(req(id, { op: 'incr', key: 'f', delta: 0.1 }))).toMatchObject({ value: 0.1 });
+        expect(await store.mutate(req(id, { op: 'incr', key: 'f', delta: 0.2 }))).toMatchObject({ value: 0.1 + 0.2 });
+        expect(await store.mutate(req(id, { op: 'delete', key: 'm' }))).toMatchObject({ version: 6 });
+        expect((await store.get(id))!.state).toEqual({ n: 3, f: 0.1 + 0.2 });
+      });
+
+      it('refuses INCREMENT of a non-number without writing', async () => {
+        const id = sid();
+        await store.mutate(req(id, { op: 'set', key: 's', value: 'text' }));
+        expect(await store.mutate(req(id, { op: 'incr', key: 's', delta: 1 }))).toEqual({ status: 'not_a_number', key: 's' });
+        await store.mutate(req(id, { op: 'set', key: 'big', value: 1e308 }));
+        expect(await store.mutate(req(id, { op: 'incr', key: 'big', delta: 1e308 }))).toEqual({ status: 'not_a_number', key: 'big' });
+        expect((await store.head(id))!.version).toBe(2);
+      });
+    });
+
+    describe('conflict strategies (as store operations)', () => {
+      it('merge = server ∪ client, client wins per key, one write', async () => {
+        const id = sid();
+        await store.mutate(req(id, { op: 'replace', state: { a: 1, b: 1 } }));
+        const r = await store.mutate(req(id, { op: 'merge', changes: { b: 2, c: 3 } }));
+        expect(r).toMatchObject({ status: 'ok', version: 2 });
+        expect(r.status === 'ok' && r.state).toEqual({ a: 1, b: 2, c: 3 });
+        expect((await store.get(id))!.state).toEqual({ a: 1, b: 2, c: 3 });
+      });
+
+      it('client_wins = replace at current+1', async () => {
+        const id = sid();
+        await store.mutate(req(id, { op: 'replace', state: { a: 1, b: 1 } }));
+        expect(await store.mutate(req(id, { op: 'replace', state: { b: 9 } }))).toMatchObject({ version: 2 });
+        expect((await store.get(id))!.state).toEqual({ b: 9 });
+      });
+    });
+
+    describe('limits and hostile data', () => {
+      it('refuses a state above maxStateBytes and writes nothing', async () => {
+        const id = sid();
+        await store.mutate(req(id, { op: 'replace', state: { a: 1 } }));
+        const big = 'x'.repeat(CONTRACT_LIMITS.maxStateBytes);
+        expect(await store.mutate(req(id, { op: 'replace', state: { big } }))).toMatchObject({ status: 'too_large' });
+        const half = 'y'.repeat(CONTRACT_LIMITS.maxStateBytes / 2);
+        expect(await store.mutate(req(id, { op: 'set', key: 'h1', value: half }))).toMatchObject({ status: 'ok', version: 2 });
+        expect(await store.mutate(req(id, { op: 'patch', changes: { h2: half }, deleted: [] }))).toMatchObject({ status: 'too_large' });
+        // Overwriting a key frees its old size: replacing h1 with a same-size value fits.
+        expect(await store.mutate(req(id, { op: 'set', key: 'h1', value: half.replace(/y/g, 'z') }))).toMatchObject({ status: 'ok', version: 3 });
+        expect(await store.mutate(req(id, { op: 'delete', key: 'h1' }))).toMatchObject({ status: 'ok', version: 4 });
+        expect(await store.mutate(req(id, { op: 'set', key: 'h2', value: half }))).toMatchObject({ status: 'ok', version: 5 });
+        expect(Object.keys((await store.get(id))!.state).sort()).toEqual(['a', 'h2']);
+      });
+
+      it('stores __proto__ and constructor keys as plain data', async () => {
+        const id = sid();
+        const state = JSON.parse('{"__proto__":{"polluted":true},"constructor":{"prototype":{"x":1}},"ok":1}');
+        await store.mutate(req(id, { op: 'replace', state }));
+        await store.mutate(req(id, { op: 'patch', changes: JSON.parse('{"__proto__":{"polluted":2}}'), deleted: [] }));
+        const snap = await store.get(id);
+        expect(JSON.parse(JSON.stringify(snap!.state))).toEqual(JSON.parse('{"__proto__":{"polluted":2},"constructor":{"prototype":{"x":1}},"ok":1}'));
+        expect(Object.prototype.hasOwnProperty.call(snap!.state, '__proto__')).toBe(true);
+        expect((snap!.state as Record<string, unknown>)['__proto__']).toEqual({ polluted: 2 });
+        expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+      });
+
+      it('round-trips large (compressed) values transparently', async () => {
+        const id = sid();
+        const big = { items: Array.from({ length: 400 }, (_, i) => ({ i, note: 'breathe in, breathe out' })) };
+        await store.mutate(req(id, { op: 'replace', state: { big, small: 1 } }));
+        await store.mutate(req(id, { op: 'set', key: 'big2', value: big }));
+        const snap = await store.get(id);
+        expect(snap!.state).toEqual({ big, small: 1, big2: big });
+        if (h.rawValue) {
+          const raw = await h.rawValue(id, 'big');
+          expect(raw!.length).toBeLessThan(JSON.stringify(big).length / 4);
+          expect(await h.rawValue(id, 'small')).toBe('1');
+        }
+      });
+    });
+
+    describe('TTL', () => {
+      it('reports an expiry one TTL after the last write', async () => {
+        const id = sid();
+        const before = Date.now();
+        await store.mutate(req(id, { op: 'set', key: 'a', value: 1 }));
+        const snap = await store.get(id);
+        expect(snap!.expiresAt).toBeGreaterThanOrEqual(before + CONTRACT_LIMITS.ttlSeconds * 1000 - 1000);
+        expect(snap!.expiresAt).toBeLessThanOrEqual(Date.now() + CONTRACT_LIMITS.ttlSeconds * 1000 + 1000);
+      });
+
+      it('forgets a session after its TTL, and a write slides the TTL', async () => {
+        const short = await factory({ ...CONTRACT_LIMITS, ttlSeconds: 1 });
+        try {
+          const id = sid();
+          await short.store.mutate(req(id, { op: 'set', key: 'a', value: 1 }));
+          await new Promise((r) => setTimeout(r, 600));
+          await short.store.mutate(req(id, { op: 'set', key: 'a', value: 2 }));
+          await new Promise((r) => setTimeout(r, 600));
+          expect((await short.store.get(id))!.state).toEqual({ a: 2 });
+          await eventually(async () => (await short.store.get(id)) === null, 5000);
+          expect(await short.store.head(id)).toBeNull();
+          // Recreated after expiry: versions start over and the old log does not interfere.
+          expect(await short.store.mutate(req(id, { op: 'set', key: 'b', value: 1 }))).toMatchObject({ status: 'ok', version: 1, created: true });
+        } finally {
+          await short.close();
+        }
+      });
+    });
+
+    describe('atomicity under concurrency', () => {
+      it('20 parallel writers x 50 increments end at exactly 1000, version 1000', async () => {
+        const id = sid();
+        const writers = Array.from({ length: 20 }, async () => {
+          for (let i = 0; i < 50; i++) {
+            const r = await store.mutate(req(id, { op: 'incr', key: 'count', delta: 1 }));
+            if (r.status !== 'ok') throw new Error(`unexpected ${r.status}`);
+          }
+        });
+        await Promise.all(writers);
+        const snap = await store.get(id);
+        expect(snap!.state.count).toBe(1000);
+        expect(snap!.version).toBe(1000);
+      });
+
+      it('parallel conditional writers: exactly one wins each version', async () => {
+        const id = sid();
+        await store.mutate(req(id, { op: 'replace', state: { a: 0 } }));
+        const results = await Promise.all(Array.from({ length: 10 }, (_, i) => store.mutate(req(id, { op: 'replace', state: { a: i } }, { expectVersion: 2 }))));
+        expect(results.filter((r) => r.status === 'ok')).toHaveLength(1);
+        expect(results.filter((r) => r.status === 'conflict')).toHaveLength(9);
+      });
+    });
+
+    describe('idempotent retries', () => {
+      it('acknowledges a retried (device, correlation id) again but applies it once', async () => {
+        const id = sid();
+        const first = await store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }, { deviceId: 'phone', correlationId: 'c-1' }));
+        const again = await store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }, { deviceId: 'phone', correlationId: 'c-1' }));
+        expect(first).toMatchObject({ status: 'ok', version: 1, value: 1, duplicate: false });
+        expect(again).toMatchObject({ status: 'ok', version: 1, value: 1, duplicate: true });
+        const other = await store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }, { deviceId: 'tablet', correlationId: 'c-1' }));
+        expect(other).toMatchObject({ version: 2, value: 2, duplicate: false });
+        expect((await store.get(id))!.state).toEqual({ n: 2 });
+      });
+    });
+
+    describe('update log and bus frames', () => {
+      it('publishes one frame per committed change, in version order, with the change', async () => {
+        const id = sid();
+        const frames = await h.watch(id);
+        await store.mutate(req(id, { op: 'set', key: 'a', value: { x: 1 } }, { deviceId: 'd1', correlationId: 'k1', originConn: 7 }));
+        await store.mutate(req(id, { op: 'incr', key: 'n', delta: 2 }));
+        await store.mutate(req(id, { op: 'patch', changes: { b: true }, deleted: ['a'] }));
+        await store.mutate(req(id, { op: 'replace', state: { z: 'end' } }));
+        await store.mutate(req(id, { op: 'replace', state: { q: 1 } }, { expectVersion: 1 })); // conflict: no frame
+        await eventually(() => frames.length === 4, 3000);
+        expect(frames.map((f) => f.version)).toEqual([1, 2, 3, 4]);
+        expect(frames[0]).toMatchObject({ kind: BusKind.UPDATE, sessionId: id, op: 'set', key: 'a', value: '{"x":1}', deviceId: 'd1', correlationId: 'k1', originConn: 7, originNode: 'test-node' });
+        expect(frames[1]).toMatchObject({ op: 'incr', key: 'n', value: '2', delta: 2 });
+        expect(frames[2]).toMatchObject({ op: 'patch', fields: ['b', 'true'], deleted: ['a'] });
+        expect(frames[3]).toMatchObject({ op: 'replace', fields: ['z', '"end"'] });
+      });
+
+      it('replays exactly the updates after a version while the log covers them', async () => {
+        const id = sid();
+        for (let i = 0; i < 30; i++) await store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }));
+        const after25 = await store.updatesSince(id, 25);
+        expect(after25!.map((b) => (decodeBusFrame(b) as UpdateFrame).version)).toEqual([26, 27, 28, 29, 30]);
+        expect(await store.updatesSince(id, 30)).toEqual([]);
+        expect(await store.updatesSince(id, 2)).toBeNull(); // the log keeps ~20 here
+        expect(await store.updatesSince(id, 31)).toBeNull();
+        expect(await store.updatesSince(sid(), 0)).toEqual([]);
+      });
+    });
+
+    describe('sessions of a user', () => {
+      it('claims an unknown session at version 0 for its first user only', async () => {
+        const id = sid();
+        expect(await store.claim(id, 'carol')).toEqual({ userId: 'carol', version: 0, created: true });
+        expect(await store.claim(id, 'dave')).toEqual({ userId: 'carol', version: 0, created: false });
+        expect(await store.mutate(req(id, { op: 'set', key: 'a', value: 1 }, { actor: { userId: 'dave', admin: false }, ownerId: 'dave' }))).toEqual({ status: 'not_found' });
+        expect(await store.mutate(req(id, { op: 'replace', state: { a: 1 } }, { actor: { userId: 'carol', admin: false }, ownerId: 'carol', expectVersion: 1 }))).toMatchObject({ status: 'ok', version: 1, created: true });
+      });
+
+      it('knows the user\'s most recent session', async () => {
+        const user = `u-${randomUUID()}`;
+        const actor = { userId: user, admin: false };
+        expect(await store.latestSessionOf(user)).toBeNull();
+        const a = sid();
+        const b = sid();
+        await store.mutate(req(a, { op: 'set', key: 'x', value: 1 }, { actor, ownerId: user }));
+        await new Promise((r) => setTimeout(r, 5));
+        await store.mutate(req(b, { op: 'set', key: 'x', value: 1 }, { actor, ownerId: user }));
+        expect(await store.latestSessionOf(user)).toBe(b);
+        await new Promise((r) => setTimeout(r, 5));
+        await store.mutate(req(a, { op: 'set', key: 'x', value: 2 }, { actor, ownerId: user }));
+        expect(await store.latestSessionOf(user)).toBe(a);
+        await new Promise((r) => setTimeout(r, 5));
+        const c = sid();
+        await store.claim(c, user);
+        expect(await store.latestSessionOf(user)).toBe(c);
+      });
+
+      it('lists sessions in pages and counts them', async () => {
+        const before = await store.countSessions();
+        const ids = [sid(), sid(), sid()];
+        for (const id of ids) await store.mutate(req(id, { op: 'set', key: 'a', value: 1 }));
+        expect(await store.countSessions()).toBe(before + 3);
+        const seen: string[] = [];
+        let cursor: string | null = null;
+        do {
+          const page: Awaited<ReturnType<SessionStore['listSessions']>> = await store.listSessions(7, cursor);
+          expect(page.items.length).toBeLessThanOrEqual(7);
+          seen.push(...page.items.map((i) => i.sessionId));
+          cursor = page.nextCursor;
+        } while (cursor);
+        for (const id of ids) expect(seen).toContain(id);
+        expect(new Set(seen).size).toBe(seen.length);
+      });
+    });
+
+    describe('refresh tokens and handoffs', () => {
+      it('records refresh token use and revokes the family on reuse', async () => {
+        const fam = randomUUID();
+        expect(await store.useRefreshToken('j1', fam, 60)).toBe('ok');
+        expect(await store.useRefreshToken('j2', fam, 60)).toBe('ok');
+        expect(await store.useRefreshToken('j1', fam, 60)).toBe('reused');
+        expect(await store.useRefreshToken('j3', fam, 60)).toBe('revoked');
+        expect(await store.useRefreshToken('j1', randomUUID(), 60)).toBe('ok');
+      });
+
+      it('consumes a handoff token exactly once', async () => {
+        const id = sid();
+        const token = randomUUID();
+        await store.createHandoff({ token, sessionId: id, sourceDevice: 'phone', targetDevice: 'tablet', version: 4, state: { a: 1 }, createdAt: Date.now(), expiresAt: Date.now() + 60_000 });
+        const results = await Promise.all([store.consumeHandoff(id, token), store.consumeHandoff(id, token), store.consumeHandoff(id, token)]);
+        expect(results.filter((r) => r.status === 'ok')).toHaveLength(1);
+        expect(results.filter((r) => r.status === 'used')).toHaveLength(2);
+        expect(results.find((r) => r.status === 'ok')).toMatchObject({ handoff: { sourceDevice: 'phone', targetDevice: 'tablet', version: 4, state: { a: 1 } } });
+        expect(await store.consumeHandoff(id, 'nope')).toEqual({ status: 'not_found' });
+        expect(await store.consumeHandoff(sid(), token)).toEqual({ status: 'not_found' });
+      });
+
+      it('forgets an expired handoff token', async () => {
+        const id = sid();
+        await store.createHandoff({ token: 't', sessionId: id, sourceDevice: 'a', targetDevice: 'b', version: 0, state: {}, createdAt: Date.now(), expiresAt: Date.now() + 150 });
+        await eventually(async () => (await store.consumeHandoff(id, 't')).status === 'not_found', 3000);
+      });
+    });
+
+    it('counts writes and reads', async () => {
+      const before = await store.counters();
+      store.incrCounter('writes', 3);
+      store.incrCounter('reads');
+      await eventually(async () => {
+        const c = await store.counters();
+        return c.writes === before.writes + 3 && c.reads === before.reads + 1;
+      }, 3000);
+    });
+
+    it('answers ping', async () => {
+      expect(await store.ping()).toBe(true);
+    });
+  });
+}

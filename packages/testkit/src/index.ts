@@ -1,0 +1,4 @@
+export * from './eventually';
+export * from './ports';
+export * from './redis';
+export * from './contract/sessionStore';
