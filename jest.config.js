@@ -6,4 +6,5 @@ module.exports = {
   moduleNameMapper: { '^@harmonyflow/([a-z]+)$': '<rootDir>/packages/$1/src' },
   testTimeout: 30000,
   maxWorkers: 2,
+  reporters: ['default', '<rootDir>/scripts/jest-summary-reporter.js'],
 };

@@ -54,7 +54,7 @@ export interface ControlFrame {
 
 export type BusFrame = UpdateFrame | ControlFrame;
 
-const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true });
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true, int64AsType: 'number' });
 
 /** Encodes an UPDATE frame exactly as the Lua script does (used by the in-memory store). */
 export function encodeUpdateFrame(f: Omit<UpdateFrame, 'kind'>): Uint8Array {

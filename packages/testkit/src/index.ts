@@ -1,4 +1,6 @@
 export * from './eventually';
 export * from './ports';
 export * from './redis';
+export * from './node';
+export * from './http';
 export * from './contract/sessionStore';

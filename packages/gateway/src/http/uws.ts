@@ -81,7 +81,8 @@ export function route(app: TemplatedApp, deps: HttpDeps, method: Method, pattern
       body: null,
       principal: null,
     };
-    const state = { aborted: false, closeAfter: false };
+    // uWS honours `Connection: close` on end() but not on endWithoutBody() (204/304): do it ourselves.
+    const state = { aborted: false, closeAfter: req.getHeader('connection').toLowerCase() === 'close' };
     res.onAborted(() => {
       state.aborted = true;
     });
@@ -125,7 +126,7 @@ export function writeReply(res: HttpResponse, reply: Reply, closeConnection = fa
   res.writeStatus(statusLine(reply.status));
   if (reply.headers) for (const k in reply.headers) res.writeHeader(k, reply.headers[k]);
   if (reply.body === undefined || reply.status === 204 || reply.status === 304) {
-    res.endWithoutBody(undefined, closeConnection);
+    res.endWithoutBody(0, closeConnection);
     return;
   }
   if (typeof reply.body === 'string' || reply.body instanceof Uint8Array) {

@@ -20,7 +20,7 @@ const lua = (name: string) => readFileSync(path.join(LUA_DIR, `${name}.lua`), 'u
 const TRANSIENT_REPLY = /^(LOADING|BUSY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|NOREPLICAS|MOVED|ASK)\b/;
 
 // cmsgpack emits strings as msgpack str; state values are JSON text, so decode them as strings.
-const unpackr = new Packr({ useRecords: false, mapsAsObjects: true });
+const unpackr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
 type Scripts = {
   hfMutateBuffer(numKeys: number, ...args: (string | number)[]): Promise<Buffer>;
