@@ -1,14 +1,25 @@
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import { BusKind, encodeControlFrame, type ControlFrame } from '@harmonyflow/protocol';
+import { AdminMetrics } from './admin';
 import { TokenService } from './auth/tokens';
 import { MemoryBroker, MemoryBus } from './bus/memory';
+import { RedisBus } from './bus/redis';
 import type { Bus } from './bus/types';
+import { MemoryNodeRegistry, RedisNodeRegistry, type NodeRegistry } from './cluster/nodeRegistry';
 import type { Config } from './config';
+import { notFound } from './errors';
+import { registerAdminRoutes } from './http/admin';
 import { registerAuthRoutes } from './http/auth';
+import { registerDeviceRoutes } from './http/devices';
 import { registerOpsRoutes } from './http/ops';
 import { registerSessionRoutes } from './http/session';
 import { route, type HttpDeps } from './http/uws';
+import { Hub } from './hub';
 import { createLogger, type Logger } from './log';
 import { Metrics } from './metrics';
+import { MemoryPresence } from './presence/memory';
+import { RedisPresence } from './presence/redis';
+import type { PresenceRegistry } from './presence/types';
 import { SessionService } from './sessions';
 import { KeySpace } from './store/keys';
 import { MemoryStore, type StoreLimits } from './store/memory';
@@ -16,16 +27,23 @@ import { RedisStore } from './store/redis';
 import { createRedis, whenReady, type RedisLike } from './store/redisClient';
 import type { SessionStore } from './store/types';
 import { uws, uwsIsNative } from './uwsRuntime';
-import { notFound } from './errors';
+import { deliverControl } from './ws/control';
+import { WsGateway } from './ws/gateway';
 
 export const SERVICE_VERSION = '1.1.0';
 
 export interface NodeOptions {
-  /** In-process nodes of one test share a broker instead of Redis (embedded mode only). */
-  readonly broker?: MemoryBroker;
-  /** Shared in-memory store for in-process multi-node tests. */
-  readonly memoryStore?: MemoryStore;
+  /** In-process nodes of one test share a broker, store, presence and registry (embedded mode). */
+  readonly embedded?: EmbeddedShared;
   readonly logger?: Logger;
+}
+
+/** What in-process nodes share in embedded mode (the stand-in for Redis). */
+export interface EmbeddedShared {
+  readonly broker: MemoryBroker;
+  readonly store: (bus: MemoryBus) => MemoryStore;
+  readonly presence: MemoryPresence;
+  readonly registry: MemoryNodeRegistry;
 }
 
 export interface GatewayNode {
@@ -33,13 +51,15 @@ export interface GatewayNode {
   readonly app: TemplatedApp;
   readonly store: SessionStore;
   readonly bus: Bus;
+  readonly presence: PresenceRegistry;
+  readonly hub: Hub;
+  readonly ws: WsGateway;
   readonly tokens: TokenService;
   readonly log: Logger;
   readonly metrics: Metrics;
-  /** The bound port (after `listen`). */
   port: number;
   listen(): Promise<number>;
-  /** Graceful: not ready, stop accepting, finish in-flight work, close connections, release Redis. */
+  /** Graceful: not ready, stop accepting, RECONNECT + 1012 to sockets, finish in-flight work, release Redis. */
   shutdown(): Promise<void>;
 }
 
@@ -47,32 +67,44 @@ export function storeLimits(config: Config): StoreLimits {
   return { ttlSeconds: config.snapshotTtlSeconds, maxStateBytes: config.maxStateBytes, logLength: 1000, idempotencyTtlMs: 300_000 };
 }
 
-/** Wires store, bus, auth, HTTP (and WS) into one gateway node. Does not listen yet. */
+/** Wires store, bus, presence, registry, auth, hub, HTTP and WebSocket into one node. Does not listen yet. */
 export async function createNode(config: Config, opts: NodeOptions = {}): Promise<GatewayNode> {
   const log = opts.logger ?? createLogger(config.logLevel, config.nodeId);
   if (!uwsIsNative) log.warn('uWebSockets.js native binary not loaded: running on its JS fallback');
   const metrics = new Metrics();
   const keys = new KeySpace(config.redisPrefix);
   const limits = storeLimits(config);
+  const deadAfterMs = Math.max(1000, Math.floor(config.presenceTimeoutMs * 0.75));
+  const heartbeatMs = Math.max(100, Math.min(5000, Math.floor(config.presenceTimeoutMs / 5)));
 
   let store: SessionStore;
   let bus: Bus;
+  let presence: PresenceRegistry;
+  let registry: NodeRegistry;
   const redisClients: RedisLike[] = [];
   if (config.redis) {
     const cmd = createRedis(config.redis, log, 'command', `hf:${config.nodeId}:cmd`);
-    redisClients.push(cmd);
-    await whenReady(cmd, 10_000).catch((err) => {
-      cmd.disconnect();
+    const sub = createRedis(config.redis, log, 'subscriber', `hf:${config.nodeId}:sub`);
+    redisClients.push(cmd, sub);
+    try {
+      await Promise.all([whenReady(cmd, 10_000), whenReady(sub, 10_000)]);
+    } catch (err) {
+      for (const c of redisClients) c.disconnect();
       throw err;
-    });
+    }
     store = new RedisStore(cmd, keys, limits);
-    const broker = new MemoryBroker(); // replaced by the Redis bus in the cluster issue
-    bus = new MemoryBus(broker);
+    const redisBus = new RedisBus(sub, cmd, keys, log);
+    await redisBus.start();
+    bus = redisBus;
+    presence = new RedisPresence(cmd, keys, config.presenceTimeoutMs, config.snapshotTtlSeconds * 1000);
+    registry = new RedisNodeRegistry(cmd, keys, deadAfterMs);
   } else {
-    const broker = opts.broker ?? new MemoryBroker();
-    const memBus = new MemoryBus(broker);
+    const shared = opts.embedded;
+    const memBus = new MemoryBus(shared?.broker ?? new MemoryBroker());
     bus = memBus;
-    store = opts.memoryStore ?? new MemoryStore(limits, memBus);
+    store = shared ? shared.store(memBus) : new MemoryStore(limits, memBus);
+    presence = shared?.presence ?? new MemoryPresence(config.presenceTimeoutMs);
+    registry = shared?.registry ?? new MemoryNodeRegistry(deadAfterMs);
   }
 
   const tokens = new TokenService(config.jwt);
@@ -81,6 +113,13 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
   const deps: HttpDeps = { tokens, log, metrics, bodyLimit: config.maxStateBytes + 64 * 1024, inflight };
   const app = uws.App();
   const state = { draining: false, startedAt: Date.now() };
+  const hub = new Hub(bus, store, metrics, log, { nodeId: config.nodeId, slowConsumerBytes: 256 * 1024 });
+  const ws = new WsGateway(app, { config, tokens, sessions, presence, hub, bus, metrics, log, inflight });
+  hub.onControl = (f) => deliverControl(f, hub, app, metrics);
+  const publish = (sessionId: string, kind: ControlFrame['kind'], body: Record<string, unknown>) => ws.publishControl(sessionId, kind, body);
+  const publishGlobal = (kind: ControlFrame['kind'], body: Record<string, unknown>) =>
+    bus.publishGlobal(encodeControlFrame({ kind, sessionId: '', originNode: config.nodeId, body }));
+  const adminMetrics = new AdminMetrics(store, registry);
 
   registerOpsRoutes(app, deps, {
     nodeId: config.nodeId,
@@ -95,22 +134,59 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
       return null;
     },
     redisStatus: async () => (store.kind === 'memory' ? 'embedded' : (await store.ping()) ? 'up' : 'down'),
-    activeConnections: () => 0,
+    activeConnections: () => ws.connectionCount,
   }, metrics);
   registerAuthRoutes(app, deps, tokens, store, config.jwt);
   registerSessionRoutes(app, deps, sessions);
-  route(app, deps, 'get', '/*', { name: 'unmatched', auth: 'none' }, () => {
-    throw notFound('no such route');
-  });
-  for (const m of ['post', 'del', 'put'] as const) {
+  registerDeviceRoutes(app, deps, { sessions, presence, handoffTtlMs: config.handoffTtlMs, publish });
+  registerAdminRoutes(app, deps, adminMetrics, store, registry, publishGlobal);
+  for (const m of ['get', 'post', 'del', 'put'] as const) {
     route(app, deps, m, '/*', { name: 'unmatched', auth: 'none' }, () => {
       throw notFound('no such route');
     });
   }
 
+  // Heartbeat into the node registry, reap dead nodes' devices, push ADMIN_UPDATE.
+  const heartbeat = async () => {
+    const changes = hub.drainSessionChanges();
+    if (changes.added.length || changes.removed.length) await registry.trackSessions(config.nodeId, changes.added, changes.removed);
+    const conns = [...ws.sockets].map((s) => s.getUserData()).filter((c) => c.authed && !c.closed).map((c) => ({
+      conn_id: `${config.nodeId}/${c.id}`, node_id: config.nodeId, session_id: c.sessionId, user_id: c.userId, device_id: c.deviceId,
+      subprotocol: c.binary ? 'harmonyflow.v1.proto' : 'harmonyflow.v1.json', connected_at: new Date(c.openedAt).toISOString(),
+    }));
+    await registry.heartbeat({
+      node_id: config.nodeId, active_connections: ws.connectionCount, sessions: hub.sessionCount,
+      started_at: new Date(state.startedAt).toISOString(), updated_at: Date.now(), store: store.kind,
+    }, conns);
+    const { dead } = await registry.list(Date.now());
+    for (const n of dead) {
+      if (n.node_id === config.nodeId || !(await registry.claimReap(n.node_id))) continue;
+      const sessionIds = await registry.sessionsOf(n.node_id);
+      const gone = await presence.reapNode(n.node_id, sessionIds, Date.now());
+      for (const g of gone) await publish(g.sessionId, BusKind.DEVICE_LEFT, { device_id: g.deviceId, reason: 'timeout' });
+      await registry.forget(n.node_id);
+      log.warn({ dead_node: n.node_id, devices_offline: gone.length }, 'reaped a dead node');
+    }
+  };
+  let beating = false;
+  const beatTimer = setInterval(() => {
+    if (beating || state.draining) return;
+    beating = true;
+    heartbeat().catch((err) => log.warn({ err: (err as Error).message }, 'heartbeat failed')).finally(() => (beating = false));
+  }, heartbeatMs);
+  beatTimer.unref();
+  const adminTimer = setInterval(() => {
+    if (app.numSubscribers('admins/j') + app.numSubscribers('admins/p') === 0) return;
+    adminMetrics.all().then(
+      (payload) => deliverControl({ kind: BusKind.BROADCAST, sessionId: '', originNode: config.nodeId, body: { admin_update: true, payload } }, hub, app, metrics),
+      (err) => log.warn({ err: (err as Error).message }, 'admin update failed'),
+    );
+  }, 4000);
+  adminTimer.unref();
+
   let listenSocket: us_listen_socket | null = null;
   const node: GatewayNode = {
-    config, app, store, bus, tokens, log, metrics, port: 0,
+    config, app, store, bus, presence, hub, ws, tokens, log, metrics, port: 0,
     listen: () =>
       new Promise((resolve, reject) => {
         app.listen(config.host, config.port, (sock) => {
@@ -118,16 +194,23 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
           listenSocket = sock;
           node.port = uws.us_socket_local_port(sock as unknown as Parameters<typeof uws.us_socket_local_port>[0]);
           log.info({ host: config.host, port: node.port, store: store.kind }, 'gateway listening');
+          heartbeat().catch((err) => log.warn({ err: (err as Error).message }, 'first heartbeat failed'));
           resolve(node.port);
         });
       }),
     shutdown: async () => {
       if (state.draining) return;
       state.draining = true;
+      clearInterval(beatTimer);
+      clearInterval(adminTimer);
       if (listenSocket) uws.us_listen_socket_close(listenSocket);
       listenSocket = null;
+      await ws.drain(Math.min(config.drainTimeoutMs, 3000));
       const deadline = Date.now() + config.drainTimeoutMs;
-      while (inflight.count > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      while ((inflight.count > 0 || ws.connectionCount > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      ws.stop();
+      // Leave the registry cleanly so nobody has to reap us.
+      await registry.forget(config.nodeId).catch(() => undefined);
       await bus.close();
       await store.close();
       for (const c of redisClients) c.disconnect();

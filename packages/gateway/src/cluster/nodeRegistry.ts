@@ -1,0 +1,152 @@
+import type { KeySpace } from '../store/keys';
+import type { RedisLike } from '../store/redisClient';
+
+/** What a node reports about itself on every heartbeat. */
+export interface NodeInfo {
+  node_id: string;
+  active_connections: number;
+  sessions: number;
+  started_at: string;
+  updated_at: number;
+  [extra: string]: unknown;
+}
+
+export interface LocalConnection {
+  conn_id: string;
+  node_id: string;
+  session_id: string;
+  user_id: string;
+  device_id: string;
+  subprotocol: string;
+  connected_at: string;
+}
+
+/**
+ * Which gateway nodes are alive and what they host. Nodes heartbeat; one silent for `deadAfterMs`
+ * is dead, and exactly one survivor (`claimReap`) cleans up after it.
+ */
+export interface NodeRegistry {
+  heartbeat(info: NodeInfo, connections: readonly LocalConnection[]): Promise<void>;
+  /** Live nodes, and dead ones not yet reaped. */
+  list(now: number): Promise<{ live: NodeInfo[]; dead: NodeInfo[] }>;
+  connections(): Promise<LocalConnection[]>;
+  /** Sessions the node hosted (for reaping its devices). */
+  sessionsOf(nodeId: string): Promise<string[]>;
+  trackSessions(nodeId: string, added: readonly string[], removed: readonly string[]): Promise<void>;
+  /** True for exactly one caller per dead node. */
+  claimReap(nodeId: string): Promise<boolean>;
+  forget(nodeId: string): Promise<void>;
+}
+
+export class MemoryNodeRegistry implements NodeRegistry {
+  private readonly nodes = new Map<string, NodeInfo>();
+  private readonly conns = new Map<string, readonly LocalConnection[]>();
+  private readonly sessions = new Map<string, Set<string>>();
+
+  constructor(private readonly deadAfterMs: number) {}
+
+  async heartbeat(info: NodeInfo, connections: readonly LocalConnection[]): Promise<void> {
+    this.nodes.set(info.node_id, info);
+    this.conns.set(info.node_id, connections);
+  }
+
+  async list(now: number): Promise<{ live: NodeInfo[]; dead: NodeInfo[] }> {
+    const all = [...this.nodes.values()];
+    return { live: all.filter((n) => now - n.updated_at <= this.deadAfterMs), dead: all.filter((n) => now - n.updated_at > this.deadAfterMs) };
+  }
+
+  async connections(): Promise<LocalConnection[]> {
+    return [...this.conns.values()].flat();
+  }
+
+  async sessionsOf(nodeId: string): Promise<string[]> {
+    return [...(this.sessions.get(nodeId) ?? [])];
+  }
+
+  async trackSessions(nodeId: string, added: readonly string[], removed: readonly string[]): Promise<void> {
+    let s = this.sessions.get(nodeId);
+    if (!s) this.sessions.set(nodeId, (s = new Set()));
+    for (const id of added) s.add(id);
+    for (const id of removed) s.delete(id);
+  }
+
+  async claimReap(nodeId: string): Promise<boolean> {
+    return this.nodes.has(nodeId);
+  }
+
+  async forget(nodeId: string): Promise<void> {
+    this.nodes.delete(nodeId);
+    this.conns.delete(nodeId);
+    this.sessions.delete(nodeId);
+  }
+}
+
+/**
+ * Redis layout: `nodes` hash node_id → NodeInfo JSON; `node:{id}:sessions` set; `node:{id}:conns`
+ * hash of the node's connections (rewritten each heartbeat, expiring if the node dies).
+ */
+export class RedisNodeRegistry implements NodeRegistry {
+  constructor(private readonly r: RedisLike, private readonly keys: KeySpace, private readonly deadAfterMs: number) {}
+
+  async heartbeat(info: NodeInfo, connections: readonly LocalConnection[]): Promise<void> {
+    const connsKey = this.keys.node(info.node_id) + ':conns';
+    const m = this.r.multi();
+    m.hset(this.keys.nodes(), info.node_id, JSON.stringify(info));
+    m.del(connsKey);
+    if (connections.length > 0) {
+      const flat: string[] = [];
+      for (const c of connections) flat.push(c.conn_id, JSON.stringify(c));
+      m.hset(connsKey, ...flat);
+      m.pexpire(connsKey, this.deadAfterMs * 2);
+    }
+    m.pexpire(this.keys.node(info.node_id) + ':sessions', 7 * 24 * 3600 * 1000);
+    // nodes and a node's own keys live in different Cluster slots: send them separately there.
+    if ((this.r as { isCluster?: boolean }).isCluster) {
+      await this.r.hset(this.keys.nodes(), info.node_id, JSON.stringify(info));
+      const c = this.r.multi().del(connsKey);
+      if (connections.length > 0) {
+        const flat: string[] = [];
+        for (const x of connections) flat.push(x.conn_id, JSON.stringify(x));
+        c.hset(connsKey, ...flat).pexpire(connsKey, this.deadAfterMs * 2);
+      }
+      await c.exec();
+      return;
+    }
+    await m.exec();
+  }
+
+  async list(now: number): Promise<{ live: NodeInfo[]; dead: NodeInfo[] }> {
+    const all = Object.values(await this.r.hgetall(this.keys.nodes())).map((s) => JSON.parse(s) as NodeInfo);
+    return { live: all.filter((n) => now - n.updated_at <= this.deadAfterMs), dead: all.filter((n) => now - n.updated_at > this.deadAfterMs) };
+  }
+
+  async connections(): Promise<LocalConnection[]> {
+    const { live } = await this.list(Date.now());
+    const out: LocalConnection[] = [];
+    for (const n of live) {
+      for (const raw of Object.values(await this.r.hgetall(this.keys.node(n.node_id) + ':conns'))) out.push(JSON.parse(raw));
+    }
+    return out;
+  }
+
+  async sessionsOf(nodeId: string): Promise<string[]> {
+    return this.r.smembers(this.keys.node(nodeId) + ':sessions');
+  }
+
+  async trackSessions(nodeId: string, added: readonly string[], removed: readonly string[]): Promise<void> {
+    const key = this.keys.node(nodeId) + ':sessions';
+    const m = this.r.multi();
+    if (added.length > 0) m.sadd(key, ...added);
+    if (removed.length > 0) m.srem(key, ...removed);
+    await m.exec();
+  }
+
+  async claimReap(nodeId: string): Promise<boolean> {
+    return (await this.r.set(this.keys.node(nodeId) + ':reaping', '1', 'PX', 60_000, 'NX')) === 'OK';
+  }
+
+  async forget(nodeId: string): Promise<void> {
+    await this.r.hdel(this.keys.nodes(), nodeId);
+    await this.r.del(this.keys.node(nodeId) + ':sessions', this.keys.node(nodeId) + ':conns');
+  }
+}

@@ -1,0 +1,230 @@
+import {
+  BusKind, MessageType, decodeBusFrame, encodeJson, encodeProto, type ControlFrame, type Envelope, type UpdateFrame,
+} from '@harmonyflow/protocol';
+import type { Bus } from './bus/types';
+import type { Logger } from './log';
+import type { Metrics } from './metrics';
+import type { SessionStore } from './store/types';
+import type { Conn, WS } from './ws/conn';
+import { Encoded, snapshotPayload, updateEnvelope, updateJsonFast } from './ws/frames';
+
+interface LocalSession {
+  readonly conns: Set<WS>;
+  /** Resolves once this node's bus subscription for the session is in place. */
+  ready: Promise<void>;
+}
+
+export interface HubOptions {
+  readonly nodeId: string;
+  /** Buffered bytes past which a socket stops receiving deltas (coalesced into a snapshot on drain). */
+  readonly slowConsumerBytes: number;
+}
+
+/**
+ * Local sockets per session and delivery of bus frames to them. Guarantees per connection:
+ * state changes arrive in strictly increasing version order, each at most once; a gap (lost bus
+ * frame, slow consumer) is healed from the update log or with a fresh snapshot, never skipped.
+ */
+export class Hub {
+  private readonly sessions = new Map<string, LocalSession>();
+  private sessionsChanged: { added: Set<string>; removed: Set<string> } = { added: new Set(), removed: new Set() };
+  /** Control frames are routed to the node's handlers (kick, handoff, presence, broadcast). */
+  onControl: (frame: ControlFrame) => void = () => {};
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly store: SessionStore,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    private readonly opts: HubOptions,
+  ) {
+    bus.onFrame((data) => this.onFrame(data));
+    bus.onResubscribed(() => this.resyncAll('bus resubscribed'));
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  localSessionIds(): string[] {
+    return [...this.sessions.keys()];
+  }
+
+  socketsOf(sessionId: string): ReadonlySet<WS> | undefined {
+    return this.sessions.get(sessionId)?.conns;
+  }
+
+  /** Sessions joined and left since the last call (for the node registry). */
+  drainSessionChanges(): { added: string[]; removed: string[] } {
+    const c = this.sessionsChanged;
+    this.sessionsChanged = { added: new Set(), removed: new Set() };
+    return { added: [...c.added], removed: [...c.removed] };
+  }
+
+  /**
+   * Adds an authenticated socket to its session, holding back deltas (`pending`) until
+   * `catchUp` has sent it a snapshot or replay. Resolves once the bus subscription is live, so a
+   * snapshot read after this cannot miss a change.
+   */
+  async join(ws: WS): Promise<void> {
+    const c = ws.getUserData();
+    c.pending = [];
+    let s = this.sessions.get(c.sessionId);
+    if (!s) {
+      s = { conns: new Set(), ready: this.bus.subscribe([c.sessionId]) };
+      this.sessions.set(c.sessionId, s);
+      this.sessionsChanged.added.add(c.sessionId);
+      this.sessionsChanged.removed.delete(c.sessionId);
+      this.metrics.localSessions.set(this.sessions.size);
+      this.metrics.busSubscriptions.set(this.sessions.size);
+    }
+    s.conns.add(ws);
+    await s.ready;
+  }
+
+  leave(ws: WS): void {
+    const c = ws.getUserData();
+    const s = this.sessions.get(c.sessionId);
+    if (!s || !s.conns.delete(ws)) return;
+    if (s.conns.size === 0) {
+      this.sessions.delete(c.sessionId);
+      this.sessionsChanged.removed.add(c.sessionId);
+      this.sessionsChanged.added.delete(c.sessionId);
+      this.metrics.localSessions.set(this.sessions.size);
+      this.metrics.busSubscriptions.set(this.sessions.size);
+      this.bus.unsubscribe([c.sessionId]).catch((err) => this.log.warn({ err }, 'bus unsubscribe failed'));
+    }
+  }
+
+  /**
+   * Sends the socket what it missed since `afterVersion` (replay from the update log) or, when the
+   * log does not cover it or no version is given, one SNAPSHOT_RESPONSE; then releases the deltas
+   * held back meanwhile. Returns whether it resumed from the log.
+   */
+  async catchUp(
+    ws: WS, afterVersion: number | null, before?: (at: { resumed: boolean; version: number }) => void,
+  ): Promise<{ resumed: boolean; version: number }> {
+    const c = ws.getUserData();
+    if (c.pending === null) c.pending = [];
+    let frames: Uint8Array[] | null = null;
+    if (afterVersion !== null) frames = await this.store.updatesSince(c.sessionId, afterVersion);
+    const snap = frames === null ? await this.store.get(c.sessionId) : null;
+    if (c.closed) return { resumed: false, version: 0 };
+    let version: number;
+    if (frames !== null) {
+      const replay: UpdateFrame[] = [];
+      version = afterVersion!;
+      for (const data of frames) {
+        const f = decodeBusFrame(data) as UpdateFrame | null;
+        if (f && f.version > version) {
+          replay.push(f);
+          version = f.version;
+        }
+      }
+      before?.({ resumed: true, version });
+      for (const f of replay) send(ws, new Encoded(() => updateEnvelope(f), () => updateJsonFast(f)).for(c.binary));
+    } else {
+      version = snap ? snap.version : 0;
+      before?.({ resumed: false, version });
+      const env: Envelope = {
+        type: MessageType.SNAPSHOT_RESPONSE,
+        session_id: c.sessionId,
+        timestamp: Date.now(),
+        payload: snapshotPayload(c.sessionId, version, snap ? snap.state : {}, snap ? snap.updatedAt : Date.now()),
+      };
+      send(ws, c.binary ? encodeProto(env) : encodeJson(env));
+    }
+    c.lastVersion = version;
+    const held = c.pending;
+    c.pending = null;
+    c.stale = false;
+    for (const data of held) {
+      const f = decodeBusFrame(data) as UpdateFrame;
+      this.deliverTo(ws, f, new Encoded(() => updateEnvelope(f), () => updateJsonFast(f)));
+    }
+    return { resumed: frames !== null, version };
+  }
+
+  /** Re-sends what a socket missed; used after a gap, a slow-consumer drain or a bus outage. */
+  resync(ws: WS, reason: string): void {
+    const c = ws.getUserData();
+    if (c.closed || !c.authed || c.pending !== null) return;
+    this.metrics.fanout.inc({ outcome: 'resync' });
+    this.catchUp(ws, c.stale ? null : c.lastVersion).catch((err) => {
+      this.log.warn({ err: (err as Error).message, reason }, 'resync failed; closing so the client resumes');
+      const cc = ws.getUserData();
+      cc.pending = null;
+      if (!cc.closed) ws.end(1011, 'resync failed');
+    });
+  }
+
+  resyncAll(reason: string): void {
+    this.log.info({ reason, sessions: this.sessions.size }, 'resyncing all local sockets');
+    for (const s of this.sessions.values()) for (const ws of s.conns) this.resync(ws, reason);
+  }
+
+  /** A slow socket drained: give it the current state in one snapshot instead of the backlog. */
+  drained(ws: WS): void {
+    const c = ws.getUserData();
+    if (c.stale && ws.getBufferedAmount() < this.opts.slowConsumerBytes / 2) this.resync(ws, 'drain');
+  }
+
+  private onFrame(data: Uint8Array): void {
+    const f = decodeBusFrame(data);
+    if (!f) {
+      this.log.warn('dropping malformed bus frame');
+      return;
+    }
+    if (f.kind === BusKind.UPDATE) this.deliver(f, data);
+    else this.onControl(f);
+  }
+
+  private deliver(f: UpdateFrame, data: Uint8Array): void {
+    if (f.updatedAt > 0) this.metrics.busLag.observe(Math.max(0, Date.now() - f.updatedAt) / 1000);
+    const s = this.sessions.get(f.sessionId);
+    if (!s) return;
+    const encoded = new Encoded(() => updateEnvelope(f), () => updateJsonFast(f));
+    for (const ws of s.conns) {
+      const c = ws.getUserData();
+      if (c.pending !== null) {
+        c.pending.push(data);
+        continue;
+      }
+      this.deliverTo(ws, f, encoded);
+    }
+  }
+
+  private deliverTo(ws: WS, f: UpdateFrame, encoded: Encoded): void {
+    const c = ws.getUserData();
+    if (c.closed || f.version <= c.lastVersion) return;
+    if (f.version > c.lastVersion + 1) {
+      // A frame went missing (bus outage) or the socket skipped deltas: heal from the log.
+      c.pending = null;
+      this.resync(ws, 'gap');
+      return;
+    }
+    if (f.originConn === c.id && f.originNode === this.opts.nodeId) {
+      c.lastVersion = f.version; // the writer gets its ACK, never its own update
+      return;
+    }
+    if (c.stale) {
+      this.metrics.fanout.inc({ outcome: 'skipped_slow' });
+      return;
+    }
+    if (ws.getBufferedAmount() > this.opts.slowConsumerBytes) {
+      c.stale = true;
+      this.metrics.fanout.inc({ outcome: 'skipped_slow' });
+      return;
+    }
+    send(ws, encoded.for(c.binary));
+    c.lastVersion = f.version;
+    this.metrics.fanout.inc({ outcome: 'delivered' });
+  }
+}
+
+/** Sends one encoded frame; text for JSON sockets, binary for protobuf ones. */
+export function send(ws: WS, data: string | Uint8Array): void {
+  ws.send(data, typeof data !== 'string');
+}
+
+export type { Conn };

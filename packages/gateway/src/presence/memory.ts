@@ -1,0 +1,80 @@
+import type { DeviceInfo } from '@harmonyflow/protocol';
+import { deviceView, type DeviceDescriptor, type DeviceRecord, type PresenceRegistry } from './types';
+
+/** In-process device registry for the embedded single node. */
+export class MemoryPresence implements PresenceRegistry {
+  private readonly sessions = new Map<string, Map<string, DeviceRecord>>();
+
+  constructor(private readonly timeoutMs: number) {}
+
+  private devices(sessionId: string): Map<string, DeviceRecord> {
+    let m = this.sessions.get(sessionId);
+    if (!m) {
+      m = new Map();
+      this.sessions.set(sessionId, m);
+    }
+    return m;
+  }
+
+  async connect(sessionId: string, d: DeviceDescriptor, nodeId: string, now: number): Promise<{ first: boolean }> {
+    const devices = this.devices(sessionId);
+    const r: DeviceRecord = devices.get(d.deviceId) ?? { device_id: d.deviceId, nodes: Object.create(null), connected_at: now, last_seen: now };
+    const wasOnline = total(r) > 0;
+    if (!wasOnline) r.connected_at = now;
+    r.device_type = d.deviceType ?? r.device_type;
+    r.device_name = d.deviceName ?? r.device_name;
+    r.os_version = d.osVersion ?? r.os_version;
+    r.app_version = d.appVersion ?? r.app_version;
+    r.nodes[nodeId] = (r.nodes[nodeId] ?? 0) + 1;
+    r.last_seen = now;
+    devices.set(d.deviceId, r);
+    return { first: !wasOnline };
+  }
+
+  async disconnect(sessionId: string, deviceId: string, nodeId: string, now: number): Promise<{ last: boolean }> {
+    const r = this.sessions.get(sessionId)?.get(deviceId);
+    if (!r) return { last: false };
+    const before = total(r);
+    if (r.nodes[nodeId]) r.nodes[nodeId] -= 1;
+    if (r.nodes[nodeId] <= 0) delete r.nodes[nodeId];
+    r.last_seen = now;
+    return { last: before > 0 && total(r) === 0 };
+  }
+
+  async touch(entries: ReadonlyArray<{ sessionId: string; deviceId: string }>, now: number): Promise<void> {
+    for (const e of entries) {
+      const r = this.sessions.get(e.sessionId)?.get(e.deviceId);
+      if (r) r.last_seen = now;
+    }
+  }
+
+  async remove(sessionId: string, deviceId: string): Promise<boolean> {
+    return this.sessions.get(sessionId)?.delete(deviceId) ?? false;
+  }
+
+  async list(sessionId: string, now: number): Promise<DeviceInfo[]> {
+    const m = this.sessions.get(sessionId);
+    return m ? [...m.values()].map((r) => deviceView(r, now, this.timeoutMs)) : [];
+  }
+
+  async reapNode(nodeId: string, sessionIds: readonly string[], now: number): Promise<Array<{ sessionId: string; deviceId: string }>> {
+    const gone: Array<{ sessionId: string; deviceId: string }> = [];
+    for (const sessionId of sessionIds) {
+      for (const r of this.sessions.get(sessionId)?.values() ?? []) {
+        if (!r.nodes[nodeId]) continue;
+        delete r.nodes[nodeId];
+        if (total(r) === 0) {
+          r.last_seen = Math.min(r.last_seen, now);
+          gone.push({ sessionId, deviceId: r.device_id });
+        }
+      }
+    }
+    return gone;
+  }
+}
+
+function total(r: DeviceRecord): number {
+  let n = 0;
+  for (const k of Object.keys(r.nodes)) n += r.nodes[k];
+  return n;
+}

@@ -1,0 +1,77 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { DeviceInfo } from '@harmonyflow/protocol';
+import { StoreUnavailableError } from '../errors';
+import type { KeySpace } from '../store/keys';
+import type { RedisLike } from '../store/redisClient';
+import { deviceView, type DeviceDescriptor, type DeviceRecord, type PresenceRegistry } from './types';
+
+type PresenceScript = { hfPresence(numKeys: number, ...args: (string | number)[]): Promise<number | string[]> };
+
+/** Device registry in each session's `devices` hash; every change is one Lua script. */
+export class RedisPresence implements PresenceRegistry {
+  private readonly r: RedisLike & PresenceScript;
+
+  constructor(client: RedisLike, private readonly keys: KeySpace, private readonly timeoutMs: number, private readonly ttlMs: number) {
+    client.defineCommand('hfPresence', { lua: readFileSync(path.join(__dirname, '../store/lua/presence.lua'), 'utf8') });
+    this.r = client as RedisLike & PresenceScript;
+  }
+
+  private async run(sessionId: string, op: string, now: number, ...args: (string | number)[]): Promise<number | string[]> {
+    try {
+      return await this.r.hfPresence(1, this.keys.session(sessionId).devices, op, now, this.ttlMs, ...args);
+    } catch (err) {
+      throw new StoreUnavailableError(err);
+    }
+  }
+
+  async connect(sessionId: string, d: DeviceDescriptor, nodeId: string, now: number): Promise<{ first: boolean }> {
+    const desc = JSON.stringify({ device_type: d.deviceType, device_name: d.deviceName, os_version: d.osVersion, app_version: d.appVersion });
+    return { first: (await this.run(sessionId, 'connect', now, nodeId, d.deviceId, desc)) === 1 };
+  }
+
+  async disconnect(sessionId: string, deviceId: string, nodeId: string, now: number): Promise<{ last: boolean }> {
+    return { last: (await this.run(sessionId, 'disconnect', now, nodeId, deviceId)) === 1 };
+  }
+
+  async touch(entries: ReadonlyArray<{ sessionId: string; deviceId: string }>, now: number): Promise<void> {
+    const bySession = new Map<string, string[]>();
+    for (const e of entries) {
+      const list = bySession.get(e.sessionId);
+      if (list) list.push(e.deviceId);
+      else bySession.set(e.sessionId, [e.deviceId]);
+    }
+    await Promise.all([...bySession].map(([sid, ids]) => this.run(sid, 'touch', now, ...ids)));
+  }
+
+  async remove(sessionId: string, deviceId: string): Promise<boolean> {
+    try {
+      return (await this.r.hdel(this.keys.session(sessionId).devices, deviceId)) === 1;
+    } catch (err) {
+      throw new StoreUnavailableError(err);
+    }
+  }
+
+  async list(sessionId: string, now: number): Promise<DeviceInfo[]> {
+    let all: Record<string, string>;
+    try {
+      all = await this.r.hgetall(this.keys.session(sessionId).devices);
+    } catch (err) {
+      throw new StoreUnavailableError(err);
+    }
+    return Object.values(all).map((raw) => {
+      const r = JSON.parse(raw) as DeviceRecord;
+      if (!r.nodes || Array.isArray(r.nodes)) r.nodes = {};
+      return deviceView(r, now, this.timeoutMs);
+    });
+  }
+
+  async reapNode(nodeId: string, sessionIds: readonly string[], now: number): Promise<Array<{ sessionId: string; deviceId: string }>> {
+    const gone: Array<{ sessionId: string; deviceId: string }> = [];
+    for (const sessionId of sessionIds) {
+      const ids = (await this.run(sessionId, 'reap', now, nodeId)) as string[];
+      for (const deviceId of ids) gone.push({ sessionId, deviceId });
+    }
+    return gone;
+  }
+}

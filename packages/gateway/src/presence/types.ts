@@ -1,0 +1,70 @@
+import type { DeviceInfo } from '@harmonyflow/protocol';
+
+/** What a device says about itself in AUTH. */
+export interface DeviceDescriptor {
+  readonly deviceId: string;
+  readonly deviceType?: string;
+  readonly deviceName?: string;
+  readonly osVersion?: string;
+  readonly appVersion?: string;
+}
+
+/**
+ * The device registry of each session, shared by all nodes. A device may hold several
+ * connections on several nodes; it is online while any node counts a connection for it and its
+ * `last_seen` is within the presence timeout. Records live as long as the session (same TTL), so
+ * a disconnected device stays listed as offline until it is kicked or the session expires.
+ */
+export interface PresenceRegistry {
+  /** Counts a connection of the device on `nodeId`; `first` when the device was not online before. */
+  connect(sessionId: string, device: DeviceDescriptor, nodeId: string, now: number): Promise<{ first: boolean }>;
+  /** Drops one connection; `last` when the device has no connection left anywhere. */
+  disconnect(sessionId: string, deviceId: string, nodeId: string, now: number): Promise<{ last: boolean }>;
+  /** Refreshes `last_seen` of devices with traffic (batched by the caller). */
+  touch(entries: ReadonlyArray<{ sessionId: string; deviceId: string }>, now: number): Promise<void>;
+  /** Forgets a device (kick). False when it was not known. */
+  remove(sessionId: string, deviceId: string): Promise<boolean>;
+  list(sessionId: string, now: number): Promise<DeviceInfo[]>;
+  /**
+   * Drops every connection counted for a dead node. Returns the devices that went offline by it,
+   * so the caller can announce DEVICE_LEFT `timeout`.
+   */
+  reapNode(nodeId: string, sessionIds: readonly string[], now: number): Promise<Array<{ sessionId: string; deviceId: string }>>;
+}
+
+/** The stored record of one device. */
+export interface DeviceRecord {
+  device_id: string;
+  device_type?: string;
+  device_name?: string;
+  os_version?: string;
+  app_version?: string;
+  /** Open connections per node id. */
+  nodes: Record<string, number>;
+  connected_at: number;
+  last_seen: number;
+}
+
+export function deviceView(r: DeviceRecord, now: number, timeoutMs: number): DeviceInfo {
+  let connections = 0;
+  let nodeId: string | undefined;
+  for (const n of Object.keys(r.nodes)) {
+    if (r.nodes[n] > 0) {
+      connections += r.nodes[n];
+      nodeId = n;
+    }
+  }
+  const online = connections > 0 && now - r.last_seen <= timeoutMs;
+  return {
+    device_id: r.device_id,
+    device_type: r.device_type,
+    device_name: r.device_name,
+    os_version: r.os_version,
+    app_version: r.app_version,
+    status: online ? 'online' : 'offline',
+    node_id: nodeId,
+    connected_at: new Date(r.connected_at).toISOString(),
+    last_seen: new Date(r.last_seen).toISOString(),
+    connections,
+  };
+}

@@ -1,0 +1,86 @@
+import type { WebSocket } from 'uWebSockets.js';
+import type { DeviceLeftReason } from '@harmonyflow/protocol';
+
+/** AUTH fields that came as query parameters of the upgrade (`?token=…&device_id=…`). */
+export interface QueryAuth {
+  token: string;
+  device_id: string;
+  session_id?: string;
+  device_type?: string;
+  device_name?: string;
+  os_version?: string;
+  app_version?: string;
+  last_version?: number;
+}
+
+/**
+ * Per-connection state (uWS user data). Kept flat and small: it is multiplied by every
+ * connection, and no closures hang off it — timers are one sweep per node, not one per socket.
+ */
+export interface Conn {
+  readonly id: number;
+  /** Protobuf subprotocol (binary frames) instead of JSON text. */
+  readonly binary: boolean;
+  readonly openedAt: number;
+  authed: boolean;
+  authInFlight: boolean;
+  closed: boolean;
+  userId: string;
+  admin: boolean;
+  sessionId: string;
+  deviceId: string;
+  tokenExpiresAt: number;
+  expiryNotified: boolean;
+  lastSeen: number;
+  /** Traffic since the last presence touch. */
+  active: boolean;
+  /** Counted as a connection in the presence registry (false once silent past the timeout). */
+  counted: boolean;
+  /** Highest session version this connection has been given (or skipped as its own write). */
+  lastVersion: number;
+  /** Bus frames held back while a snapshot or replay is being prepared; null when live. */
+  pending: Uint8Array[] | null;
+  /** Slow consumer: deltas are skipped until drain, then one fresh snapshot is sent. */
+  stale: boolean;
+  bucket: number;
+  bucketAt: number;
+  limitedAt: number;
+  dropped: number;
+  strikes: number;
+  leaveReason: DeviceLeftReason | null;
+  query: QueryAuth | null;
+}
+
+export type WS = WebSocket<Conn>;
+
+let nextId = 1;
+
+export function newConn(binary: boolean, query: QueryAuth | null, now: number, burst: number): Conn {
+  return {
+    id: nextId++,
+    binary,
+    openedAt: now,
+    authed: false,
+    authInFlight: false,
+    closed: false,
+    userId: '',
+    admin: false,
+    sessionId: '',
+    deviceId: '',
+    tokenExpiresAt: 0,
+    expiryNotified: false,
+    lastSeen: now,
+    active: false,
+    counted: false,
+    lastVersion: 0,
+    pending: null,
+    stale: false,
+    bucket: burst,
+    bucketAt: now,
+    limitedAt: 0,
+    dropped: 0,
+    strikes: 0,
+    leaveReason: null,
+    query,
+  };
+}

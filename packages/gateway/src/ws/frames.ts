@@ -1,0 +1,76 @@
+import {
+  MessageType, encodeJson, encodeProto, type Envelope, type JsonObject, type UpdateFrame,
+} from '@harmonyflow/protocol';
+import { loadValueText, stateFromFlat } from '../store/valueCodec';
+
+/**
+ * Builds what devices receive for a committed change (SPEC §8 "How changes reach devices"):
+ * single-key ops → STATE_UPDATE with the resulting value, PATCH → one STATE_UPDATE with changes,
+ * whole replacements → SNAPSHOT_RESPONSE at the new version.
+ */
+export function updateEnvelope(f: UpdateFrame): Envelope {
+  const base = { session_id: f.sessionId, device_id: f.deviceId || undefined, timestamp: f.updatedAt };
+  switch (f.op) {
+    case 'set':
+    case 'delete':
+    case 'incr': {
+      const payload: Record<string, unknown> = {
+        key: f.key,
+        operation: f.op === 'set' ? 'SET' : f.op === 'delete' ? 'DELETE' : 'INCREMENT',
+        version: f.version,
+        device_id: f.deviceId,
+      };
+      if (f.op !== 'delete') payload.value = JSON.parse(loadValueText(f.value));
+      if (f.op === 'incr') payload.delta = f.delta;
+      return { type: MessageType.STATE_UPDATE, ...base, payload };
+    }
+    case 'patch':
+      return {
+        type: MessageType.STATE_UPDATE,
+        ...base,
+        payload: { operation: 'PATCH', changes: stateFromFlat(f.fields), deleted_keys: f.deleted, version: f.version, device_id: f.deviceId },
+      };
+    case 'replace':
+    case 'merge':
+      return { type: MessageType.SNAPSHOT_RESPONSE, ...base, payload: snapshotPayload(f.sessionId, f.version, stateFromFlat(f.fields), f.updatedAt) };
+  }
+}
+
+export function snapshotPayload(sessionId: string, version: number, state: JsonObject, updatedAt: number) {
+  return { session_id: sessionId, version, state_data: state, updated_at: new Date(updatedAt).toISOString() };
+}
+
+/**
+ * JSON text of a single-key STATE_UPDATE, spliced from the stored value without parsing it: the
+ * hot path for the default subprotocol. Equivalent to encodeJson(updateEnvelope(f)).
+ */
+export function updateJsonFast(f: UpdateFrame): string | null {
+  if (f.op !== 'set' && f.op !== 'incr' && f.op !== 'delete') return null;
+  const dev = JSON.stringify(f.deviceId);
+  const value = f.op === 'delete' ? '' : `"value":${loadValueText(f.value)},`;
+  const delta = f.op === 'incr' ? `,"delta":${JSON.stringify(f.delta)}` : '';
+  const op = f.op === 'set' ? 'SET' : f.op === 'delete' ? 'DELETE' : 'INCREMENT';
+  return (
+    `{"type":5,"session_id":${JSON.stringify(f.sessionId)}${f.deviceId ? `,"device_id":${dev}` : ''},"timestamp":${f.updatedAt},` +
+    `"payload":{"key":${JSON.stringify(f.key)},${value}"operation":"${op}","version":${f.version},"device_id":${dev}${delta}}}`
+  );
+}
+
+/** An envelope encoded once per codec, on demand. */
+export class Encoded {
+  private json: string | null = null;
+  private proto: Uint8Array | null = null;
+  private envelope: Envelope | null = null;
+
+  constructor(private readonly build: () => Envelope, private readonly fastJson: (() => string | null) | null = null) {}
+
+  private env(): Envelope {
+    return (this.envelope ??= this.build());
+  }
+
+  for(binary: boolean): string | Uint8Array {
+    if (binary) return (this.proto ??= encodeProto(this.env()));
+    if (this.json === null) this.json = this.fastJson?.() ?? encodeJson(this.env());
+    return this.json;
+  }
+}
