@@ -4,3 +4,4 @@ export * from './redis';
 export * from './node';
 export * from './http';
 export * from './contract/sessionStore';
+export * from './device';
