@@ -1,6 +1,6 @@
 /**
- * @harmonyflow/client — the TypeScript SDK. It speaks the protocol defined in
- * `@harmonyflow/protocol`; its message types and codecs are re-exported here so applications
- * depend on one package.
+ * @harmonyflow/client — the TypeScript SDK for browsers and Node: a `SessionClient` that keeps a
+ * device's live view of a session in sync, plus the protocol's types and codecs.
  */
 export * from '@harmonyflow/protocol';
+export { SessionClient, SessionError, type SessionClientOptions, type ClientEvents, type WebSocketLike, type WebSocketFactory } from './client';

@@ -115,7 +115,22 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
   const state = { draining: false, startedAt: Date.now() };
   const hub = new Hub(bus, store, metrics, log, { nodeId: config.nodeId, slowConsumerBytes: 256 * 1024 });
   const ws = new WsGateway(app, { config, tokens, sessions, presence, hub, bus, metrics, log, inflight });
-  hub.onControl = (f) => deliverControl(f, hub, app, metrics);
+  // Canary: a frame to ourselves through the same kind of channel sessions use. A node whose bus
+  // silently stopped delivering (e.g. subscribed to nothing after a failover) turns not-ready.
+  const canaryId = `canary-${config.nodeId}`;
+  const canaryEveryMs = Math.max(200, Math.min(2000, heartbeatMs));
+  const canary = { sentAt: 0, heardAt: Date.now() };
+  hub.onControl = (f) => {
+    if (f.kind === BusKind.CANARY) {
+      if (f.originNode === config.nodeId) {
+        canary.heardAt = Date.now();
+        metrics.busLag.observe(Math.max(0, Date.now() - Number(f.body.sent_at)) / 1000);
+      }
+      return;
+    }
+    deliverControl(f, hub, app, metrics);
+  };
+  await bus.subscribe([canaryId]);
   const publish = (sessionId: string, kind: ControlFrame['kind'], body: Record<string, unknown>) => ws.publishControl(sessionId, kind, body);
   const publishGlobal = (kind: ControlFrame['kind'], body: Record<string, unknown>) =>
     bus.publishGlobal(encodeControlFrame({ kind, sessionId: '', originNode: config.nodeId, body }));
@@ -131,6 +146,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
     notReadyReason: async () => {
       if (state.draining) return 'draining';
       if (!(await store.ping())) return 'store_unavailable';
+      if (canary.sentAt > canary.heardAt && Date.now() - canary.sentAt > 3 * canaryEveryMs) return 'bus_silent';
       return null;
     },
     redisStatus: async () => (store.kind === 'memory' ? 'embedded' : (await store.ping()) ? 'up' : 'down'),
@@ -175,6 +191,13 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
     heartbeat().catch((err) => log.warn({ err: (err as Error).message }, 'heartbeat failed')).finally(() => (beating = false));
   }, heartbeatMs);
   beatTimer.unref();
+  const canaryTimer = setInterval(() => {
+    const now = Date.now();
+    if (canary.sentAt <= canary.heardAt) canary.sentAt = now; // measure silence from the first unanswered send
+    bus.publish(canaryId, encodeControlFrame({ kind: BusKind.CANARY, sessionId: canaryId, originNode: config.nodeId, body: { sent_at: now } }))
+      .catch(() => undefined); // a failed publish is the store being down, which /ready reports on its own
+  }, canaryEveryMs);
+  canaryTimer.unref();
   const adminTimer = setInterval(() => {
     if (app.numSubscribers('admins/j') + app.numSubscribers('admins/p') === 0) return;
     adminMetrics.all().then(
@@ -203,6 +226,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
       state.draining = true;
       clearInterval(beatTimer);
       clearInterval(adminTimer);
+      clearInterval(canaryTimer);
       if (listenSocket) uws.us_listen_socket_close(listenSocket);
       listenSocket = null;
       await ws.drain(Math.min(config.drainTimeoutMs, 3000));
