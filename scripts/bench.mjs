@@ -25,7 +25,6 @@ const STORES = Object.freeze(['redis', 'embedded']);
 const REDIS_ENV_UNSET = { REDIS_URL: undefined, REDIS_ADDR: undefined, REDIS_PASSWORD: undefined, REDIS_DB: undefined, REDIS_CLUSTER_NODES: undefined };
 
 const log = (msg) => process.stderr.write(`[bench] ${msg}\n`);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Resolves true when `p` settles within `ms`, false otherwise; never leaves a timer behind. */
 function settlesWithin(p, ms) {
@@ -167,10 +166,11 @@ function makeContext(sc, opts) {
     async startRedis(extraArgs = []) {
       if (!testkit.redisServerAvailable()) throw new Error('redis-server is not on PATH');
       const redis = await track(testkit.startRedis(extraArgs));
+      const { stop, kill } = redis; // the handle's own stop() is replaced below
       const r = register({
         label: `redis-server :${redis.port}`,
-        stop: () => redis.stop(),
-        kill: () => void redis.kill().catch(() => {}),
+        stop: () => stop(),
+        kill: () => void kill().catch(() => {}),
       });
       return Object.assign(redis, { stop: () => stopResource(r) });
     },
@@ -407,6 +407,7 @@ async function main() {
         }, timeoutMs);
       });
       const rows = await Promise.race([running, timedOut]);
+      if (shuttingDown) break; // interrupted: whatever it measured after that is not a result
       if (!Array.isArray(rows)) throw new Error('run(ctx) must resolve with an array of rows');
       for (const r of rows) {
         if (!r || typeof r.metric !== 'string' || typeof r.unit !== 'string') throw new Error(`bad row ${JSON.stringify(r)}`);
@@ -428,6 +429,11 @@ async function main() {
   await shutdown();
   const ok = report(state);
   process.exitCode = ok ? 0 : 1;
+  // Everything is stopped; should a forgotten handle keep the loop alive, do not hang on it.
+  setTimeout(() => {
+    log('a handle kept the process alive after the report; exiting');
+    process.exit(process.exitCode);
+  }, 3_000).unref();
 }
 
 await main();

@@ -53,6 +53,7 @@ function parse(body) {
 
 /** Runs prebuilt requests through a pool, checking each response; never throws. */
 async function phase(ctx, label, { client, concurrency, requests, check, deadline }) {
+  if (ctx.signal.aborted) throw new Error(`aborted before ${label}`);
   const lat = new Latencies(requests.length);
   let errors = 0;
   const samples = [];
@@ -84,9 +85,10 @@ async function phase(ctx, label, { client, concurrency, requests, check, deadlin
   }
   const sum = lat.summary();
   const rps = sum.n > 0 ? (sum.n / pool.wallMs) * 1000 : null;
+  const f = (v, d) => (v === null ? 'n/a' : v.toFixed(d));
   ctx.log(
     `${label}: ${sum.n}/${requests.length} in ${(pool.wallMs / 1000).toFixed(2)} s, ` +
-      `p50 ${sum.p50?.toFixed(3)} ms, p99 ${sum.p99?.toFixed(3)} ms, ${rps?.toFixed(0)} req/s, errors ${errors}`,
+      `p50 ${f(sum.p50, 3)} ms, p99 ${f(sum.p99, 3)} ms, ${f(rps, 0)} req/s, errors ${errors}`,
   );
   for (const s of samples) ctx.log(`${label}: error: ${s}`);
   return { ...sum, rps, errors, wallMs: pool.wallMs };
@@ -156,14 +158,15 @@ async function benchStore(ctx, kind, cfg) {
 
     // Warm-up on separate sessions, not measured; failures still count as errors.
     const warmIds = Array.from({ length: cfg.warmSessions }, () => randomUUID());
+    const warmOwner = (w) => auth[w % cfg.users];
     const warmW = await phase(ctx, `${kind} warm-up write`, {
       client: c16, concurrency: CONCURRENCY, deadline: deadline(),
-      requests: Array.from({ length: cfg.warmup }, (_, i) => writeReq(warmIds[i % warmIds.length], auth[i % cfg.users], stateFor(i, 0))),
+      requests: Array.from({ length: cfg.warmup }, (_, i) => writeReq(warmIds[i % warmIds.length], warmOwner(i % warmIds.length), stateFor(i, 0))),
       check: (_, res) => (res.status === 200 || res.status === 201 ? null : `status ${res.status}`),
     });
     const warmR = await phase(ctx, `${kind} warm-up read`, {
       client: c16, concurrency: CONCURRENCY, deadline: deadline(),
-      requests: Array.from({ length: cfg.warmup }, (_, i) => readReq(warmIds[i % warmIds.length], auth[i % cfg.users])),
+      requests: Array.from({ length: cfg.warmup }, (_, i) => readReq(warmIds[i % warmIds.length], warmOwner(i % warmIds.length))),
       check: (_, res) => (res.status === 200 ? null : `status ${res.status}`),
     });
 

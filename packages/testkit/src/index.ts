@@ -5,3 +5,4 @@ export * from './node';
 export * from './http';
 export * from './contract/sessionStore';
 export * from './device';
+export * from './cluster';

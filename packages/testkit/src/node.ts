@@ -75,11 +75,19 @@ export interface NodeProcess {
 
 const MAIN = path.resolve(__dirname, '../../gateway/dist/main.js');
 
+// A failed test must not leave gateway processes behind.
+const spawned = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of spawned) p.kill('SIGKILL');
+});
+
 /** A real gateway process (built `dist/main.js`), ready when `/health` answers. */
 export async function spawnNode(env: Record<string, string | undefined> = {}): Promise<NodeProcess> {
   const port = await freePort();
   const fullEnv = { ...process.env, ...testEnv({ PORT: String(port), LOG_LEVEL: 'info', ...env }) };
   const proc = spawn(process.execPath, [MAIN], { env: fullEnv as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  spawned.add(proc);
+  proc.once('exit', () => spawned.delete(proc));
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));

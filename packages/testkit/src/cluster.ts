@@ -1,0 +1,105 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort } from './ports';
+import { startRedis, type PrivateRedis } from './redis';
+
+export interface PrivateRedisCluster {
+  readonly nodes: PrivateRedis[];
+  /** `host:port,…` for REDIS_CLUSTER_NODES. */
+  readonly spec: string;
+  stop(): Promise<void>;
+}
+
+/** A private 3-master Redis Cluster on free loopback ports (`redis-cli --cluster create`). */
+export async function startRedisCluster(masters = 3): Promise<PrivateRedisCluster> {
+  const nodes: PrivateRedis[] = [];
+  try {
+    for (let i = 0; i < masters; i++) {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'hf-cluster-'));
+      nodes.push(await startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, 'nodes.conf'), '--cluster-node-timeout', '2000']));
+    }
+    const addrs = nodes.map((n) => `127.0.0.1:${n.port}`);
+    const r = spawnSync('redis-cli', ['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 });
+    if (r.status !== 0) throw new Error(`redis-cli --cluster create failed: ${r.stdout}\n${r.stderr}`);
+    const deadline = Date.now() + 15_000;
+    for (const n of nodes) {
+      for (;;) {
+        const info = spawnSync('redis-cli', ['-p', String(n.port), 'cluster', 'info'], { encoding: 'utf8' }).stdout;
+        if (info.includes('cluster_state:ok')) break;
+        if (Date.now() > deadline) throw new Error(`cluster not ok on ${n.port}: ${info}`);
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    }
+    return {
+      nodes,
+      spec: addrs.join(','),
+      stop: async () => {
+        await Promise.all(nodes.map((n) => n.stop()));
+      },
+    };
+  } catch (err) {
+    await Promise.all(nodes.map((n) => n.stop()));
+    throw err;
+  }
+}
+
+export interface PrivateHaproxy {
+  readonly port: number;
+  readonly url: string;
+  readonly wsUrl: string;
+  stop(): Promise<void>;
+}
+
+const TEMPLATE = path.resolve(__dirname, '../../../deploy/haproxy/haproxy.cfg.template');
+
+/** HAProxy from `deploy/haproxy/haproxy.cfg.template` in front of the given gateway ports. */
+export async function startHaproxy(backendPorts: readonly number[], opts: { port?: number } = {}): Promise<PrivateHaproxy> {
+  const port = opts.port ?? (await freePort());
+  const stats = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hf-haproxy-'));
+  const servers = backendPorts.map((p, i) => `    server node${i + 1} 127.0.0.1:${p} check inter 500ms fall 2 rise 1`).join('\n');
+  const cfg = readFileSync(TEMPLATE, 'utf8')
+    .replaceAll('{{FRONTEND_PORT}}', String(port))
+    .replaceAll('{{STATS_PORT}}', String(stats))
+    .replaceAll('{{SERVERS}}', servers);
+  const file = path.join(dir, 'haproxy.cfg');
+  writeFileSync(file, cfg);
+  const proc: ChildProcess = spawn('haproxy', ['-db', '-f', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr!.on('data', (d) => (err += d));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`haproxy exited: ${err}`);
+    try {
+      if ((await fetch(`${url}/health`, { headers: { connection: 'close' } })).ok) break;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`haproxy did not come up: ${err}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    port,
+    url,
+    wsUrl: `ws://127.0.0.1:${port}/ws`,
+    stop: async () => {
+      if (proc.exitCode === null) {
+        await new Promise<void>((resolve) => {
+          proc.once('exit', () => resolve());
+          proc.kill('SIGKILL');
+        });
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function haproxyAvailable(): boolean {
+  return spawnSync('haproxy', ['-v']).status === 0;
+}
