@@ -47,9 +47,13 @@ export interface ClientEvents {
 
 interface PendingOp {
   readonly env: Envelope;
+  retries?: number;
   resolve(r: { version: number; value?: JsonValue }): void;
   reject(err: Error): void;
 }
+
+/** Write errors worth retrying as they are. */
+const RETRYABLE = new Set(['store_unavailable', 'rate_limited']);
 
 /** Close codes after which reconnecting cannot help. */
 const FATAL = new Set<number>([CloseCode.FORBIDDEN, CloseCode.PROTOCOL_ABUSE, CloseCode.TOO_BIG, CloseCode.KICKED]);
@@ -245,7 +249,14 @@ export class SessionClient {
       case MessageType.ERROR: {
         const corr = (p.correlation_id as string | undefined) ?? env.correlation_id;
         const op = corr ? this.pending.get(corr) : undefined;
-        if (op) {
+        if (op && RETRYABLE.has(String(p.code))) {
+          // Transient (store failover, rate limit): re-send later with the same correlation id;
+          // the server applies a (device, correlation id) pair at most once.
+          op.retries = (op.retries ?? 0) + 1;
+          setTimeout(() => {
+            if (this.pending.get(corr!) === op && this.ws && this.hasState) this.sendEnv(op.env);
+          }, Math.min(2000, 100 * 2 ** Math.min(op.retries, 5)));
+        } else if (op) {
           this.pending.delete(corr!);
           op.reject(new SessionError(String(p.code), String(p.message), p));
         } else this.emit('error', p as { code: string; message: string });

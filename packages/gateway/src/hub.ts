@@ -18,6 +18,11 @@ export interface HubOptions {
   readonly nodeId: string;
   /** Buffered bytes past which a socket stops receiving deltas (coalesced into a snapshot on drain). */
   readonly slowConsumerBytes: number;
+  /**
+   * Records that this node hosts the session before any of its devices is counted here, so a
+   * survivor can find them if this node dies a moment later.
+   */
+  readonly trackSession: (sessionId: string) => Promise<void>;
 }
 
 /**
@@ -71,15 +76,23 @@ export class Hub {
     c.pending = [];
     let s = this.sessions.get(c.sessionId);
     if (!s) {
-      s = { conns: new Set(), ready: this.bus.subscribe([c.sessionId]) };
+      const ready = Promise.all([this.bus.subscribe([c.sessionId]), this.opts.trackSession(c.sessionId)]).then(() => undefined);
+      s = { conns: new Set(), ready };
       this.sessions.set(c.sessionId, s);
-      this.sessionsChanged.added.add(c.sessionId);
       this.sessionsChanged.removed.delete(c.sessionId);
       this.metrics.localSessions.set(this.sessions.size);
       this.metrics.busSubscriptions.set(this.sessions.size);
     }
     s.conns.add(ws);
-    await s.ready;
+    const ready = s.ready;
+    try {
+      await ready;
+    } catch (err) {
+      // Do not let one failed subscribe poison later joins of the same session.
+      if (s.ready === ready) s.ready = Promise.all([this.bus.subscribe([c.sessionId]), this.opts.trackSession(c.sessionId)]).then(() => undefined);
+      s.ready.catch(() => undefined);
+      throw err;
+    }
   }
 
   leave(ws: WS): void {
@@ -135,12 +148,17 @@ export class Hub {
       send(ws, c.binary ? encodeProto(env) : encodeJson(env));
     }
     c.lastVersion = version;
-    const held = c.pending;
+    const held = c.pending ?? [];
     c.pending = null;
     c.stale = false;
-    for (const data of held) {
-      const f = decodeBusFrame(data) as UpdateFrame;
+    for (let i = 0; i < held.length; i++) {
+      const f = decodeBusFrame(held[i]) as UpdateFrame;
       this.deliverTo(ws, f, new Encoded(() => updateEnvelope(f), () => updateJsonFast(f)));
+      if (c.pending !== null) {
+        // That frame revealed a gap and started another catch-up: it owns the rest.
+        (c.pending as Uint8Array[]).push(...held.slice(i + 1));
+        break;
+      }
     }
     return { resumed: frames !== null, version };
   }
@@ -197,18 +215,18 @@ export class Hub {
   private deliverTo(ws: WS, f: UpdateFrame, encoded: Encoded): void {
     const c = ws.getUserData();
     if (c.closed || f.version <= c.lastVersion) return;
+    if (c.stale) {
+      // Only the drain handler brings a slow socket back (with one snapshot); a "gap" here is expected.
+      this.metrics.fanout.inc({ outcome: 'skipped_slow' });
+      return;
+    }
     if (f.version > c.lastVersion + 1) {
-      // A frame went missing (bus outage) or the socket skipped deltas: heal from the log.
-      c.pending = null;
+      // A frame went missing (bus outage): heal from the update log.
       this.resync(ws, 'gap');
       return;
     }
     if (f.originConn === c.id && f.originNode === this.opts.nodeId) {
       c.lastVersion = f.version; // the writer gets its ACK, never its own update
-      return;
-    }
-    if (c.stale) {
-      this.metrics.fanout.inc({ outcome: 'skipped_slow' });
       return;
     }
     if (ws.getBufferedAmount() > this.opts.slowConsumerBytes) {

@@ -113,7 +113,11 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
   const deps: HttpDeps = { tokens, log, metrics, bodyLimit: config.maxStateBytes + 64 * 1024, inflight };
   const app = uws.App();
   const state = { draining: false, startedAt: Date.now() };
-  const hub = new Hub(bus, store, metrics, log, { nodeId: config.nodeId, slowConsumerBytes: 256 * 1024 });
+  const hub = new Hub(bus, store, metrics, log, {
+    nodeId: config.nodeId,
+    slowConsumerBytes: 256 * 1024,
+    trackSession: (sessionId) => registry.trackSessions(config.nodeId, [sessionId], []),
+  });
   const ws = new WsGateway(app, { config, tokens, sessions, presence, hub, bus, metrics, log, inflight });
   // Canary: a frame to ourselves through the same kind of channel sessions use. A node whose bus
   // silently stopped delivering (e.g. subscribed to nothing after a failover) turns not-ready.

@@ -3,7 +3,8 @@ import { ErrorCode, type JsonObject } from '@harmonyflow/protocol';
 import { AppError, badRequest } from '../errors';
 
 /** Deeper state is refused: a recursive JSON walker anywhere downstream must not blow the stack. */
-export const MAX_JSON_DEPTH = 64;
+export { MAX_JSON_DEPTH } from '@harmonyflow/protocol';
+import { MAX_JSON_DEPTH } from '@harmonyflow/protocol';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -44,9 +45,15 @@ export function jsonDepth(v: unknown, limit: number): number {
  * A JSON object, accepted by reference: zod's record parser would rebuild it with assignments,
  * and `out["__proto__"] = …` would set a prototype instead of storing data.
  */
+/**
+ * Deepest state object accepted: frames carrying it add two levels (envelope, payload), and every
+ * frame we send must stay decodable under the codecs' MAX_JSON_DEPTH.
+ */
+export const MAX_STATE_DEPTH = MAX_JSON_DEPTH - 2;
+
 export const jsonObject = z.custom<JsonObject>(
-  (v) => v !== null && typeof v === 'object' && !Array.isArray(v) && jsonDepth(v, MAX_JSON_DEPTH) <= MAX_JSON_DEPTH,
-  { message: `must be a JSON object nested at most ${MAX_JSON_DEPTH} levels` },
+  (v) => v !== null && typeof v === 'object' && !Array.isArray(v) && jsonDepth(v, MAX_STATE_DEPTH) <= MAX_STATE_DEPTH,
+  { message: `must be a JSON object nested at most ${MAX_STATE_DEPTH} levels` },
 );
 
 export const sessionIdField = z.string().regex(UUID_RE, 'must be a UUID').transform((s) => s.toLowerCase());

@@ -8,7 +8,7 @@ import type { TokenService } from '../auth/tokens';
 import type { Bus } from '../bus/types';
 import type { Config } from '../config';
 import { AppError } from '../errors';
-import { isUuid } from '../http/validation';
+import { MAX_STATE_DEPTH, isUuid, jsonDepth } from '../http/validation';
 import { send, type Hub } from '../hub';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
@@ -279,6 +279,10 @@ export class WsGateway {
     switch (p.operation) {
       case 'SET':
         if (p.value === undefined) return this.strike(ws, ErrorCode.INVALID_MESSAGE, 'SET needs a value', corr);
+        // A value sits one level below the state, which sits two below the envelope.
+        if (jsonDepth(p.value, MAX_STATE_DEPTH - 1) > MAX_STATE_DEPTH - 1) {
+          return this.strike(ws, ErrorCode.INVALID_MESSAGE, `value nested deeper than ${MAX_STATE_DEPTH - 1} levels`, corr);
+        }
         op = { op: 'set', key: p.key, value: p.value as JsonValue };
         break;
       case 'DELETE':
