@@ -3,7 +3,7 @@ import WebSocket from 'ws';
 import { MessageType as T } from '@harmonyflow/protocol';
 import { SessionClient, type WebSocketFactory } from '@harmonyflow/client';
 import {
-  api, closeAllDevices, connectDevice, eventually, spawnNode, startHaproxy, startRedis, startRedisCluster, testTokens,
+  api, closeAllDevices, connectDevice, eventually, freePort, spawnNode, startHaproxy, startRedis, startRedisCluster, testTokens,
   type NodeProcess, type TestDevice,
 } from '@harmonyflow/testkit';
 
@@ -185,6 +185,35 @@ describe('failures', () => {
       for (const c of cs) c.close();
     } finally {
       await closeAllDevices();
+      await lb.stop();
+      await stopAll(nodes);
+      await redis.stop();
+    }
+  }, 90_000);
+
+  it('rolling restart (SIGTERM one node at a time, like kubectl rollout restart) loses no acknowledged update', async () => {
+    const redis = await startRedis();
+    const env = { REDIS_URL: redis.url, ...FAST, DRAIN_TIMEOUT_MS: '2000' };
+    const ports = [await freePort(), await freePort()];
+    let nodes = await Promise.all(ports.map((p, i) => spawnNode({ ...env, PORT: String(p), NODE_ID: `roll${i}`, LOG_LEVEL: 'warn' })));
+    const lb = await startHaproxy(ports);
+    try {
+      const sid = randomUUID();
+      const cs = await clients(lb.wsUrl, sid, 4);
+      const { acked, done } = writeLoad(cs, 80);
+      for (let i = 0; i < nodes.length; i++) {
+        await eventually(() => acked.n > 40 * (i + 1), 20_000);
+        nodes[i].kill('SIGTERM');
+        expect(await nodes[i].exited).toBe(0);
+        nodes[i] = await spawnNode({ ...env, PORT: String(ports[i]), NODE_ID: `roll${i}b`, LOG_LEVEL: 'warn' });
+      }
+      await done;
+      expect(acked.n).toBe(320);
+      const snap = await api(nodes[0].url, 'GET', `/session/${sid}`, { token: await tokens.signAccess('alice', 'user') });
+      expect(snap.body.state_data.total).toBe(320);
+      await eventually(() => cs.every((c) => c.state.total === 320), 10_000);
+      for (const c of cs) c.close();
+    } finally {
       await lb.stop();
       await stopAll(nodes);
       await redis.stop();

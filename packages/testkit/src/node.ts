@@ -83,8 +83,8 @@ process.once('exit', () => {
 
 /** A real gateway process (built `dist/main.js`), ready when `/health` answers. */
 export async function spawnNode(env: Record<string, string | undefined> = {}): Promise<NodeProcess> {
-  const port = await freePort();
-  const fullEnv = { ...process.env, ...testEnv({ PORT: String(port), LOG_LEVEL: 'info', ...env }) };
+  const port = env.PORT ? Number(env.PORT) : await freePort();
+  const fullEnv = { ...process.env, ...testEnv({ LOG_LEVEL: 'info', ...env, PORT: String(port) }) };
   const proc = spawn(process.execPath, [MAIN], { env: fullEnv as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   spawned.add(proc);
   proc.once('exit', () => spawned.delete(proc));
