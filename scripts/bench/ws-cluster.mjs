@@ -26,7 +26,7 @@ const GW_ENV = {
   WS_RATE_PER_SECOND: '100000', WS_RATE_BURST: '100000',
   REDIS_ADDR: undefined, REDIS_PASSWORD: undefined, REDIS_DB: undefined, REDIS_CLUSTER_NODES: undefined,
 };
-const FULL = { sessions: 1000, users: 200, warmupRate: 500, warmupMs: 2000, steps: [1000, 2000, 3000, 4000, 6000, 8000, 10000, 12000], stepMs: 5000, drainMs: 5000 };
+const FULL = { sessions: 1000, users: 200, warmupRate: 500, warmupMs: 2000, steps: [1000, 1500, 2000, 3000, 4000, 6000, 8000, 10000], stepMs: 5000, drainMs: 5000 };
 const QUICK = { sessions: 200, users: 40, warmupRate: 500, warmupMs: 1000, steps: [1000, 2000], stepMs: 2000, drainMs: 3000 };
 const PROCS = 0; // clients in this process
 

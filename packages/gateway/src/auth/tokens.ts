@@ -70,7 +70,9 @@ export class TokenService {
     if (typeof token !== 'string' || token.length === 0 || token.length > 8192) throw new TokenError(ErrorCode.INVALID_TOKEN, 'missing token');
     let payload: JWTPayload;
     try {
-      const opts = { issuer: this.cfg.issuer ?? undefined, audience: this.cfg.audience ?? undefined, requiredClaims: ['exp', 'sub'] };
+      // Our own HS256 tokens carry no iss/aud; JWT_ISSUER/JWT_AUDIENCE constrain the identity provider's.
+      const opts = { requiredClaims: ['exp', 'sub'] };
+      const idpOpts = { ...opts, issuer: this.cfg.issuer ?? undefined, audience: this.cfg.audience ?? undefined };
       if (typ === 'refresh') {
         ({ payload } = await jwtVerify(token, this.cfg.refreshSecret, { ...opts, algorithms: ['HS256'] }));
       } else {
@@ -79,7 +81,7 @@ export class TokenService {
         } catch (err) {
           // Only a signature/algorithm mismatch may fall through to the identity provider's keys.
           if (!this.jwks || err instanceof joseErrors.JWTExpired || err instanceof joseErrors.JWTClaimValidationFailed) throw err;
-          ({ payload } = await jwtVerify(token, this.jwks, { ...opts, algorithms: ['RS256', 'ES256'] }));
+          ({ payload } = await jwtVerify(token, this.jwks, { ...idpOpts, algorithms: ['RS256', 'ES256'] }));
         }
       }
     } catch (err) {
