@@ -89,28 +89,14 @@ export class RedisNodeRegistry implements NodeRegistry {
   constructor(private readonly r: RedisLike, private readonly keys: KeySpace, private readonly deadAfterMs: number) {}
 
   async heartbeat(info: NodeInfo, connections: readonly LocalConnection[]): Promise<void> {
-    const connsKey = this.keys.node(info.node_id) + ':conns';
-    const m = this.r.multi();
-    m.hset(this.keys.nodes(), info.node_id, JSON.stringify(info));
-    m.del(connsKey);
+    // `nodes` and a node's own keys sit in different Cluster slots: two transactions, not one.
+    const own = this.keys.node(info.node_id);
+    await this.r.hset(this.keys.nodes(), info.node_id, JSON.stringify(info));
+    const m = this.r.multi().del(own + ':conns');
     if (connections.length > 0) {
       const flat: string[] = [];
       for (const c of connections) flat.push(c.conn_id, JSON.stringify(c));
-      m.hset(connsKey, ...flat);
-      m.pexpire(connsKey, this.deadAfterMs * 2);
-    }
-    m.pexpire(this.keys.node(info.node_id) + ':sessions', 7 * 24 * 3600 * 1000);
-    // nodes and a node's own keys live in different Cluster slots: send them separately there.
-    if ((this.r as { isCluster?: boolean }).isCluster) {
-      await this.r.hset(this.keys.nodes(), info.node_id, JSON.stringify(info));
-      const c = this.r.multi().del(connsKey);
-      if (connections.length > 0) {
-        const flat: string[] = [];
-        for (const x of connections) flat.push(x.conn_id, JSON.stringify(x));
-        c.hset(connsKey, ...flat).pexpire(connsKey, this.deadAfterMs * 2);
-      }
-      await c.exec();
-      return;
+      m.hset(own + ':conns', ...flat).pexpire(own + ':conns', this.deadAfterMs * 2);
     }
     await m.exec();
   }
@@ -138,6 +124,7 @@ export class RedisNodeRegistry implements NodeRegistry {
     const m = this.r.multi();
     if (added.length > 0) m.sadd(key, ...added);
     if (removed.length > 0) m.srem(key, ...removed);
+    m.pexpire(key, 7 * 24 * 3600 * 1000); // outlives any session it names; gone if nobody is left to reap
     await m.exec();
   }
 
