@@ -87,6 +87,7 @@ function parseArgs(argv) {
   }
   if (o.urls.length === 0) die('--url is required');
   if (o.key.length === 0 || o.key.length > 1024) die('--key must be 1-1024 characters');
+  if ((o.warmup + o.duration) * o.rate > 30_000_000) die('more than 30 million updates in one run (latencies are kept in memory); shorten --duration or lower --rate');
   if (o.procs > os.cpus().length * 4) die(`--procs ${o.procs} is more than 4 per CPU; that only adds contention`);
   try {
     o.urls = o.urls.map((u) => checkWsUrl(u, { allowRemote: o.allowRemote }));
@@ -184,12 +185,13 @@ async function main() {
       const lat = r.lat.summary();
       const ack = r.ack.summary();
       const lag = r.lag.summary();
-      const errors = runErrors(r);
+      const errors = runErrors(r) - (interrupted ? r.notSent : 0); // an interrupted run stops sending on purpose
       line(`run: target ${o.rate}/s for ${o.duration} s${interrupted ? ' (interrupted)' : ''}: sent ${r.sent} (${f(r.achievedRate, 1)}/s achieved), ` +
         `acked ${r.acked}, delivered ${r.received}/${r.expected}, lost ${r.lost}`);
       line(`latency writer→other device (ms): p50 ${f(lat.p50, 3)}  p90 ${f(lat.p90, 3)}  p99 ${f(lat.p99, 3)}  max ${f(lat.max, 3)}  mean ${f(lat.mean, 3)}  (n=${lat.n})`);
       line(`ACK latency (ms):                  p50 ${f(ack.p50, 3)}  p90 ${f(ack.p90, 3)}  p99 ${f(ack.p99, 3)}  max ${f(ack.max, 3)}`);
       line(`send lag behind schedule (ms):     p50 ${f(lag.p50, 3)}  p99 ${f(lag.p99, 3)}  max ${f(lag.max, 3)}  (large = this generator is the bottleneck)`);
+      line(`generator event-loop delay (ms):   p99 ${f(r.loopDelayP99Ms, 3)}  max ${f(r.loopDelayMaxMs, 3)}  (its stalls are part of the measured latency)`);
       line(`errors: ${errors} (lost ${r.lost}, unacked ${r.unacked}, not sent ${r.notSent}, ERROR frames ${r.errorFrames}, ` +
         `unexpected closes ${r.unexpectedCloses}, out-of-order ${r.orderErrors})` +
         `${r.reconnects ? `; RECONNECT frames ${r.reconnects}` : ''}${r.resyncs ? `; snapshot resyncs ${r.resyncs}` : ''}`);
@@ -197,7 +199,7 @@ async function main() {
       summary.run = {
         rate_target: o.rate, rate_achieved: r.achievedRate, duration_s: o.duration, interrupted, sent: r.sent, acked: r.acked,
         expected: r.expected, received: r.received, lost: r.lost, errors,
-        latency_ms: lat, ack_ms: ack, send_lag_ms: { p50: lag.p50, p99: lag.p99, max: lag.max },
+        latency_ms: lat, ack_ms: ack, send_lag_ms: { p50: lag.p50, p99: lag.p99, max: lag.max }, loop_delay_ms: { p99: r.loopDelayP99Ms, max: r.loopDelayMaxMs },
         error_frames: r.errorFrames, unexpected_closes: r.unexpectedCloses, out_of_order: r.orderErrors,
       };
       if (errors > 0) exit = 1;

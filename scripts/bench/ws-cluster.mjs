@@ -51,6 +51,7 @@ export async function run(ctx) {
     tokenOf: (s) => tokens[s % cfg.users], urlOf: (s, d) => gateways[(s + d) % NODES].wsUrl, sessionIdOf: () => randomUUID(),
   });
   const load = await createLoad(plan, { procs: PROCS });
+  ctx.onCleanup(() => load.close(), 'ws clients'); // if we time out; closed below otherwise
   const onAbort = () => load.abort();
   ctx.signal.addEventListener('abort', onAbort, { once: true });
   try {
@@ -79,6 +80,7 @@ export async function run(ctx) {
         break;
       }
       const r = await load.run({ step: step++, rate, durationMs: cfg.stepMs, drainMs: cfg.drainMs });
+      if (ctx.signal.aborted) break; // cut short: not a result
       const s = r.lat.summary();
       const a = r.ack.summary();
       const pass =

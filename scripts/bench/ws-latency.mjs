@@ -9,7 +9,8 @@
 // rate (other tag, not measured) comes first. After the last send it waits (bounded) for every ACK
 // and delivery; lost = expected deliveries − received (must be 0), counted in `errors` together
 // with missing ACKs, ERROR frames, unexpected closes and out-of-order versions.
-// `send_lag.p99` is how late the generator sent behind its schedule (its own overload shows there).
+// `send_lag.p99` is how late the generator sent behind its schedule (its own overload shows there),
+// `client_loop_delay.max` the longest stall of the generator's event loop (part of any latency).
 import { randomUUID } from 'node:crypto';
 import { createLoad, describeRun, makePlan, runErrors } from './lib/ws.mjs';
 import { roundMs, roundRate } from './lib/stats.mjs';
@@ -32,6 +33,7 @@ async function benchStore(ctx, kind, cfg) {
     tokenOf: (s) => tokens[s % cfg.users], urlOf: () => target.wsUrl, sessionIdOf: () => randomUUID(),
   });
   const load = await createLoad(plan, { procs: PROCS });
+  ctx.onCleanup(() => load.close(), `${kind} ws clients`); // if we time out; closed below otherwise
   const onAbort = () => load.abort();
   ctx.signal.addEventListener('abort', onAbort, { once: true });
   try {
@@ -64,6 +66,7 @@ async function benchStore(ctx, kind, cfg) {
       add('ack.p50', roundMs(ack.p50), 'ms'),
       add('ack.p99', roundMs(ack.p99), 'ms'),
       add('send_lag.p99', roundMs(lag.p99), 'ms'),
+      add('client_loop_delay.max', roundMs(r.loopDelayMaxMs), 'ms'),
       add('errors', errors, 'count'),
     ];
   } finally {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { api, eventually, startRedis, startNode, type PrivateRedis, type StartedNode } from '@harmonyflow/testkit';
+import { MessageType as T } from '@harmonyflow/protocol';
+import { api, closeAllDevices, connectDevice, eventually, startRedis, startNode, type PrivateRedis, type StartedNode } from '@harmonyflow/testkit';
 
 describe('Redis outage', () => {
   let redis: PrivateRedis;
@@ -9,6 +10,7 @@ describe('Redis outage', () => {
     n = await startNode({ REDIS_URL: redis.url });
   });
   afterAll(async () => {
+    await closeAllDevices();
     await n?.stop();
     await redis?.stop();
   });
@@ -18,7 +20,16 @@ describe('Redis outage', () => {
     const id = randomUUID();
     expect((await api(n.url, 'POST', '/session/snapshot', { token, body: { session_id: id, state_data: { a: 1 } } })).status).toBe(201);
 
+    const device = await connectDevice(n.wsUrl);
+    await device.auth({ token, device_id: 'phone', session_id: id });
+    await device.next(T.SNAPSHOT_RESPONSE);
+
     await redis.kill();
+    device.send({ type: T.STATE_UPDATE, correlation_id: 'during', payload: { key: 'a', value: 5, operation: 'SET' } });
+    const err = await device.next(T.ERROR);
+    expect(err.payload).toMatchObject({ code: 'store_unavailable', correlation_id: 'during' });
+    device.send({ type: T.HEARTBEAT, payload: {} });
+    await device.next(T.HEARTBEAT_ACK); // the connection survives the outage
     const write = await api(n.url, 'POST', '/session/snapshot', { token, body: { session_id: id, state_data: { a: 2 } } });
     expect(write.status).toBe(503);
     expect(write.body.error).toBe('store_unavailable');

@@ -202,6 +202,30 @@ describe.each(stores)('WebSocket protocol (%s)', (_name, storeEnv) => {
     });
   });
 
+  describe('ordering under concurrency', () => {
+    it('a device joining (with or without last_version) while updates stream in sees each version at most once, in order, with no gap', async () => {
+      const sid = randomUUID();
+      const { d: writer } = await device('writer', sid);
+      const TOTAL = 55; // within this node's rate-limit burst
+      for (let k = 0; k < TOTAL; k++) writer.send({ type: T.STATE_UPDATE, correlation_id: `r${k}`, payload: { key: 'n', value: 1, operation: 'INCREMENT' } });
+      const late = await Promise.all([0, 1, 2, 3].map(async (i) => {
+        await new Promise((r) => setTimeout(r, 5 * i));
+        const { d, ok } = await device(`late-${i}`, sid, { extra: i % 2 ? { last_version: 1 } : {} });
+        void ok;
+        return { d, start: ok.payload.version as number };
+      }));
+      await writer.waitFor(() => writer.ofType(T.STATE_UPDATE_ACK).length === TOTAL, 20_000);
+      for (const { d } of late) {
+        const seen = await eventually(() => {
+          const versions = d.frames.filter((f) => f.type === T.STATE_UPDATE || f.type === T.SNAPSHOT_RESPONSE).map((f) => f.payload.version as number);
+          return versions[versions.length - 1] === TOTAL ? versions : null;
+        }, 10_000);
+        // A snapshot starts the stream (or a replay does); after that, every version exactly once.
+        for (let i = 1; i < seen.length; i++) expect(seen[i]).toBe(seen[i - 1] + 1);
+      }
+    }, 30_000);
+  });
+
   describe('devices, presence, kick, handoff', () => {
     it('DEVICE_JOINED on a device\'s first connection only, DEVICE_LEFT on its last; DEVICE_LIST and GET devices', async () => {
       const sid = randomUUID();

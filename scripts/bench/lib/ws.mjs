@@ -19,7 +19,7 @@
 // Every loop is bounded by a count and a deadline; abort() ends them early.
 import { fork } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { Latencies, roundMs, roundRate } from './stats.mjs';
@@ -308,6 +308,9 @@ export class Shard {
       return this.result(r, 0, 0);
     }
     this.cur = r;
+    // This process's own event-loop stalls: they delay sends and receipts alike.
+    const eld = monitorEventLoopDelay({ resolution: 5 });
+    eld.enable();
     const interval = 1000 / rate;
     const t0 = performance.now() + 2;
     const hardEnd = t0 + durationMs * 1.5 + 2000; // the scheduler gives up on a hopelessly late tail
@@ -339,6 +342,9 @@ export class Shard {
       setTimeout(tick, 2);
     });
     r.notSent += total - i;
+    eld.disable();
+    r.loopDelayP99Ms = eld.count > 0 ? eld.percentile(99) / 1e6 : 0;
+    r.loopDelayMaxMs = eld.count > 0 ? eld.max / 1e6 : 0;
     const sendWallMs = performance.now() - t0;
     const drainEnd = performance.now() + drainMs;
     while ((r.received < r.expected || r.acked < r.sent) && performance.now() < drainEnd && !this.stopped) await sleep(10);
@@ -452,6 +458,8 @@ class RemoteShard {
 // A forked copy of this file: serve one Shard over IPC until the parent disconnects.
 if (process.env.HF_WS_SHARD === '1' && typeof process.send === 'function' && process.argv[1] === SELF) {
   let shard = null;
+  // Ctrl-C reaches the whole process group: the parent decides when this worker stops.
+  process.on('SIGINT', () => shard?.abort());
   process.on('message', async (m) => {
     if (m.method === 'abort') return void shard?.abort();
     try {
@@ -519,6 +527,8 @@ export async function createLoad(plan, { procs = 0 } = {}) {
       for (const k of ['sent', 'acked', 'expected', 'received', 'late', 'errorFrames', 'unexpectedCloses', 'orderErrors', 'resyncs', 'reconnects', 'notSent']) out[k] = sumOf(rs, k);
       out.sendWallMs = Math.max(...rs.map((r) => r.sendWallMs));
       out.drainWaitMs = Math.max(...rs.map((r) => r.drainWaitMs));
+      out.loopDelayP99Ms = Math.max(...rs.map((r) => r.loopDelayP99Ms ?? 0));
+      out.loopDelayMaxMs = Math.max(...rs.map((r) => r.loopDelayMaxMs ?? 0));
       out.errorSamples = rs.flatMap((r) => r.errorSamples);
       out.lat = concat(rs.map((r) => r.latMs));
       out.ack = concat(rs.map((r) => r.ackMs));
@@ -577,7 +587,7 @@ export function describeRun(r) {
   return (
     `target ${r.rate}/s, sent ${r.sent} (${r.achievedRate.toFixed(0)}/s), received ${r.received}/${r.expected}, lost ${r.lost}, ` +
     `acked ${r.acked}, latency p50 ${f(s.p50)} p99 ${f(s.p99)} max ${f(s.max)} ms, ack p50 ${f(a.p50)} p99 ${f(a.p99)} ms, ` +
-    `send lag p99 ${f(lag.p99)} ms, errors ${runErrors(r)}` +
+    `send lag p99 ${f(lag.p99)} ms, client loop delay p99 ${f(r.loopDelayP99Ms)} max ${f(r.loopDelayMaxMs)} ms, errors ${runErrors(r)}` +
     (r.late ? `, late ${r.late}` : '') + (r.resyncs ? `, resyncs ${r.resyncs}` : '')
   );
 }
