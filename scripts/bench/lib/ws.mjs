@@ -309,7 +309,8 @@ export class Shard {
     }
     this.cur = r;
     // This process's own event-loop stalls: they delay sends and receipts alike.
-    const eld = monitorEventLoopDelay({ resolution: 5 });
+    const ELD_RES_MS = 5;
+    const eld = monitorEventLoopDelay({ resolution: ELD_RES_MS }); // records whole timer intervals
     eld.enable();
     const interval = 1000 / rate;
     const t0 = performance.now() + 2;
@@ -343,8 +344,8 @@ export class Shard {
     });
     r.notSent += total - i;
     eld.disable();
-    r.loopDelayP99Ms = eld.count > 0 ? eld.percentile(99) / 1e6 : 0;
-    r.loopDelayMaxMs = eld.count > 0 ? eld.max / 1e6 : 0;
+    r.loopDelayP99Ms = eld.count > 0 ? Math.max(0, eld.percentile(99) / 1e6 - ELD_RES_MS) : 0;
+    r.loopDelayMaxMs = eld.count > 0 ? Math.max(0, eld.max / 1e6 - ELD_RES_MS) : 0;
     const sendWallMs = performance.now() - t0;
     const drainEnd = performance.now() + drainMs;
     while ((r.received < r.expected || r.acked < r.sent) && performance.now() < drainEnd && !this.stopped) await sleep(10);
