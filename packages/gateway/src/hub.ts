@@ -5,7 +5,7 @@ import type { Bus } from './bus/types';
 import type { Logger } from './log';
 import type { Metrics } from './metrics';
 import type { SessionStore } from './store/types';
-import type { Conn, WS } from './ws/conn';
+import { connOf, type Conn, type WS } from './ws/conn';
 import { Encoded, snapshotPayload, updateEnvelope, updateJsonFast } from './ws/frames';
 
 interface LocalSession {
@@ -72,7 +72,7 @@ export class Hub {
    * snapshot read after this cannot miss a change.
    */
   async join(ws: WS): Promise<void> {
-    const c = ws.getUserData();
+    const c = connOf(ws);
     c.pending = [];
     let s = this.sessions.get(c.sessionId);
     if (!s) {
@@ -96,7 +96,7 @@ export class Hub {
   }
 
   leave(ws: WS): void {
-    const c = ws.getUserData();
+    const c = connOf(ws);
     const s = this.sessions.get(c.sessionId);
     if (!s || !s.conns.delete(ws)) return;
     if (s.conns.size === 0) {
@@ -117,7 +117,7 @@ export class Hub {
   async catchUp(
     ws: WS, afterVersion: number | null, before?: (at: { resumed: boolean; version: number }) => void,
   ): Promise<{ resumed: boolean; version: number }> {
-    const c = ws.getUserData();
+    const c = connOf(ws);
     if (c.pending === null) c.pending = [];
     let frames: Uint8Array[] | null = null;
     if (afterVersion !== null) frames = await this.store.updatesSince(c.sessionId, afterVersion);
@@ -165,12 +165,12 @@ export class Hub {
 
   /** Re-sends what a socket missed; used after a gap, a slow-consumer drain or a bus outage. */
   resync(ws: WS, reason: string): void {
-    const c = ws.getUserData();
+    const c = connOf(ws);
     if (c.closed || !c.authed || c.pending !== null) return;
     this.metrics.fanout.inc({ outcome: 'resync' });
     this.catchUp(ws, c.stale ? null : c.lastVersion).catch((err) => {
       this.log.warn({ err: (err as Error).message, reason }, 'resync failed; closing so the client resumes');
-      const cc = ws.getUserData();
+      const cc = connOf(ws);
       cc.pending = null;
       if (!cc.closed) ws.end(1011, 'resync failed');
     });
@@ -183,7 +183,7 @@ export class Hub {
 
   /** A slow socket drained: give it the current state in one snapshot instead of the backlog. */
   drained(ws: WS): void {
-    const c = ws.getUserData();
+    const c = connOf(ws);
     if (c.stale && ws.getBufferedAmount() < this.opts.slowConsumerBytes / 2) this.resync(ws, 'drain');
   }
 
@@ -203,7 +203,7 @@ export class Hub {
     if (!s) return;
     const encoded = new Encoded(() => updateEnvelope(f), () => updateJsonFast(f));
     for (const ws of s.conns) {
-      const c = ws.getUserData();
+      const c = connOf(ws);
       if (c.pending !== null) {
         c.pending.push(data);
         continue;
@@ -213,7 +213,7 @@ export class Hub {
   }
 
   private deliverTo(ws: WS, f: UpdateFrame, encoded: Encoded): void {
-    const c = ws.getUserData();
+    const c = connOf(ws);
     if (c.closed || f.version <= c.lastVersion) return;
     if (c.stale) {
       // Only the drain handler brings a slow socket back (with one snapshot); a "gap" here is expected.

@@ -1,3 +1,4 @@
+import { connOf } from './ws/conn';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { BusKind, encodeControlFrame, type ControlFrame } from '@harmonyflow/protocol';
 import { AdminMetrics } from './admin';
@@ -170,7 +171,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
   const heartbeat = async () => {
     const changes = hub.drainSessionChanges();
     if (changes.added.length || changes.removed.length) await registry.trackSessions(config.nodeId, changes.added, changes.removed);
-    const conns = [...ws.sockets].map((s) => s.getUserData()).filter((c) => c.authed && !c.closed).map((c) => ({
+    const conns = [...ws.sockets].map((s) => connOf(s)).filter((c) => c.authed && !c.closed).map((c) => ({
       conn_id: `${config.nodeId}/${c.id}`, node_id: config.nodeId, session_id: c.sessionId, user_id: c.userId, device_id: c.deviceId,
       subprotocol: c.binary ? 'harmonyflow.v1.proto' : 'harmonyflow.v1.json', connected_at: new Date(c.openedAt).toISOString(),
     }));

@@ -96,9 +96,9 @@ describe.each(stores)('WebSocket protocol (%s)', (_name, storeEnv) => {
 
     it('re-AUTH refreshes the token; an expired token gets ERROR token_expired then 4401 after the grace', async () => {
       const sid = randomUUID();
-      const short = await n.token('alice', 'user', 1);
+      const short = await n.token('alice', 'user', 2); // JWT exp has 1 s granularity: 2 s is 1-2 s from now
       const { d } = await device('phone', sid, { token: short });
-      const expired = await d.waitFor((e) => e.type === T.ERROR && e.payload.code === 'token_expired', 4000);
+      const expired = await d.waitFor((e) => e.type === T.ERROR && e.payload.code === 'token_expired', 5000);
       expect(expired).toBeDefined();
       const from = d.frames.length;
       d.send({ type: T.AUTH, payload: { token: aliceToken, device_id: 'phone', session_id: sid } });
@@ -107,7 +107,7 @@ describe.each(stores)('WebSocket protocol (%s)', (_name, storeEnv) => {
       await d.next(T.HEARTBEAT_ACK, 3000, from);
       expect(d.closeCode).toBeNull();
 
-      const { d: lazy } = await device('tablet', sid, { token: await n.token('alice', 'user', 1) });
+      const { d: lazy } = await device('tablet', sid, { token: await n.token('alice', 'user', 2) });
       expect(await lazy.closed).toBe(4401);
       expect(lazy.frames.some((f) => f.type === T.ERROR && f.payload.code === 'token_expired')).toBe(true);
     });

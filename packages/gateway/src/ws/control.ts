@@ -1,7 +1,7 @@
 import { BusKind, CloseCode, MessageType, type ControlFrame, type Envelope } from '@harmonyflow/protocol';
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { Hub } from '../hub';
-import type { WS } from './conn';
+import { connOf, type WS } from './conn';
 import { Encoded } from './frames';
 import { TOPIC } from './gateway';
 import type { Metrics } from '../metrics';
@@ -40,17 +40,17 @@ export function deliverControl(f: ControlFrame, hub: Hub, app: TemplatedApp, met
     case BusKind.DEVICE_JOINED: {
       const device = b.device as { device_id?: string };
       const enc = new Encoded(() => env(MessageType.DEVICE_JOINED, { device }));
-      for (const ws of sockets) if (ws.getUserData().deviceId !== device.device_id) sendTo(ws, enc);
+      for (const ws of sockets) if (connOf(ws).deviceId !== device.device_id) sendTo(ws, enc);
       return;
     }
     case BusKind.DEVICE_LEFT: {
       const enc = new Encoded(() => env(MessageType.DEVICE_LEFT, { device_id: b.device_id, reason: b.reason }));
-      for (const ws of sockets) if (ws.getUserData().deviceId !== b.device_id) sendTo(ws, enc);
+      for (const ws of sockets) if (connOf(ws).deviceId !== b.device_id) sendTo(ws, enc);
       return;
     }
     case BusKind.KICK:
       for (const ws of [...sockets]) {
-        const c = ws.getUserData();
+        const c = connOf(ws);
         if (c.deviceId !== b.device_id || c.closed) continue;
         c.leaveReason = 'kicked';
         c.counted = false; // the kicker already removed the device and announced DEVICE_LEFT
@@ -60,13 +60,13 @@ export function deliverControl(f: ControlFrame, hub: Hub, app: TemplatedApp, met
       return;
     case BusKind.HANDOFF_REQUESTED: {
       const enc = new Encoded(() => env(MessageType.HANDOFF_REQUESTED, { token: b.token, source_device: b.source_device, expires_at: b.expires_at }));
-      for (const ws of sockets) if (ws.getUserData().deviceId === b.target_device) sendTo(ws, enc);
+      for (const ws of sockets) if (connOf(ws).deviceId === b.target_device) sendTo(ws, enc);
       return;
     }
     case BusKind.HANDOFF_COMPLETED: {
       const enc = new Encoded(() => env(MessageType.HANDOFF_COMPLETED, { target_device: b.target_device }));
       for (const ws of sockets) {
-        const c = ws.getUserData();
+        const c = connOf(ws);
         if (c.deviceId !== b.source_device) continue;
         c.leaveReason = 'handoff';
         sendTo(ws, enc);
@@ -79,7 +79,7 @@ export function deliverControl(f: ControlFrame, hub: Hub, app: TemplatedApp, met
 }
 
 function sendTo(ws: WS, enc: Encoded): void {
-  const c = ws.getUserData();
+  const c = connOf(ws);
   if (c.closed || !c.authed) return;
   const data = enc.for(c.binary);
   ws.send(data, typeof data !== 'string');

@@ -15,7 +15,7 @@ import type { Metrics } from '../metrics';
 import type { PresenceRegistry } from '../presence/types';
 import type { SessionService } from '../sessions';
 import type { StateOp } from '../store/types';
-import { newConn, type Conn, type QueryAuth, type WS } from './conn';
+import { connOf, newConn, type Conn, type QueryAuth, type Slot, type WS } from './conn';
 import { errorEnvelope, errorFromThrown } from './errors';
 
 export interface WsDeps {
@@ -50,7 +50,7 @@ export class WsGateway {
 
   constructor(private readonly app: TemplatedApp, private readonly d: WsDeps) {
     const maxPayload = Math.max(4 * d.config.maxMessageBytes, 1024 * 1024);
-    app.ws<Conn>('/ws', {
+    app.ws<Slot>('/ws', {
       // Last-resort cap only: our own limit below answers with ERROR + 1009 instead of uWS's 1006.
       maxPayloadLength: maxPayload,
       idleTimeout: Math.max(8, Math.min(960, Math.ceil((d.config.heartbeatIntervalMs * 2) / 1000))),
@@ -61,7 +61,7 @@ export class WsGateway {
       open: (ws) => this.open(ws),
       message: (ws, message, isBinary) => this.message(ws, message, isBinary),
       drain: (ws) => d.hub.drained(ws),
-      pong: (ws) => this.traffic(ws.getUserData(), Date.now()),
+      pong: (ws) => this.traffic(connOf(ws), Date.now()),
       close: (ws, code) => this.close(ws, code),
     });
     const sweepEvery = Math.max(50, Math.min(1000, d.config.authTimeoutMs / 4, d.config.presenceTimeoutMs / 4, d.config.tokenGraceMs / 4));
@@ -107,13 +107,13 @@ export class WsGateway {
     }
     const conn = newConn(chosen === SUBPROTOCOL_PROTO, q, Date.now(), this.d.config.rateLimit.burst);
     // Echo the subprotocol only when the client offered one (RFC 6455).
-    res.upgrade(conn, key, protocolHeader ? chosen : '', extensions, context);
+    res.upgrade<Slot>({ c: conn }, key, protocolHeader ? chosen : '', extensions, context);
   }
 
   private open(ws: WS): void {
     this.sockets.add(ws);
     this.d.metrics.wsConnections.inc({ state: 'open' });
-    const c = ws.getUserData();
+    const c = connOf(ws);
     if (c.query) {
       const q = c.query;
       c.query = null;
@@ -122,7 +122,7 @@ export class WsGateway {
   }
 
   private close(ws: WS, code: number): void {
-    const c = ws.getUserData();
+    const c = connOf(ws);
     c.closed = true;
     this.sockets.delete(ws);
     this.d.metrics.wsConnections.dec({ state: 'open' });
@@ -140,7 +140,7 @@ export class WsGateway {
   }
 
   private sendEnv(ws: WS, env: Envelope): void {
-    const c = ws.getUserData();
+    const c = connOf(ws);
     if (c.closed) return;
     send(ws, codecFor(c.binary ? SUBPROTOCOL_PROTO : null).encode(env));
   }
@@ -151,7 +151,7 @@ export class WsGateway {
   }
 
   private closeWith(ws: WS, code: number, reason: string): void {
-    const c = ws.getUserData();
+    const c = connOf(ws);
     if (c.closed) return;
     this.d.metrics.wsCloses.inc({ code: String(code) });
     ws.end(code, reason);
@@ -182,7 +182,7 @@ export class WsGateway {
   }
 
   private message(ws: WS, message: ArrayBuffer, isBinary: boolean): void {
-    const c = ws.getUserData();
+    const c = connOf(ws);
     const now = Date.now();
     this.traffic(c, now);
     if (message.byteLength > this.d.config.maxMessageBytes) {
@@ -250,7 +250,7 @@ export class WsGateway {
 
   /** A bad frame: ERROR and keep the connection, until repeated abuse closes it with 4400. */
   private strike(ws: WS, code: string, message: string, correlationId?: string): void {
-    const c = ws.getUserData();
+    const c = connOf(ws);
     c.strikes += 2;
     this.sendError(ws, code, message, correlationId);
     if (c.strikes >= STRIKES_BEFORE_CLOSE * 2) this.closeWith(ws, CloseCode.PROTOCOL_ABUSE, 'too many invalid messages');
@@ -264,7 +264,7 @@ export class WsGateway {
   }
 
   private async stateUpdate(ws: WS, env: Envelope): Promise<void> {
-    const c = ws.getUserData();
+    const c = connOf(ws);
     const p = env.payload as { key?: unknown; value?: unknown; operation?: unknown; base_version?: unknown };
     const corr = env.correlation_id;
     if (typeof p.key !== 'string' || p.key.length === 0 || p.key.length > 1024) {
@@ -316,7 +316,7 @@ export class WsGateway {
 
   /** AUTH (first frame, `?token=`, or a refresh on a live connection). */
   private async authenticate(ws: WS, p: QueryAuth, correlationId: string | undefined): Promise<void> {
-    const c = ws.getUserData();
+    const c = connOf(ws);
     const fail = (code: string, message: string, close: number = CloseCode.AUTH) => {
       this.sendEnv(ws, { type: MessageType.AUTH_FAILURE, timestamp: Date.now(), correlation_id: correlationId, payload: { code, message } });
       this.closeWith(ws, close, code);
@@ -380,7 +380,8 @@ export class WsGateway {
         ws.subscribe(TOPIC.all(c.binary));
         if (c.admin) ws.subscribe(TOPIC.admins(c.binary));
       });
-      if (first) await this.announceJoin(c);
+      // Joined and told so: a failed announcement must not undo that, so it is only logged.
+      if (first) this.announceJoin(c).catch((err) => this.d.log.warn({ err: (err as Error).message }, 'DEVICE_JOINED announcement failed'));
     } catch (err) {
       const { env, known } = errorFromThrown(err, correlationId);
       if (!known) this.d.log.error({ err }, 'AUTH failed unexpectedly');
@@ -417,7 +418,7 @@ export class WsGateway {
   private sweep(now: number): void {
     const { authTimeoutMs, tokenGraceMs, presenceTimeoutMs, nodeId } = this.d.config;
     for (const ws of this.sockets) {
-      const c = ws.getUserData();
+      const c = connOf(ws);
       if (c.closed) continue;
       if (!c.authed) {
         if (!c.authInFlight && now - c.openedAt > authTimeoutMs) {
@@ -447,7 +448,7 @@ export class WsGateway {
   private touchPresence(now: number): void {
     const entries: Array<{ sessionId: string; deviceId: string }> = [];
     for (const ws of this.sockets) {
-      const c = ws.getUserData();
+      const c = connOf(ws);
       if (c.active && c.counted && !c.closed) entries.push({ sessionId: c.sessionId, deviceId: c.deviceId });
       c.active = false;
     }
@@ -465,7 +466,7 @@ export class WsGateway {
     const per = Math.ceil(all.length / batches);
     for (let i = 0; i < all.length; i += per) {
       for (const ws of all.slice(i, i + per)) {
-        const c = ws.getUserData();
+        const c = connOf(ws);
         if (c.closed) continue;
         const retry = 100 + Math.floor(Math.random() * 900);
         ws.cork(() => {
