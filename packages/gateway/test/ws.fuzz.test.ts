@@ -1,4 +1,5 @@
 import { createHmac, randomUUID } from 'node:crypto';
+import { prng, randInt, type Rand } from '@harmonyflow/testkit';
 import pino from 'pino';
 import WebSocket from 'ws';
 import {
@@ -41,19 +42,7 @@ const LANES: ReadonlyArray<{ proto: boolean; auth: boolean; noSubprotocol?: bool
 // ---------------------------------------------------------------------------------------------
 // PRNG and small helpers
 
-/** mulberry32: small seeded PRNG so failures reproduce. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-type Rand = ReturnType<typeof prng>;
-const int = (r: Rand, n: number) => Math.floor(r() * n);
+const int = randInt;
 const pick = <X>(r: Rand, xs: readonly X[]): X => xs[int(r, xs.length)];
 
 interface Frame {

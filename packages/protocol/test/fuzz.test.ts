@@ -1,22 +1,10 @@
 import { decodeJson, encodeJson, encodeProto, jsonCodec, protoCodec, type Codec, type DecodeResult } from '../src';
+import { prng, randInt, type Rand } from '@harmonyflow/testkit';
 import { samples } from './fixtures/samples';
 
 const FRAMES_PER_CODEC = 2000;
 
-/** mulberry32: small seeded PRNG so failures reproduce. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-type Rand = ReturnType<typeof prng>;
-const int = (r: Rand, n: number) => Math.floor(r() * n);
+const int = randInt;
 
 /** Byte-level mutations of a valid frame. */
 function mutateBytes(r: Rand, src: Uint8Array, other: Uint8Array): Uint8Array {

@@ -6,3 +6,4 @@ export * from './http';
 export * from './contract/sessionStore';
 export * from './device';
 export * from './cluster';
+export * from './prng';
