@@ -135,7 +135,11 @@ export class Hub {
         }
       }
       before?.({ resumed: true, version });
-      for (const f of replay) send(ws, new Encoded(() => updateEnvelope(f), () => updateJsonFast(f)).for(c.binary));
+      for (const f of replay) {
+        // Never a writer's own update, also not when healing a gap on the same connection.
+        if (f.originConn === c.id && f.originNode === this.opts.nodeId) continue;
+        send(ws, new Encoded(() => updateEnvelope(f), () => updateJsonFast(f)).for(c.binary));
+      }
     } else {
       version = snap ? snap.version : 0;
       before?.({ resumed: false, version });

@@ -169,6 +169,17 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
 
   // Heartbeat into the node registry, reap dead nodes' devices, push ADMIN_UPDATE.
   const heartbeat = async () => {
+    if (await registry.takeReapedMark(config.nodeId, state.startedAt)) {
+      // We were declared dead (a long pause) and our devices were counted out: count them back in.
+      log.warn('this node was reaped while alive; re-registering its sessions and devices');
+      await registry.trackSessions(config.nodeId, hub.localSessionIds(), []);
+      for (const s of ws.sockets) {
+        const c = connOf(s);
+        if (!c.counted || c.closed) continue;
+        const { first } = await presence.connect(c.sessionId, { deviceId: c.deviceId }, config.nodeId, Date.now());
+        if (first) ws.announceJoin(c).catch((err) => log.warn({ err: (err as Error).message }, 'DEVICE_JOINED after reap failed'));
+      }
+    }
     const changes = hub.drainSessionChanges();
     if (changes.added.length || changes.removed.length) await registry.trackSessions(config.nodeId, changes.added, changes.removed);
     const conns = [...ws.sockets].map((s) => connOf(s)).filter((c) => c.authed && !c.closed).map((c) => ({

@@ -29,9 +29,13 @@ export class RedisBus implements Bus {
     sub.on('smessageBuffer', onMessage);
     sub.on('ready', () => {
       // ioredis resubscribes by itself; frames published while we were away are lost, so the hub
-      // must resync its sockets from the update log.
-      if (this.everReady) this.resubscribed();
-      this.everReady = true;
+      // must resync its sockets from the update log — but only once the resubscriptions are in
+      // place: a command on the same connection answers after the ones queued before it.
+      if (!this.everReady) return;
+      (this.sub.subscribe(this.keys.globalChannel()) as Promise<unknown>).then(
+        () => this.resubscribed(),
+        (err: Error) => this.log.warn({ err: err.message }, 'resubscribe check failed'),
+      );
     });
   }
 

@@ -35,6 +35,11 @@ export interface NodeRegistry {
   trackSessions(nodeId: string, added: readonly string[], removed: readonly string[]): Promise<void>;
   /** True for exactly one caller per dead node. */
   claimReap(nodeId: string): Promise<boolean>;
+  /**
+   * When this node was reaped (declared dead) since it started, the reap time — consumed by the
+   * call. A node paused past the dead-node timeout uses it to re-register what it still holds.
+   */
+  takeReapedMark(nodeId: string, startedAt: number): Promise<number | null>;
   forget(nodeId: string): Promise<void>;
 }
 
@@ -72,6 +77,10 @@ export class MemoryNodeRegistry implements NodeRegistry {
 
   async claimReap(nodeId: string): Promise<boolean> {
     return this.nodes.has(nodeId);
+  }
+
+  async takeReapedMark(): Promise<number | null> {
+    return null; // one process: it cannot be declared dead by another
   }
 
   async forget(nodeId: string): Promise<void> {
@@ -129,7 +138,15 @@ export class RedisNodeRegistry implements NodeRegistry {
   }
 
   async claimReap(nodeId: string): Promise<boolean> {
-    return (await this.r.set(this.keys.node(nodeId) + ':reaping', '1', 'PX', 60_000, 'NX')) === 'OK';
+    return (await this.r.set(this.keys.node(nodeId) + ':reaping', String(Date.now()), 'PX', 60_000, 'NX')) === 'OK';
+  }
+
+  async takeReapedMark(nodeId: string, startedAt: number): Promise<number | null> {
+    const key = this.keys.node(nodeId) + ':reaping';
+    const at = Number(await this.r.get(key));
+    if (!at || at < startedAt) return null;
+    await this.r.del(key);
+    return at;
   }
 
   async forget(nodeId: string): Promise<void> {

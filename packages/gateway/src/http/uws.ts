@@ -82,9 +82,10 @@ export function route(app: TemplatedApp, deps: HttpDeps, method: Method, pattern
       principal: null,
     };
     // uWS honours `Connection: close` on end() but not on endWithoutBody() (204/304): do it ourselves.
-    const state = { aborted: false, closeAfter: req.getHeader('connection').toLowerCase() === 'close' };
+    const state = { aborted: false, closeAfter: req.getHeader('connection').toLowerCase() === 'close', abortBody: () => {} };
     res.onAborted(() => {
       state.aborted = true;
+      state.abortBody(); // a body still being read would otherwise wait forever
     });
     const body = opts.body ? readBody(res, req.getHeader('content-length'), deps.bodyLimit, state) : null;
     deps.inflight.count++;
@@ -100,7 +101,7 @@ export function route(app: TemplatedApp, deps: HttpDeps, method: Method, pattern
 const res_status = new WeakMap<HttpResponse, number>();
 
 async function run(
-  res: HttpResponse, ctx: RequestContext, body: Promise<Buffer> | null, state: { aborted: boolean; closeAfter: boolean },
+  res: HttpResponse, ctx: RequestContext, body: Promise<Buffer> | null, state: RequestState,
   deps: HttpDeps, opts: RouteOptions, handler: Handler,
 ): Promise<void> {
   let reply: Reply;
@@ -158,8 +159,15 @@ export function errorReply(err: unknown, log: Logger, ctx?: RequestContext): Rep
   return { status: 500, body: { error: ErrorCode.INTERNAL, message: 'internal error' } };
 }
 
-function readBody(res: HttpResponse, contentLength: string, limit: number, state: { aborted: boolean; closeAfter: boolean }): Promise<Buffer> {
+interface RequestState {
+  aborted: boolean;
+  closeAfter: boolean;
+  abortBody: () => void;
+}
+
+function readBody(res: HttpResponse, contentLength: string, limit: number, state: RequestState): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    state.abortBody = () => reject(new AppError('aborted', 400, 'client aborted the request'));
     const declared = contentLength ? Number(contentLength) : NaN;
     let failed = Number.isFinite(declared) && declared > limit;
     if (failed) {

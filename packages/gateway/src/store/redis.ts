@@ -118,7 +118,8 @@ export class RedisStore implements SessionStore {
     if (result.status === 'ok' && this.cluster && !result.duplicate) {
       // On Redis Cluster the indexes live in other slots than the session, so they cannot be part
       // of the script; they are derived data (recency, listing), and a lost update heals on the next write.
-      await this.call(() => this.indexCluster(req, result.updatedAt));
+      // Committed and published already: an index hiccup must not turn into an error (and a retry).
+      await this.indexCluster(req, result.updatedAt).catch(() => undefined);
     }
     return result;
   }

@@ -228,7 +228,12 @@ export class WsGateway {
       case MessageType.SNAPSHOT_REQUEST:
         if (c.pending === null) {
           c.pending = [];
-          this.d.hub.catchUp(ws, null).catch((err) => this.failed(ws, err, env.correlation_id));
+          this.d.hub.catchUp(ws, null).catch((err) => {
+            // Held-back deltas cannot be trusted any more: report, then close so the client resumes.
+            this.failed(ws, err, env.correlation_id);
+            c.pending = null;
+            this.closeWith(ws, 1011, 'snapshot failed');
+          });
         }
         return;
       case MessageType.STATE_UPDATE:
@@ -340,7 +345,12 @@ export class WsGateway {
         if (who.userId !== c.userId) return fail(ErrorCode.FORBIDDEN, 'token belongs to another user');
         c.tokenExpiresAt = who.expiresAt;
         c.expiryNotified = false;
-        c.admin = who.role === 'admin';
+        const admin = who.role === 'admin';
+        if (admin !== c.admin) {
+          if (admin) ws.subscribe(TOPIC.admins(c.binary));
+          else ws.unsubscribe(TOPIC.admins(c.binary));
+        }
+        c.admin = admin;
         this.sendEnv(ws, {
           type: MessageType.AUTH_SUCCESS, session_id: c.sessionId, timestamp: Date.now(), correlation_id: correlationId,
           payload: this.authSuccessPayload(c, c.lastVersion, [], false),
@@ -364,12 +374,19 @@ export class WsGateway {
       c.deviceId = deviceId;
       c.tokenExpiresAt = who.expiresAt;
       c.authed = true;
-      c.counted = true;
       await this.d.hub.join(ws);
+      if (c.closed) return; // close() already left the hub; nothing was counted yet
       const now = Date.now();
       const { first } = await this.d.presence.connect(sessionId, {
         deviceId, deviceType: str(p.device_type), deviceName: str(p.device_name), osVersion: str(p.os_version), appVersion: str(p.app_version),
       }, this.d.config.nodeId, now);
+      // Counted only once the registry says so: close() undoes exactly what was done.
+      c.counted = true;
+      if (c.closed) {
+        c.counted = false;
+        await this.d.presence.disconnect(sessionId, deviceId, this.d.config.nodeId, Date.now());
+        return;
+      }
       const devices = await this.d.presence.list(sessionId, now);
       await this.d.hub.catchUp(ws, lastVersion, ({ resumed, version }) => {
         // Synchronously before the snapshot or replay frames: AUTH_SUCCESS always comes first.
@@ -389,6 +406,11 @@ export class WsGateway {
       if (c.authed) {
         // Partially joined: undo so the client can retry cleanly on a new connection.
         this.d.hub.leave(ws);
+        if (c.counted) {
+          c.counted = false;
+          this.d.presence.disconnect(c.sessionId, c.deviceId, this.d.config.nodeId, Date.now())
+            .catch((e) => this.d.log.warn({ err: (e as Error).message }, 'presence undo after failed AUTH failed'));
+        }
         c.authed = false;
       }
       fail(code, code === ErrorCode.STORE_UNAVAILABLE ? 'session store unavailable, retry shortly' : 'authentication failed');
@@ -404,7 +426,7 @@ export class WsGateway {
     };
   }
 
-  private async announceJoin(c: Conn): Promise<void> {
+  async announceJoin(c: Conn): Promise<void> {
     const devices = await this.d.presence.list(c.sessionId, Date.now());
     const device = devices.find((d) => d.device_id === c.deviceId);
     if (device) await this.publishControl(c.sessionId, BusKind.DEVICE_JOINED, { device });
