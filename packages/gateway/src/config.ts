@@ -22,6 +22,8 @@ export interface Config {
   readonly heartbeatIntervalMs: number;
   readonly rateLimit: { readonly perSecond: number; readonly burst: number };
   readonly drainTimeoutMs: number;
+  /** How often quiet sessions' stored versions are compared with what local sockets have. */
+  readonly consistencyCheckMs: number;
 }
 
 export type RedisConfig =
@@ -177,5 +179,6 @@ export function loadConfig(env: Env = process.env): Config {
       burst: positiveInt(env, 'WS_RATE_BURST', 200),
     }),
     drainTimeoutMs: positiveInt(env, 'DRAIN_TIMEOUT_MS', 5000, 0),
+    consistencyCheckMs: positiveInt(env, 'CONSISTENCY_CHECK_MS', 5000, 100),
   });
 }

@@ -10,6 +10,8 @@ import { Encoded, snapshotPayload, updateEnvelope, updateJsonFast } from './ws/f
 
 interface LocalSession {
   readonly conns: Set<WS>;
+  /** When the last state frame for this session arrived over the bus. */
+  lastFrameAt: number;
   /** Resolves once this node's bus subscription for the session is in place. */
   ready: Promise<void>;
 }
@@ -77,7 +79,7 @@ export class Hub {
     let s = this.sessions.get(c.sessionId);
     if (!s) {
       const ready = Promise.all([this.bus.subscribe([c.sessionId]), this.opts.trackSession(c.sessionId)]).then(() => undefined);
-      s = { conns: new Set(), ready };
+      s = { conns: new Set(), ready, lastFrameAt: Date.now() };
       this.sessions.set(c.sessionId, s);
       this.sessionsChanged.removed.delete(c.sessionId);
       this.metrics.localSessions.set(this.sessions.size);
@@ -185,6 +187,30 @@ export class Hub {
     for (const s of this.sessions.values()) for (const ws of s.conns) this.resync(ws, reason);
   }
 
+  /**
+   * Safety net for frames the bus lost without anyone noticing (a shard's subscriber reconnecting
+   * quietly, a failover): for sessions that heard nothing for `quietMs`, compare the stored version
+   * with what each socket has and resync the ones behind. Gap detection covers every session that
+   * keeps changing; this covers the last change before a quiet spell.
+   */
+  async checkVersions(quietMs: number): Promise<number> {
+    const now = Date.now();
+    let healed = 0;
+    const quiet = [...this.sessions].filter(([, s]) => now - s.lastFrameAt >= quietMs);
+    await Promise.all(quiet.map(async ([id, s]) => {
+      const head = await this.store.head(id);
+      if (!head) return;
+      for (const ws of s.conns) {
+        const c = connOf(ws);
+        if (c.authed && !c.closed && c.pending === null && !c.stale && c.lastVersion < head.version) {
+          healed++;
+          this.resync(ws, 'version check');
+        }
+      }
+    }));
+    return healed;
+  }
+
   /** A slow socket drained: give it the current state in one snapshot instead of the backlog. */
   drained(ws: WS): void {
     const c = connOf(ws);
@@ -205,6 +231,7 @@ export class Hub {
     if (f.updatedAt > 0) this.metrics.busLag.observe(Math.max(0, Date.now() - f.updatedAt) / 1000);
     const s = this.sessions.get(f.sessionId);
     if (!s) return;
+    s.lastFrameAt = Date.now();
     const encoded = new Encoded(() => updateEnvelope(f), () => updateJsonFast(f));
     for (const ws of s.conns) {
       const c = connOf(ws);

@@ -214,6 +214,16 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
       .catch(() => undefined); // a failed publish is the store being down, which /ready reports on its own
   }, canaryEveryMs);
   canaryTimer.unref();
+  let checking = false;
+  const versionTimer = setInterval(() => {
+    if (checking || state.draining) return;
+    checking = true;
+    hub.checkVersions(Math.max(1000, config.consistencyCheckMs))
+      .then((healed) => (healed > 0 ? log.warn({ sockets: healed }, 'version check healed sockets that missed updates') : undefined))
+      .catch((err) => log.warn({ err: (err as Error).message }, 'version check failed'))
+      .finally(() => (checking = false));
+  }, config.consistencyCheckMs);
+  versionTimer.unref();
   const adminTimer = setInterval(() => {
     if (app.numSubscribers('admins/j') + app.numSubscribers('admins/p') === 0) return;
     adminMetrics.all().then(
@@ -243,6 +253,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
       clearInterval(beatTimer);
       clearInterval(adminTimer);
       clearInterval(canaryTimer);
+      clearInterval(versionTimer);
       if (listenSocket) uws.us_listen_socket_close(listenSocket);
       listenSocket = null;
       await ws.drain(Math.min(config.drainTimeoutMs, 3000));
