@@ -1,4 +1,4 @@
-import { connOf } from './ws/conn';
+import { connOf, type Conn } from './ws/conn';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { BusKind, encodeControlFrame, type ControlFrame } from '@harmonyflow/protocol';
 import { AdminMetrics } from './admin';
@@ -168,11 +168,15 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
   }
 
   // Heartbeat into the node registry, reap dead nodes' devices, push ADMIN_UPDATE.
+  const REWRITE_EVERY = 12;
+  let beats = 0;
+  let reported = new Set<string>();
   const heartbeat = async () => {
     if (await registry.takeReapedMark(config.nodeId, state.startedAt)) {
       // We were declared dead (a long pause) and our devices were counted out: count them back in.
       log.warn('this node was reaped while alive; re-registering its sessions and devices');
       await registry.trackSessions(config.nodeId, hub.localSessionIds(), []);
+      beats = 0; // forget() dropped our connection list too
       for (const s of ws.sockets) {
         const c = connOf(s);
         if (!c.counted || c.closed) continue;
@@ -182,14 +186,28 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
     }
     const changes = hub.drainSessionChanges();
     if (changes.added.length || changes.removed.length) await registry.trackSessions(config.nodeId, changes.added, changes.removed);
-    const conns = [...ws.sockets].map((s) => connOf(s)).filter((c) => c.authed && !c.closed).map((c) => ({
-      conn_id: `${config.nodeId}/${c.id}`, node_id: config.nodeId, session_id: c.sessionId, user_id: c.userId, device_id: c.deviceId,
+    // The connection list goes as a delta; whole every REWRITE_EVERY beats (or after a failed beat).
+    const full = beats++ % REWRITE_EVERY === 0;
+    const current = new Map<string, Conn>();
+    for (const s of ws.sockets) {
+      const c = connOf(s);
+      if (c.authed && !c.closed) current.set(`${config.nodeId}/${c.id}`, c);
+    }
+    const added = [...current].filter(([id]) => full || !reported.has(id)).map(([id, c]) => ({
+      conn_id: id, node_id: config.nodeId, session_id: c.sessionId, user_id: c.userId, device_id: c.deviceId,
       subprotocol: c.binary ? 'harmonyflow.v1.proto' : 'harmonyflow.v1.json', connected_at: new Date(c.openedAt).toISOString(),
     }));
-    await registry.heartbeat({
-      node_id: config.nodeId, active_connections: ws.connectionCount, sessions: hub.sessionCount,
-      started_at: new Date(state.startedAt).toISOString(), updated_at: Date.now(), store: store.kind,
-    }, conns);
+    const removed = full ? [] : [...reported].filter((id) => !current.has(id));
+    try {
+      await registry.heartbeat({
+        node_id: config.nodeId, active_connections: ws.connectionCount, sessions: hub.sessionCount,
+        started_at: new Date(state.startedAt).toISOString(), updated_at: Date.now(), store: store.kind,
+      }, { full, added, removed });
+      reported = new Set(current.keys());
+    } catch (err) {
+      beats = 0; // the stored list may now be off: rewrite it whole next time
+      throw err;
+    }
     const { dead } = await registry.list(Date.now());
     for (const n of dead) {
       if (n.node_id === config.nodeId || !(await registry.claimReap(n.node_id))) continue;

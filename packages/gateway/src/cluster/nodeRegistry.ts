@@ -21,12 +21,19 @@ export interface LocalConnection {
   connected_at: string;
 }
 
+export interface ConnectionDelta {
+  readonly full: boolean;
+  readonly added: readonly LocalConnection[];
+  readonly removed: readonly string[];
+}
+
 /**
  * Which gateway nodes are alive and what they host. Nodes heartbeat; one silent for `deadAfterMs`
  * is dead, and exactly one survivor (`claimReap`) cleans up after it.
  */
 export interface NodeRegistry {
-  heartbeat(info: NodeInfo, connections: readonly LocalConnection[]): Promise<void>;
+  /** Node info, plus the connection list as a delta since the last beat (or whole, with `full`). */
+  heartbeat(info: NodeInfo, connections: ConnectionDelta): Promise<void>;
   /** Live nodes, and dead ones not yet reaped. */
   list(now: number): Promise<{ live: NodeInfo[]; dead: NodeInfo[] }>;
   connections(): Promise<LocalConnection[]>;
@@ -45,14 +52,17 @@ export interface NodeRegistry {
 
 export class MemoryNodeRegistry implements NodeRegistry {
   private readonly nodes = new Map<string, NodeInfo>();
-  private readonly conns = new Map<string, readonly LocalConnection[]>();
+  private readonly conns = new Map<string, Map<string, LocalConnection>>();
   private readonly sessions = new Map<string, Set<string>>();
 
   constructor(private readonly deadAfterMs: number) {}
 
-  async heartbeat(info: NodeInfo, connections: readonly LocalConnection[]): Promise<void> {
+  async heartbeat(info: NodeInfo, delta: ConnectionDelta): Promise<void> {
     this.nodes.set(info.node_id, info);
-    this.conns.set(info.node_id, connections);
+    let m = this.conns.get(info.node_id);
+    if (!m || delta.full) this.conns.set(info.node_id, (m = new Map()));
+    for (const c of delta.added) m.set(c.conn_id, c);
+    for (const id of delta.removed) m.delete(id);
   }
 
   async list(now: number): Promise<{ live: NodeInfo[]; dead: NodeInfo[] }> {
@@ -61,7 +71,7 @@ export class MemoryNodeRegistry implements NodeRegistry {
   }
 
   async connections(): Promise<LocalConnection[]> {
-    return [...this.conns.values()].flat();
+    return [...this.conns.values()].flatMap((m) => [...m.values()]);
   }
 
   async sessionsOf(nodeId: string): Promise<string[]> {
@@ -92,21 +102,25 @@ export class MemoryNodeRegistry implements NodeRegistry {
 
 /**
  * Redis layout: `nodes` hash node_id → NodeInfo JSON; `node:{id}:sessions` set; `node:{id}:conns`
- * hash of the node's connections (rewritten each heartbeat, expiring if the node dies).
+ * hash of the node's connections (updated by delta each heartbeat, rewritten whole now and then,
+ * expiring if the node dies).
  */
 export class RedisNodeRegistry implements NodeRegistry {
   constructor(private readonly r: RedisLike, private readonly keys: KeySpace, private readonly deadAfterMs: number) {}
 
-  async heartbeat(info: NodeInfo, connections: readonly LocalConnection[]): Promise<void> {
+  async heartbeat(info: NodeInfo, delta: ConnectionDelta): Promise<void> {
     // `nodes` and a node's own keys sit in different Cluster slots: two transactions, not one.
-    const own = this.keys.node(info.node_id);
+    const connsKey = this.keys.node(info.node_id) + ':conns';
     await this.r.hset(this.keys.nodes(), info.node_id, JSON.stringify(info));
-    const m = this.r.multi().del(own + ':conns');
-    if (connections.length > 0) {
+    const m = this.r.multi();
+    if (delta.full) m.del(connsKey);
+    if (delta.added.length > 0) {
       const flat: string[] = [];
-      for (const c of connections) flat.push(c.conn_id, JSON.stringify(c));
-      m.hset(own + ':conns', ...flat).pexpire(own + ':conns', this.deadAfterMs * 2);
+      for (const c of delta.added) flat.push(c.conn_id, JSON.stringify(c));
+      m.hset(connsKey, ...flat);
     }
+    if (delta.removed.length > 0) m.hdel(connsKey, ...delta.removed);
+    m.pexpire(connsKey, this.deadAfterMs * 2);
     await m.exec();
   }
 
