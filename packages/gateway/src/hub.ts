@@ -78,8 +78,7 @@ export class Hub {
     c.pending = [];
     let s = this.sessions.get(c.sessionId);
     if (!s) {
-      const ready = Promise.all([this.bus.subscribe([c.sessionId]), this.opts.trackSession(c.sessionId)]).then(() => undefined);
-      s = { conns: new Set(), ready, lastFrameAt: Date.now() };
+      s = { conns: new Set(), ready: this.attach(c.sessionId), lastFrameAt: Date.now() };
       this.sessions.set(c.sessionId, s);
       this.sessionsChanged.removed.delete(c.sessionId);
       this.metrics.localSessions.set(this.sessions.size);
@@ -91,10 +90,15 @@ export class Hub {
       await ready;
     } catch (err) {
       // Do not let one failed subscribe poison later joins of the same session.
-      if (s.ready === ready) s.ready = Promise.all([this.bus.subscribe([c.sessionId]), this.opts.trackSession(c.sessionId)]).then(() => undefined);
+      if (s.ready === ready) s.ready = this.attach(c.sessionId);
       s.ready.catch(() => undefined);
       throw err;
     }
+  }
+
+  /** Subscribes this node to the session's channel and records that it hosts the session. */
+  private attach(sessionId: string): Promise<void> {
+    return Promise.all([this.bus.subscribe([sessionId]), this.opts.trackSession(sessionId)]).then(() => undefined);
   }
 
   leave(ws: WS): void {
@@ -140,7 +144,7 @@ export class Hub {
       for (const f of replay) {
         // Never a writer's own update, also not when healing a gap on the same connection.
         if (f.originConn === c.id && f.originNode === this.opts.nodeId) continue;
-        send(ws, new Encoded(() => updateEnvelope(f), () => updateJsonFast(f)).for(c.binary));
+        send(ws, encodedUpdate(f).for(c.binary));
       }
     } else {
       version = snap ? snap.version : 0;
@@ -158,23 +162,26 @@ export class Hub {
     c.pending = null;
     c.stale = false;
     for (let i = 0; i < held.length; i++) {
-      const f = decodeBusFrame(held[i]) as UpdateFrame;
-      this.deliverTo(ws, f, new Encoded(() => updateEnvelope(f), () => updateJsonFast(f)));
+      this.deliverTo(ws, held[i], encodedUpdate(held[i]));
       if (c.pending !== null) {
         // That frame revealed a gap and started another catch-up: it owns the rest.
-        (c.pending as Uint8Array[]).push(...held.slice(i + 1));
+        (c.pending as UpdateFrame[]).push(...held.slice(i + 1));
         break;
       }
     }
     return { resumed: frames !== null, version };
   }
 
-  /** Re-sends what a socket missed; used after a gap, a slow-consumer drain or a bus outage. */
-  resync(ws: WS, reason: string): void {
+  /**
+   * Re-sends what a socket missed (after a gap, a slow-consumer drain, a bus outage), or the whole
+   * state with `snapshot` (SNAPSHOT_REQUEST). If the store fails, the socket is closed so the
+   * client resumes: held-back deltas cannot be released safely.
+   */
+  resync(ws: WS, reason: string, snapshot = false): void {
     const c = connOf(ws);
     if (c.closed || !c.authed || c.pending !== null) return;
     this.metrics.fanout.inc({ outcome: 'resync' });
-    this.catchUp(ws, c.stale ? null : c.lastVersion).catch((err) => {
+    this.catchUp(ws, snapshot || c.stale ? null : c.lastVersion).catch((err) => {
       this.log.warn({ err: (err as Error).message, reason }, 'resync failed; closing so the client resumes');
       const cc = connOf(ws);
       cc.pending = null;
@@ -223,20 +230,20 @@ export class Hub {
       this.log.warn('dropping malformed bus frame');
       return;
     }
-    if (f.kind === BusKind.UPDATE) this.deliver(f, data);
+    if (f.kind === BusKind.UPDATE) this.deliver(f);
     else this.onControl(f);
   }
 
-  private deliver(f: UpdateFrame, data: Uint8Array): void {
+  private deliver(f: UpdateFrame): void {
     if (f.updatedAt > 0) this.metrics.busLag.observe(Math.max(0, Date.now() - f.updatedAt) / 1000);
     const s = this.sessions.get(f.sessionId);
     if (!s) return;
     s.lastFrameAt = Date.now();
-    const encoded = new Encoded(() => updateEnvelope(f), () => updateJsonFast(f));
+    const encoded = encodedUpdate(f);
     for (const ws of s.conns) {
       const c = connOf(ws);
       if (c.pending !== null) {
-        c.pending.push(data);
+        c.pending.push(f);
         continue;
       }
       this.deliverTo(ws, f, encoded);
@@ -269,6 +276,10 @@ export class Hub {
     c.lastVersion = f.version;
     this.metrics.fanout.inc({ outcome: 'delivered' });
   }
+}
+
+function encodedUpdate(f: UpdateFrame): Encoded {
+  return new Encoded(() => updateEnvelope(f), () => updateJsonFast(f));
 }
 
 /** Sends one encoded frame; text for JSON sockets, binary for protobuf ones. */

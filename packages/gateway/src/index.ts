@@ -1,6 +1,6 @@
 /** The gateway node as a library: what tests, tools and embedders use. `main.ts` is the executable. */
 export { loadConfig, ConfigError, type Config } from './config';
-export { createNode, storeLimits, SERVICE_VERSION, type GatewayNode, type NodeOptions, type EmbeddedShared } from './node';
+export { createNode, storeLimits, SERVICE_VERSION, type GatewayNode, type NodeOptions } from './node';
 export { MemoryPresence } from './presence/memory';
 export { MemoryNodeRegistry } from './cluster/nodeRegistry';
 export { MemoryStore, type StoreLimits } from './store/memory';

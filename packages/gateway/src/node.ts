@@ -34,17 +34,7 @@ import { WsGateway } from './ws/gateway';
 export const SERVICE_VERSION = '1.1.0';
 
 export interface NodeOptions {
-  /** In-process nodes of one test share a broker, store, presence and registry (embedded mode). */
-  readonly embedded?: EmbeddedShared;
   readonly logger?: Logger;
-}
-
-/** What in-process nodes share in embedded mode (the stand-in for Redis). */
-export interface EmbeddedShared {
-  readonly broker: MemoryBroker;
-  readonly store: (bus: MemoryBus) => MemoryStore;
-  readonly presence: MemoryPresence;
-  readonly registry: MemoryNodeRegistry;
 }
 
 export interface GatewayNode {
@@ -100,12 +90,11 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
     presence = new RedisPresence(cmd, keys, config.presenceTimeoutMs, config.snapshotTtlSeconds * 1000);
     registry = new RedisNodeRegistry(cmd, keys, deadAfterMs);
   } else {
-    const shared = opts.embedded;
-    const memBus = new MemoryBus(shared?.broker ?? new MemoryBroker());
+    const memBus = new MemoryBus(new MemoryBroker());
     bus = memBus;
-    store = shared ? shared.store(memBus) : new MemoryStore(limits, memBus);
-    presence = shared?.presence ?? new MemoryPresence(config.presenceTimeoutMs);
-    registry = shared?.registry ?? new MemoryNodeRegistry(deadAfterMs);
+    store = new MemoryStore(limits, memBus);
+    presence = new MemoryPresence(config.presenceTimeoutMs);
+    registry = new MemoryNodeRegistry(deadAfterMs);
   }
 
   const tokens = new TokenService(config.jwt);

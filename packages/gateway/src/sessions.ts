@@ -1,4 +1,4 @@
-import { ErrorCode, type JsonObject } from '@harmonyflow/protocol';
+import { ErrorCode } from '@harmonyflow/protocol';
 import { canAccess, type Principal } from './auth/tokens';
 import { AppError, notFound, tooLarge } from './errors';
 import type { Metrics } from './metrics';
@@ -84,4 +84,3 @@ export class SessionService {
   }
 }
 
-export type { JsonObject };

@@ -152,6 +152,16 @@ describe('failures', () => {
     return { acked, done };
   }
 
+  /** Every acknowledged increment is in the store and in every client's mirror. */
+  async function expectNothingLost(load: ReturnType<typeof writeLoad>, cs: SessionClient[], total: number, nodeUrl: string) {
+    await load.done;
+    expect(load.acked.n).toBe(total);
+    const snap = await api(nodeUrl, 'GET', `/session/${cs[0].sessionId}`, { token: await tokens.signAccess('alice', 'user') });
+    expect(snap.body.state_data.total).toBe(total);
+    await eventually(() => cs.every((c) => c.state.total === total), 15_000);
+    for (const c of cs) c.close();
+  }
+
   it('SIGKILL of a node mid-stream: clients reconnect through HAProxy, resume, and nothing acknowledged is lost', async () => {
     const redis = await startRedis();
     const env = { REDIS_URL: redis.url, ...FAST };
@@ -167,22 +177,17 @@ describe('failures', () => {
       const watcher = await connectDevice(nodes[0].wsUrl);
       await watcher.auth({ token, device_id: 'watcher', session_id: sid });
 
-      const { acked, done } = writeLoad(cs, 60);
-      await eventually(() => acked.n > 60, 20_000);
+      const load = writeLoad(cs, 60);
+      await eventually(() => load.acked.n > 60, 20_000);
       nodes[1].kill('SIGKILL');
       const killedAt = Date.now();
-      await done;
-      const snap = await api(nodes[0].url, 'GET', `/session/${sid}`, { token });
-      expect(snap.body.state_data.total).toBe(6 * 60);
-      expect(acked.n).toBe(6 * 60);
-      await eventually(() => cs.every((c) => c.state.total === 360), 10_000);
+      await expectNothingLost(load, cs, 6 * 60, nodes[0].url);
       // The dead node's device goes offline within the (shortened) presence timeout, announced by a survivor.
       const left = await watcher.waitFor((e) => e.type === T.DEVICE_LEFT && e.payload.device_id === 'pinned', 8000);
       expect(left.payload.reason).toBe('timeout');
       expect(Date.now() - killedAt).toBeLessThan(2000 + 3000);
       const list = await api(nodes[2].url, 'GET', `/session/${sid}/devices`, { token });
       expect(list.body.devices.find((d: { device_id: string }) => d.device_id === 'pinned').status).toBe('offline');
-      for (const c of cs) c.close();
     } finally {
       await closeAllDevices();
       await lb.stop();
@@ -200,19 +205,14 @@ describe('failures', () => {
     try {
       const sid = randomUUID();
       const cs = await clients(lb.wsUrl, sid, 4);
-      const { acked, done } = writeLoad(cs, 80);
+      const load = writeLoad(cs, 80);
       for (let i = 0; i < nodes.length; i++) {
-        await eventually(() => acked.n > 40 * (i + 1), 20_000);
+        await eventually(() => load.acked.n > 40 * (i + 1), 20_000);
         nodes[i].kill('SIGTERM');
         expect(await nodes[i].exited).toBe(0);
         nodes[i] = await spawnNode({ ...env, PORT: String(ports[i]), NODE_ID: `roll${i}b`, LOG_LEVEL: 'warn' });
       }
-      await done;
-      expect(acked.n).toBe(320);
-      const snap = await api(nodes[0].url, 'GET', `/session/${sid}`, { token: await tokens.signAccess('alice', 'user') });
-      expect(snap.body.state_data.total).toBe(320);
-      await eventually(() => cs.every((c) => c.state.total === 320), 10_000);
-      for (const c of cs) c.close();
+      await expectNothingLost(load, cs, 320, nodes[0].url);
     } finally {
       await lb.stop();
       await stopAll(nodes);
@@ -230,8 +230,8 @@ describe('failures', () => {
       const sid = randomUUID();
       const token = await tokens.signAccess('alice', 'user');
       const cs = await clients(lb.wsUrl, sid, 4);
-      const { acked, done } = writeLoad(cs, 50);
-      await eventually(() => acked.n > 40, 20_000);
+      const load = writeLoad(cs, 50);
+      await eventually(() => load.acked.n > 40, 20_000);
       await redis.kill();
       await eventually(async () => (await api(nodes[0].url, 'GET', '/ready')).status === 503, 5000);
       const during = await api(nodes[0].url, 'POST', '/session/snapshot', { token, body: { session_id: randomUUID(), state_data: {} } });
@@ -240,12 +240,7 @@ describe('failures', () => {
       await new Promise((r) => setTimeout(r, 500));
       await redis.restart();
       await eventually(async () => (await api(nodes[0].url, 'GET', '/ready')).status === 200 && (await api(nodes[1].url, 'GET', '/ready')).status === 200, 15_000, 100);
-      await done;
-      expect(acked.n).toBe(200);
-      const snap = await api(nodes[1].url, 'GET', `/session/${sid}`, { token });
-      expect(snap.body.state_data.total).toBe(200);
-      await eventually(() => cs.every((c) => c.state.total === 200), 15_000);
-      for (const c of cs) c.close();
+      await expectNothingLost(load, cs, 200, nodes[1].url);
     } finally {
       await lb.stop();
       await stopAll(nodes);

@@ -1,5 +1,5 @@
 import { createHmac, randomUUID } from 'node:crypto';
-import { prng, randInt, type Rand } from '@harmonyflow/testkit';
+import { JSON_TOKENS, mutateBytes, mutateText, prng, randInt, type Rand } from '@harmonyflow/testkit';
 import pino from 'pino';
 import WebSocket from 'ws';
 import {
@@ -129,81 +129,6 @@ function templates(ctx: Ctx, r: Rand): Envelope[] {
     env(T.HANDOFF_COMPLETED, { target_device: 'bystander' }),
     env(T.RECONNECT, { retry_after_ms: 100 }),
   ];
-}
-
-/** Byte-level mutations: bit flips, random bytes, truncation, insertion, deletion, duplication, splices. */
-function mutateBytes(r: Rand, src: Uint8Array, other: Uint8Array): Buffer {
-  let b = Buffer.from(src);
-  const rounds = 1 + int(r, 4);
-  for (let i = 0; i < rounds; i++) {
-    const pos = int(r, b.length + 1);
-    const at = Math.min(pos, Math.max(0, b.length - 1));
-    switch (int(r, 8)) {
-      case 0:
-        if (b.length) b[at] ^= 1 << int(r, 8);
-        break;
-      case 1:
-        if (b.length) b[at] = int(r, 256);
-        break;
-      case 2:
-        b = b.subarray(0, pos);
-        break;
-      case 3:
-        b = Buffer.concat([b.subarray(0, pos), Buffer.from(Array.from({ length: 1 + int(r, 8) }, () => int(r, 256))), b.subarray(pos)]);
-        break;
-      case 4:
-        b = Buffer.concat([b.subarray(0, pos), b.subarray(Math.min(b.length, pos + 1 + int(r, 16)))]);
-        break;
-      case 5: {
-        const end = Math.min(b.length, pos + 1 + int(r, 32));
-        const copies = 1 + int(r, 3);
-        b = Buffer.concat([b.subarray(0, end), ...Array.from({ length: copies }, () => b.subarray(pos, end)), b.subarray(end)]);
-        break;
-      }
-      case 6:
-        b = Buffer.concat([b.subarray(0, pos), Buffer.from(other.subarray(int(r, other.length + 1)))]);
-        break;
-      default:
-        if (b.length) b[at] = pick(r, [0x00, 0x7f, 0x80, 0xff, 0x08, 0x0a, 0x12, 0x22, 0x7a]);
-    }
-  }
-  return b;
-}
-
-const JSON_TOKENS = [
-  '{', '}', '[', ']', '"', ':', ',', '\\', 'null', 'true', '-1e999', '1e308', '-0', '1.5', '"__proto__"', '"constructor"',
-  '{"__proto__":{"polluted":"yes"}}', '\u0000', '\ud800', '\u2028', '🌍', '"type"', '"payload"', '99', '-1', '[[[[[[[[', ' ', '\ufeff',
-];
-
-/** Text-level mutations of a JSON frame. */
-function mutateText(r: Rand, src: string): string {
-  let s = src;
-  const rounds = 1 + int(r, 4);
-  for (let i = 0; i < rounds; i++) {
-    const pos = int(r, s.length + 1);
-    switch (int(r, 6)) {
-      case 0:
-        s = s.slice(0, pos) + pick(r, JSON_TOKENS) + s.slice(pos);
-        break;
-      case 1:
-        s = s.slice(0, pos) + s.slice(pos + 1 + int(r, 8));
-        break;
-      case 2:
-        s = s.slice(0, pos);
-        break;
-      case 3: {
-        const end = Math.min(s.length, pos + 1 + int(r, 24));
-        s = s.slice(0, end) + s.slice(pos, end) + s.slice(end);
-        break;
-      }
-      case 4:
-        s = s.replace(/\d/, () => pick(r, ['-', 'e', '.', '9'.repeat(30), '0x1', 'NaN', String(int(r, 20))]));
-        break;
-      default:
-        s = s.slice(0, pos) + String.fromCharCode(int(r, 0x10000)) + s.slice(pos + 1);
-    }
-  }
-  return s;
 }
 
 function randomBytes(r: Rand): Buffer {
@@ -740,14 +665,15 @@ describe('state nested close to the depth bound is refused or reaches every devi
 
   afterEach(terminateAttackers);
 
-  it('a JSON SET of a value nested 62 levels (the frame is 64 deep)', async () => {
+  /** A deep SET is either refused as invalid_message or stored — and then every frame still decodes. */
+  async function deepSet(codec: 'json' | 'proto', frame: string | Buffer): Promise<void> {
     const n = started();
     const token = await n.token('deep');
     const sid = randomUUID();
     const { stats, out } = await watchers(n, token, sid);
-    const writer = await connectDevice(n.wsUrl);
+    const writer = await connectDevice(n.wsUrl, { codec });
     await writer.auth({ token, device_id: 'writer', session_id: sid });
-    writer.sendRaw(`{"type":5,"correlation_id":"deep","payload":{"key":"deep","operation":"SET","value":${nest(62)}}}`);
+    writer.sendRaw(frame);
     const answer = await writer.waitFor((e) => e.correlation_id === 'deep');
     const accepted = answer.type === T.STATE_UPDATE_ACK;
     if (!accepted) expect(answer.payload.code).toBe('invalid_message');
@@ -755,23 +681,13 @@ describe('state nested close to the depth bound is refused or reaches every devi
     expect({ accepted, anomalies: stats.anomalies }).toEqual({ accepted, anomalies: [] });
     // Per device: the snapshot after AUTH, the delta (if stored), the requested snapshot.
     expect(stats.received).toMatchObject({ SNAPSHOT_RESPONSE: 4, ...(accepted ? { STATE_UPDATE: 2 } : {}) });
-  });
+  }
 
-  it('a proto SET whose value_json is nested 64 levels', async () => {
-    const n = started();
-    const token = await n.token('deep');
-    const sid = randomUUID();
-    const { stats, out } = await watchers(n, token, sid);
-    const writer = await connectDevice(n.wsUrl, { codec: 'proto' });
-    await writer.auth({ token, device_id: 'writer', session_id: sid });
-    writer.sendRaw(Buffer.from([...pv(1, 5), ...pb(6, 'deep'), ...pb(15, [...pb(1, 'deep'), ...pb(2, nest(64)), ...pb(3, 'SET')])]));
-    const answer = await writer.waitFor((e) => e.correlation_id === 'deep');
-    const accepted = answer.type === T.STATE_UPDATE_ACK;
-    if (!accepted) expect(answer.payload.code).toBe('invalid_message');
-    await snapshotAndSync(out, 's1');
-    expect({ accepted, anomalies: stats.anomalies }).toEqual({ accepted, anomalies: [] });
-    expect(stats.received).toMatchObject({ SNAPSHOT_RESPONSE: 4, ...(accepted ? { STATE_UPDATE: 2 } : {}) });
-  });
+  it('a JSON SET of a value nested 62 levels (the frame is 64 deep)', () =>
+    deepSet('json', `{"type":5,"correlation_id":"deep","payload":{"key":"deep","operation":"SET","value":${nest(62)}}}`));
+
+  it('a proto SET whose value_json is nested 64 levels', () =>
+    deepSet('proto', Buffer.from([...pv(1, 5), ...pb(6, 'deep'), ...pb(15, [...pb(1, 'deep'), ...pb(2, nest(64)), ...pb(3, 'SET')])])));
 
   it('POST /session/snapshot with state_data nested 64 levels', async () => {
     const n = started();

@@ -7,3 +7,4 @@ export * from './contract/sessionStore';
 export * from './device';
 export * from './cluster';
 export * from './prng';
+export * from './mutate';

@@ -27,9 +27,6 @@ export class KeySpace {
     };
   }
 
-  sessionTagOf(sessionId: string): string {
-    return `${this.prefix}{${sessionId}}:`;
-  }
 
   idempotency(sessionId: string, deviceId: string, correlationId: string): string {
     return `${this.prefix}{${sessionId}}:idem:${deviceId}:${correlationId}`;
@@ -70,12 +67,5 @@ export class KeySpace {
 
   node(nodeId: string): string {
     return `${this.prefix}node:{${nodeId}}`;
-  }
-
-  /** The session id back from a session channel name, or null for the global channel. */
-  sessionOfChannel(channel: string): string | null {
-    const open = channel.indexOf('{', this.prefix.length);
-    const close = channel.indexOf('}', open + 1);
-    return open === this.prefix.length && close > open ? channel.slice(open + 1, close) : null;
   }
 }

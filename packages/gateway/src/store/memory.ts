@@ -112,9 +112,9 @@ export class MemoryStore implements SessionStore {
         break;
       case 'incr': {
         const old = s?.state.get(op.key);
-        const base = old === undefined ? 0 : Number(JSON.parse(old));
-        const next = base + op.delta;
-        if ((old !== undefined && typeof JSON.parse(old) !== 'number') || !Number.isFinite(next)) {
+        const base: unknown = old === undefined ? 0 : JSON.parse(old);
+        const next = (base as number) + op.delta;
+        if (typeof base !== 'number' || !Number.isFinite(next)) {
           return { status: 'not_a_number', key: op.key };
         }
         incrValue = next;

@@ -119,21 +119,19 @@ export class RedisStore implements SessionStore {
       // On Redis Cluster the indexes live in other slots than the session, so they cannot be part
       // of the script; they are derived data (recency, listing), and a lost update heals on the next write.
       // Committed and published already: an index hiccup must not turn into an error (and a retry).
-      await this.indexCluster(req, result.updatedAt).catch(() => undefined);
+      await this.indexCluster(req.sessionId, result.userId, req.ownerId, result.updatedAt).catch(() => undefined);
     }
     return result;
   }
 
-  private async indexCluster(req: MutationRequest, at: number): Promise<void> {
-    const head = await this.r.hget(this.keys.session(req.sessionId).meta, 'uid');
-    const ttl = this.limits.ttlSeconds * 1000;
-    if (head) {
-      const userKey = this.keys.userSessions(head);
-      await Promise.all([
-        this.r.zadd(userKey, at, req.sessionId).then(() => this.r.pexpire(userKey, ttl)),
-        this.r.zadd(this.keys.allSessions(), at, req.sessionId),
-      ]);
+  /** Mirrors the script's indexing: the owner's own writes move the session to the front of their list. */
+  private async indexCluster(sessionId: string, owner: string, writer: string, at: number): Promise<void> {
+    const writes: Promise<unknown>[] = [this.r.zadd(this.keys.allSessions(), at, sessionId)];
+    if (owner === writer) {
+      const userKey = this.keys.userSessions(owner);
+      writes.push(this.r.zadd(userKey, at, sessionId).then(() => this.r.pexpire(userKey, this.limits.ttlSeconds * 1000)));
     }
+    await Promise.all(writes);
   }
 
   async get(sessionId: string): Promise<Snapshot | null> {

@@ -1,4 +1,3 @@
-import type { JsonObject } from '@harmonyflow/protocol';
 import type { StateOp } from './types';
 
 /**
@@ -46,24 +45,12 @@ export function checkVersion(
   return { ok: true, rebased: true };
 }
 
-/** Conflict strategies of POST /session/conflict/resolve, as pure functions of the two states. */
+/**
+ * Conflict strategies of POST /session/conflict/resolve. Each is one store operation:
+ * server_wins writes nothing, client_wins is `replace`, merge is `merge` (client wins per key).
+ */
 export type ResolutionStrategy = 'server_wins' | 'client_wins' | 'merge';
 export const RESOLUTION_STRATEGIES: readonly ResolutionStrategy[] = ['server_wins', 'client_wins', 'merge'];
-
-export function resolveConflict(strategy: ResolutionStrategy, server: JsonObject, client: JsonObject): JsonObject {
-  switch (strategy) {
-    case 'server_wins':
-      return server;
-    case 'client_wins':
-      return client;
-    case 'merge': {
-      const out: JsonObject = Object.create(null);
-      for (const k of Object.keys(server)) out[k] = server[k];
-      for (const k of Object.keys(client)) out[k] = client[k];
-      return out;
-    }
-  }
-}
 
 /** Formats an incremented number the way the Lua script does, so both stores agree on text. */
 export function formatNumber(n: number): string {

@@ -26,13 +26,9 @@ export function loadValue(stored: string): JsonValue {
   return JSON.parse(loadValueText(stored)) as JsonValue;
 }
 
-export function isCompressed(stored: string): boolean {
-  return stored.startsWith(COMPRESSED);
-}
-
 /**
- * Flat [key, stored, key, stored…] → state object. Built with defineProperty semantics via a
- * null-prototype object so keys like `__proto__` stay plain data.
+ * Flat [key, stored, key, stored…] → state object, null-prototype so keys like `__proto__` stay
+ * plain data.
  */
 export function stateFromFlat(flat: readonly string[]): JsonObject {
   const out: JsonObject = Object.create(null);
@@ -40,10 +36,7 @@ export function stateFromFlat(flat: readonly string[]): JsonObject {
   return out;
 }
 
-/**
- * Serializes a state object whose keys may include `__proto__` (JSON.stringify handles own
- * properties correctly, so this is only about building objects safely elsewhere).
- */
+/** UTF-8 size: what MAX_STATE_BYTES counts. */
 export function byteLength(s: string): number {
   return Buffer.byteLength(s, 'utf8');
 }

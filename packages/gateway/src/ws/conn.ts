@@ -1,5 +1,5 @@
 import type { WebSocket } from 'uWebSockets.js';
-import type { DeviceLeftReason } from '@harmonyflow/protocol';
+import type { DeviceLeftReason, UpdateFrame } from '@harmonyflow/protocol';
 
 /** AUTH fields that came as query parameters of the upgrade (`?token=…&device_id=…`). */
 export interface QueryAuth {
@@ -39,7 +39,7 @@ export interface Conn {
   /** Highest session version this connection has been given (or skipped as its own write). */
   lastVersion: number;
   /** Bus frames held back while a snapshot or replay is being prepared; null when live. */
-  pending: Uint8Array[] | null;
+  pending: UpdateFrame[] | null;
   /** Slow consumer: deltas are skipped until drain, then one fresh snapshot is sent. */
   stale: boolean;
   bucket: number;

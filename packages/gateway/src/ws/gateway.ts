@@ -226,15 +226,7 @@ export class WsGateway {
         return;
       }
       case MessageType.SNAPSHOT_REQUEST:
-        if (c.pending === null) {
-          c.pending = [];
-          this.d.hub.catchUp(ws, null).catch((err) => {
-            // Held-back deltas cannot be trusted any more: report, then close so the client resumes.
-            this.failed(ws, err, env.correlation_id);
-            c.pending = null;
-            this.closeWith(ws, 1011, 'snapshot failed');
-          });
-        }
+        this.d.hub.resync(ws, 'snapshot request', true);
         return;
       case MessageType.STATE_UPDATE:
         void this.stateUpdate(ws, env);
