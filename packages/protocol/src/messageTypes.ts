@@ -68,6 +68,8 @@ export const ErrorCode = {
   INVALID_SESSION_ID: 'invalid_session_id',
   METHOD_NOT_ALLOWED: 'method_not_allowed',
   NOT_READY: 'not_ready',
+  /** MAX_SESSIONS_PER_USER or MAX_HANDOFFS_PER_SESSION reached (HTTP 429, AUTH_FAILURE + close 4429). */
+  QUOTA_EXCEEDED: 'quota_exceeded',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

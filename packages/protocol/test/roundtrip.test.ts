@@ -104,7 +104,7 @@ describe('proto mapping details', () => {
     expect(ok(decodeProto(bytes))).toStrictEqual({
       type: MessageType.AUTH_SUCCESS,
       timestamp: 0,
-      payload: { session_id: '', user_id: '', device_id: '', node_id: '', version: 0, devices: [], heartbeat_interval_ms: 0, resumed: false },
+      payload: { session_id: '', user_id: '', device_id: '', node_id: '', version: 0, devices: [], heartbeat_interval_ms: 0, resumed: false, epoch: '', last_mutation_id: 0, max_message_bytes: 0 },
     });
   });
 

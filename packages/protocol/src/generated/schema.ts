@@ -394,6 +394,11 @@ export const SCHEMA_DESCRIPTOR: INamespace = {
             },
             "SnapshotResponsePayload": {
               "oneofs": {
+                "_epoch": {
+                  "oneof": [
+                    "epoch"
+                  ]
+                },
                 "_extra_json": {
                   "oneof": [
                     "extra_json"
@@ -416,6 +421,13 @@ export const SCHEMA_DESCRIPTOR: INamespace = {
                 "updated_at": {
                   "type": "string",
                   "id": 4
+                },
+                "epoch": {
+                  "type": "string",
+                  "id": 5,
+                  "options": {
+                    "proto3_optional": true
+                  }
                 },
                 "extra_json": {
                   "type": "string",
@@ -461,6 +473,11 @@ export const SCHEMA_DESCRIPTOR: INamespace = {
                 "_device_id": {
                   "oneof": [
                     "device_id"
+                  ]
+                },
+                "_mutation_id": {
+                  "oneof": [
+                    "mutation_id"
                   ]
                 },
                 "_extra_json": {
@@ -524,6 +541,13 @@ export const SCHEMA_DESCRIPTOR: INamespace = {
                 "device_id": {
                   "type": "string",
                   "id": 9,
+                  "options": {
+                    "proto3_optional": true
+                  }
+                },
+                "mutation_id": {
+                  "type": "int64",
+                  "id": 10,
                   "options": {
                     "proto3_optional": true
                   }
@@ -624,6 +648,11 @@ export const SCHEMA_DESCRIPTOR: INamespace = {
                     "last_version"
                   ]
                 },
+                "_last_epoch": {
+                  "oneof": [
+                    "last_epoch"
+                  ]
+                },
                 "_extra_json": {
                   "oneof": [
                     "extra_json"
@@ -681,6 +710,13 @@ export const SCHEMA_DESCRIPTOR: INamespace = {
                     "proto3_optional": true
                   }
                 },
+                "last_epoch": {
+                  "type": "string",
+                  "id": 9,
+                  "options": {
+                    "proto3_optional": true
+                  }
+                },
                 "extra_json": {
                   "type": "string",
                   "id": 99,
@@ -731,6 +767,18 @@ export const SCHEMA_DESCRIPTOR: INamespace = {
                 "resumed": {
                   "type": "bool",
                   "id": 8
+                },
+                "epoch": {
+                  "type": "string",
+                  "id": 9
+                },
+                "last_mutation_id": {
+                  "type": "int64",
+                  "id": 10
+                },
+                "max_message_bytes": {
+                  "type": "uint32",
+                  "id": 11
                 },
                 "extra_json": {
                   "type": "string",
@@ -889,6 +937,21 @@ export const SCHEMA_DESCRIPTOR: INamespace = {
                     "correlation_id"
                   ]
                 },
+                "_value_json": {
+                  "oneof": [
+                    "value_json"
+                  ]
+                },
+                "_mutation_id": {
+                  "oneof": [
+                    "mutation_id"
+                  ]
+                },
+                "_duplicate": {
+                  "oneof": [
+                    "duplicate"
+                  ]
+                },
                 "_extra_json": {
                   "oneof": [
                     "extra_json"
@@ -906,6 +969,27 @@ export const SCHEMA_DESCRIPTOR: INamespace = {
                 "version": {
                   "type": "int64",
                   "id": 2
+                },
+                "value_json": {
+                  "type": "string",
+                  "id": 3,
+                  "options": {
+                    "proto3_optional": true
+                  }
+                },
+                "mutation_id": {
+                  "type": "int64",
+                  "id": 4,
+                  "options": {
+                    "proto3_optional": true
+                  }
+                },
+                "duplicate": {
+                  "type": "bool",
+                  "id": 5,
+                  "options": {
+                    "proto3_optional": true
+                  }
                 },
                 "extra_json": {
                   "type": "string",
