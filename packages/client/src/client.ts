@@ -188,6 +188,8 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
   private tokenRetries = 0;
   private refreshing = false;
   private authFailure: { code: string; message: string } | null = null;
+  /** The server said the token expired; a 4401 close that follows is about that. */
+  private expired = false;
   private maxBytes: number;
   private attempts = 0;
   private retryAfter: number | null = null;
@@ -497,6 +499,7 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
     this.stateReady = false;
     this.outboxReady = false;
     this.authFailure = null;
+    this.expired = false;
     ws.onopen = () => {
       if (this.ws !== ws) return;
       const payload: Record<string, unknown> = {
@@ -553,7 +556,7 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
   }
 
   private async onClose(code: number, reason: string): Promise<void> {
-    const failure = this.authFailure;
+    const failure = this.authFailure ?? (this.expired && code === CloseCode.AUTH ? { code: ErrorCode.TOKEN_EXPIRED, message: 'token expired' } : null);
     const inFlight = this.inFlight;
     this.detach();
     clearTimeout(this.timers.heartbeat);
@@ -642,7 +645,10 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
     switch (env.type) {
       case MessageType.AUTH_SUCCESS:
         if (this.phase === 'authing') this.onAuthenticated(p as unknown as AuthSuccessPayload);
-        else this.scheduleRefresh(); // a token refresh on the live connection was accepted
+        else {
+          this.expired = false; // a token refresh on the live connection was accepted
+          this.scheduleRefresh();
+        }
         return;
       case MessageType.AUTH_FAILURE:
         this.authFailure = { code: String(p.code), message: String(p.message ?? '') };
@@ -759,6 +765,7 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
     const code = String(p.code);
     const err = new SessionError(code, String(p.message ?? ''), p);
     if (code === ErrorCode.TOKEN_EXPIRED) {
+      this.expired = true;
       void this.refreshToken();
       return;
     }
