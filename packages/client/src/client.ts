@@ -159,7 +159,7 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
   /** The session id: given, or learnt from AUTH_SUCCESS. */
   sessionId: string | undefined;
   /** Devices of the session as of AUTH_SUCCESS, kept current by DEVICE_JOINED/LEFT. */
-  devicesSeen: DeviceInfo[] = [];
+  deviceList: DeviceInfo[] = [];
   private _status: ConnectionStatus = 'idle';
 
   private readonly opts: SessionClientOptions;
@@ -671,21 +671,21 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
         return;
       case MessageType.DEVICE_JOINED: {
         const device = p.device as DeviceInfo;
-        this.devicesSeen = [...this.devicesSeen.filter((d) => d.device_id !== device.device_id), device];
+        this.deviceList = [...this.deviceList.filter((d) => d.device_id !== device.device_id), device];
         this.emit('device', { type: 'joined', device });
         return;
       }
       case MessageType.DEVICE_LEFT: {
         const id = String(p.device_id);
         const reason = String(p.reason);
-        this.devicesSeen = reason === 'kicked'
-          ? this.devicesSeen.filter((d) => d.device_id !== id)
-          : this.devicesSeen.map((d) => (d.device_id === id ? { ...d, status: 'offline' } : d));
+        this.deviceList = reason === 'kicked'
+          ? this.deviceList.filter((d) => d.device_id !== id)
+          : this.deviceList.map((d) => (d.device_id === id ? { ...d, status: 'offline' } : d));
         this.emit('device', { type: 'left', deviceId: id, reason });
         return;
       }
       case MessageType.DEVICE_LIST:
-        if (Array.isArray(p.devices)) this.devicesSeen = p.devices as DeviceInfo[];
+        if (Array.isArray(p.devices)) this.deviceList = p.devices as DeviceInfo[];
         return;
       case MessageType.BROADCAST:
         this.emit('broadcast', { message: String(p.message), type: String(p.type) });
@@ -715,7 +715,7 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
     this.attempts = 0;
     if (typeof p.max_message_bytes === 'number' && p.max_message_bytes > 0) this.maxBytes = p.max_message_bytes;
     if (typeof p.heartbeat_interval_ms === 'number' && p.heartbeat_interval_ms > 0) this.heartbeatMs = p.heartbeat_interval_ms;
-    if (Array.isArray(p.devices)) this.devicesSeen = p.devices;
+    if (Array.isArray(p.devices)) this.deviceList = p.devices;
     if (p.resumed === true) this.stateReady = true; // the missed updates follow; no snapshot
     this.startHeartbeat();
     this.scheduleRefresh();
