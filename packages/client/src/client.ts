@@ -270,16 +270,20 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
 
   /**
    * Closes for good (until `connect()` is called again). Unacknowledged writes reject with
-   * `closed` but stay in storage: the next client (or `connect()`) sends them.
+   * `closed` but stay in storage: the next client (or `connect()`) sends them. The promise
+   * settles once storage writes already under way are done, so a new client on the same
+   * storage may start then.
    */
-  close(): void {
-    if (this._status === 'closed') return;
-    this.setStatus('closed');
-    this.clearTimers();
-    const ws = this.ws;
-    this.detach();
-    ws?.close(1000, 'client closed');
-    this.failAll(new SessionError(ClientErrorCode.CLOSED, 'client closed'));
+  close(): Promise<void> {
+    if (this._status !== 'closed') {
+      this.setStatus('closed');
+      this.clearTimers();
+      const ws = this.ws;
+      this.detach();
+      ws?.close(1000, 'client closed');
+      this.failAll(new SessionError(ClientErrorCode.CLOSED, 'client closed'));
+    }
+    return this.outbox.idle();
   }
 
   /** Sets `key` to `value`. */
@@ -342,6 +346,8 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
     const result = new Promise<WriteResult>((resolve, reject) => {
       entry.settle = { resolve: resolve as (r: unknown) => void, reject };
     });
+    // close() may reject it while the save below is pending, before the caller holds it.
+    result.catch(() => undefined);
     this.emit('queue', this.outbox.size);
     try {
       await this.outbox.save();

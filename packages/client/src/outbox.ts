@@ -61,6 +61,7 @@ export class Outbox {
   private synced = false;
   private adopted: string[] = [];
   private chain: Promise<unknown> = Promise.resolve();
+  private queued: Promise<void> | null = null;
   /** Settles once the stored queue is in memory; never rejects (a bad document reads as empty). */
   readonly loaded: Promise<void>;
 
@@ -112,9 +113,20 @@ export class Outbox {
    * slow adapter never lets an older document overwrite a newer one).
    */
   save(): Promise<void> {
-    const run = this.chain.then(() => this.write());
+    // A save not started yet will write the latest queue anyway: share it (a burst of writes costs one or two saves).
+    if (this.queued) return this.queued;
+    const run = this.chain.then(() => {
+      this.queued = null;
+      return this.write();
+    });
+    this.queued = run;
     this.chain = run.catch(() => undefined);
     return run;
+  }
+
+  /** Settles once every save asked for so far has finished (or failed). */
+  async idle(): Promise<void> {
+    await this.chain;
   }
 
   /**

@@ -32,7 +32,7 @@ export function sdkClient<S extends { [K in keyof S]: import('../src').JsonValue
 }
 
 export function closeClients(): void {
-  for (const c of clients) c.close();
+  for (const c of clients) void c.close();
   clients.clear();
 }
 

@@ -20,6 +20,8 @@ afterAll(async () => {
 afterEach(() => closeClients());
 
 const quiet = (ms: number) => new Promise((r) => setTimeout(r, ms));
+// One user per test: MAX_SESSIONS_PER_USER is 2 here.
+const user = () => `u-${randomUUID().slice(0, 8)}`;
 
 describe('SessionClient connect and auth (real gateway process)', () => {
   it('throws no_websocket synchronously when there is no WebSocket implementation', () => {
@@ -66,7 +68,7 @@ describe('SessionClient connect and auth (real gateway process)', () => {
     await expect(stubborn.connect()).rejects.toMatchObject({ code: 'invalid_token' });
     expect(same.opened()).toBe(1);
 
-    const good = await tokens.signAccess('alice', 'user');
+    const good = await tokens.signAccess(user(), 'user');
     const answers = ['bad-one', good];
     const ws = countingWebSocket();
     const c = sdkClient({ url: node.wsUrl, token: () => answers.shift() ?? good, deviceId: 'phone', sessionId: sid, WebSocket: ws.WS });
@@ -80,14 +82,14 @@ describe('SessionClient connect and auth (real gateway process)', () => {
     const bob = sdkClient({ url: node.wsUrl, token: await tokens.signAccess('bob', 'user'), deviceId: 'b', sessionId: sid });
     await bob.connect();
     const ws = countingWebSocket();
-    const alice = sdkClient({ url: node.wsUrl, token: await tokens.signAccess('alice', 'user'), deviceId: 'a', sessionId: sid, WebSocket: ws.WS });
+    const alice = sdkClient({ url: node.wsUrl, token: await tokens.signAccess(user(), 'user'), deviceId: 'a', sessionId: sid, WebSocket: ws.WS });
     await expect(alice.connect()).rejects.toMatchObject({ code: 'forbidden' });
     await quiet(500);
     expect(ws.opened()).toBe(1);
   });
 
   it('past MAX_SESSIONS_PER_USER: connect() rejects with quota_exceeded and does not retry', async () => {
-    const token = await tokens.signAccess('carol', 'user');
+    const token = await tokens.signAccess(user(), 'user');
     for (let i = 0; i < 2; i++) await sdkClient({ url: node.wsUrl, token, deviceId: 'c', sessionId: randomUUID() }).connect();
     const ws = countingWebSocket();
     const third = sdkClient({ url: node.wsUrl, token, deviceId: 'c', sessionId: randomUUID(), WebSocket: ws.WS });
@@ -97,7 +99,7 @@ describe('SessionClient connect and auth (real gateway process)', () => {
   });
 
   it('a fixed token that expires ends the client with token_expired once the grace runs out', async () => {
-    const c = sdkClient({ url: node.wsUrl, token: await tokens.signAccess('alice', 'user', 2), deviceId: 'p', sessionId: randomUUID() });
+    const c = sdkClient({ url: node.wsUrl, token: await tokens.signAccess(user(), 'user', 2), deviceId: 'p', sessionId: randomUUID() });
     await c.connect();
     const err = await new Promise<SessionError>((resolve) => c.once('error', resolve));
     expect(err.code).toBe('token_expired');
@@ -105,7 +107,7 @@ describe('SessionClient connect and auth (real gateway process)', () => {
   });
 
   it('status and events: on, once and off', async () => {
-    const c = sdkClient({ url: node.wsUrl, token: await tokens.signAccess('alice', 'user'), deviceId: 'p', sessionId: randomUUID() });
+    const c = sdkClient({ url: node.wsUrl, token: await tokens.signAccess(user(), 'user'), deviceId: 'p', sessionId: randomUUID() });
     const statuses: ConnectionStatus[] = [];
     let onceCalls = 0;
     let offCalls = 0;

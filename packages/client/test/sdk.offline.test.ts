@@ -57,7 +57,7 @@ describe('offline writes, exactly once (real gateway process)', () => {
     const promises = Array.from({ length: 10 }, () => offline.increment('counter'));
     await eventually(async () => pendingIn(await new FileStorage(dir).getItem(key)).length === 10);
     expect(pendingIn(await new FileStorage(dir).getItem(key)).map((w) => w.m)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-    offline.close(); // the app is killed: never connected
+    await offline.close(); // the app is closed before it ever connected
     await expect(Promise.all(promises)).rejects.toMatchObject({ code: 'closed' });
 
     const second = sdkClient({ url: node.wsUrl, token, deviceId: 'phone', sessionId: sid, storage: new FileStorage(dir) });
@@ -65,7 +65,7 @@ describe('offline writes, exactly once (real gateway process)', () => {
     await eventually(() => second.pendingWrites === 0 && second.state.counter === 15, 8000);
     expect((await stored(sid)).state_data.counter).toBe(15);
     await eventually(async () => pendingIn(await new FileStorage(dir).getItem(key)).length === 0);
-    second.close();
+    await second.close();
 
     const ws = countingWebSocket();
     const third = sdkClient({ url: node.wsUrl, token, deviceId: 'phone', sessionId: sid, storage: new FileStorage(dir), WebSocket: ws.WS });
@@ -86,7 +86,7 @@ describe('offline writes, exactly once (real gateway process)', () => {
     const first = sdkClient({ url: node.wsUrl, token, deviceId: 'tablet', sessionId: sid, storage });
     await first.connect();
     await Promise.all(Array.from({ length: 5 }, () => first.increment('n')));
-    first.close();
+    await first.close();
     // The queue as saved when all five were pending: what a crash right after sending leaves.
     const key = `harmonyflow:outbox:tablet:${sid}`;
     const moment = storage.history.filter((h) => h.key === key && pendingIn(h.value).length === 5).pop();
