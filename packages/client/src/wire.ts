@@ -1,26 +1,16 @@
 import { SUBPROTOCOL_JSON, decodeFailure, decodeJson, encodeJson, type Codec } from '@harmonyflow/protocol/lite';
 
-// fatal: invalid UTF-8 is a bad frame, not U+FFFD-laden data.
-let utf8: { decode(input: ArrayBuffer | Uint8Array): string } | undefined;
-
 /**
- * The JSON codec (`harmonyflow.v1.json`, text frames), the SDK's default. It is built on
+ * The JSON codec (`harmonyflow.v1.json`), the SDK's default. It is built on
  * `@harmonyflow/protocol/lite` so the main entry never loads protobufjs; the binary codec is
- * `protoCodec` from `@harmonyflow/client/proto`.
+ * `protoCodec` from `@harmonyflow/client/proto`. The subprotocol's frames are text frames, which
+ * browsers and the `ws` package both hand over as strings.
  */
 export const jsonCodec: Codec = {
   name: SUBPROTOCOL_JSON,
   binary: false,
   encode: encodeJson,
-  decode(data) {
-    if (typeof data === 'string') return decodeJson(data);
-    utf8 ??= new TextDecoder('utf-8', { fatal: true });
-    try {
-      return decodeJson(utf8.decode(data));
-    } catch {
-      return decodeFailure('invalid_message', 'frame is not UTF-8');
-    }
-  },
+  decode: (data) => (typeof data === 'string' ? decodeJson(data) : decodeFailure('invalid_message', 'expected a text frame')),
 };
 
 /** Size of a frame on the wire: UTF-8 bytes for text, bytes for binary. */

@@ -16,21 +16,26 @@ afterAll(async () => {
   await node.exited;
 });
 
+/** A connected client whose token() mints `ttlSeconds` tokens, counting mints, sockets and disconnects. */
+async function shortTokenClient(ttlSeconds: number, sessionId: string, refreshBeforeExpiryMs?: number) {
+  const ws = countingWebSocket();
+  const seen = { minted: 0, disconnects: [] as number[] };
+  const c = sdkClient({
+    url: node.wsUrl, deviceId: 'phone', sessionId, WebSocket: ws.WS, refreshBeforeExpiryMs,
+    token: () => {
+      seen.minted++;
+      return tokens.signAccess('alice', 'user', ttlSeconds);
+    },
+  });
+  c.on('disconnected', (d) => seen.disconnects.push(d.code));
+  await c.connect();
+  return { c, ws, seen };
+}
+
 describe('SessionClient token refresh (real gateway process)', () => {
   it('runs 30 s on 8-second tokens with no disconnect, writing throughout', async () => {
     const sid = randomUUID();
-    const ws = countingWebSocket();
-    let minted = 0;
-    const c = sdkClient({
-      url: node.wsUrl, deviceId: 'phone', sessionId: sid, WebSocket: ws.WS,
-      token: () => {
-        minted++;
-        return tokens.signAccess('alice', 'user', 8);
-      },
-    });
-    const disconnects: number[] = [];
-    c.on('disconnected', (d) => disconnects.push(d.code));
-    await c.connect();
+    const { c, ws, seen } = await shortTokenClient(8, sid);
     let writes = 0;
     const end = Date.now() + 30_000;
     while (Date.now() < end) {
@@ -38,32 +43,21 @@ describe('SessionClient token refresh (real gateway process)', () => {
       writes++;
       await new Promise((r) => setTimeout(r, 500));
     }
-    expect(disconnects).toEqual([]);
+    expect(seen.disconnects).toEqual([]);
     expect(ws.opened()).toBe(1);
     expect(c.status).toBe('connected');
-    expect(minted).toBeGreaterThanOrEqual(30 / 8); // refreshed about every half-life
+    expect(seen.minted).toBeGreaterThanOrEqual(30 / 8); // refreshed about every half-life
     const snap = await api(node.url, 'GET', `/session/${sid}`, { token: await tokens.signAccess('alice', 'user') });
     expect(snap.body.state_data.beats).toBe(writes);
     expect(c.state.beats).toBe(writes);
   }, 45_000);
 
   it('with proactive refresh off, ERROR token_expired makes it re-AUTH in place', async () => {
-    const ws = countingWebSocket();
-    let minted = 0;
-    const c = sdkClient({
-      url: node.wsUrl, deviceId: 'phone', sessionId: randomUUID(), WebSocket: ws.WS, refreshBeforeExpiryMs: 0,
-      token: () => {
-        minted++;
-        return tokens.signAccess('alice', 'user', 3);
-      },
-    });
-    const disconnects: number[] = [];
-    c.on('disconnected', (d) => disconnects.push(d.code));
-    await c.connect();
+    const { c, ws, seen } = await shortTokenClient(3, randomUUID(), 0);
     await new Promise((r) => setTimeout(r, 8000));
     await c.set('still', 'here');
-    expect(disconnects).toEqual([]);
+    expect(seen.disconnects).toEqual([]);
     expect(ws.opened()).toBe(1);
-    expect(minted).toBeGreaterThanOrEqual(3);
+    expect(seen.minted).toBeGreaterThanOrEqual(3);
   }, 20_000);
 });
