@@ -199,6 +199,8 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
   private inFlightFrame: string | Uint8Array | null = null;
   private internalRetries = 0;
   private reauthSeq = 0;
+  /** Bumped by close() and a fresh connect(): async steps of an older run stop when they see it changed. */
+  private gen = 0;
   private pendingConnected: ClientEventArgs<S, 'connected'>[0] | null = null;
   private readonly timers: { reconnect?: Timer; refresh?: Timer; heartbeat?: Timer; ack?: Timer; retry?: Timer } = {};
 
@@ -260,6 +262,7 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
     if (this._status === 'connected') return Promise.resolve();
     const p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
     if (this._status === 'idle' || this._status === 'closed') {
+      this.gen++;
       this.attempts = 0;
       this.tokenRetries = 0;
       this.setStatus('connecting');
@@ -276,6 +279,7 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
    */
   close(): Promise<void> {
     if (this._status !== 'closed') {
+      this.gen++;
       this.setStatus('closed');
       this.clearTimers();
       const ws = this.ws;
@@ -466,10 +470,6 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
 
   // ── connection ────────────────────────────────────────────────────────────
 
-  private isClosed(): boolean {
-    return this._status === 'closed';
-  }
-
   private setStatus(s: ConnectionStatus): void {
     if (this._status === s) return;
     this._status = s;
@@ -477,18 +477,20 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
   }
 
   private async open(): Promise<void> {
+    const gen = this.gen;
     await this.outbox.loaded;
     let token: string;
     try {
       token = this.nextToken ?? (await this.fetchToken());
     } catch (err) {
-      if (this._status === 'closed') return;
+      if (gen !== this.gen) return;
       this.emit('error', err as SessionError);
       this.scheduleReconnect();
       return;
     }
     this.nextToken = null;
-    if (this._status === 'closed' || this.ws) return;
+    // close() (and maybe connect()) ran while we awaited: that run owns the connection now.
+    if (gen !== this.gen || this.ws) return;
     this.token = token;
     this.tokenAt = Date.now();
     let ws: WebSocketLike;
@@ -562,6 +564,7 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
   }
 
   private async onClose(code: number, reason: string): Promise<void> {
+    const gen = this.gen;
     const failure = this.authFailure ?? (this.expired && code === CloseCode.AUTH ? { code: ErrorCode.TOKEN_EXPIRED, message: 'token expired' } : null);
     const inFlight = this.inFlight;
     this.detach();
@@ -573,7 +576,7 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
       this.refuse(inFlight, new SessionError(ClientErrorCode.PAYLOAD_TOO_LARGE, 'the server refused the write as too large (close 1009)'));
     }
     const fatal = await this.fatalError(code, reason, failure);
-    if (this.isClosed()) return; // close() was called while token() ran
+    if (gen !== this.gen) return; // close() was called while token() ran
     this.emit('disconnected', { code, reason, willReconnect: fatal === null });
     if (fatal) {
       this.setStatus('closed');

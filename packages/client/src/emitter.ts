@@ -4,8 +4,7 @@
  * disturb the emitter or the other listeners: the error is rethrown on a fresh task, where the
  * host reports it like any uncaught error.
  */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- listener parameters vary per event
-export class Emitter<E extends { [K in keyof E]: (...args: any[]) => void }> {
+export class Emitter<E extends { [K in keyof E]: (...args: never[]) => void }> {
   private readonly listeners: { [K in keyof E]?: Array<E[K]> } = {};
 
   /** Calls `fn` on every `event` until {@link off}. */

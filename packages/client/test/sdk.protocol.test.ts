@@ -172,6 +172,23 @@ describe('SessionClient protocol (scripted server)', () => {
     expect(c.status).toBe('connected');
   });
 
+  it('close() then connect() while token() is still running opens one socket, not two', async () => {
+    server = await fakeServer(() => undefined);
+    const ws = countingWebSocket();
+    const slowToken = () => new Promise<string>((r) => setTimeout(() => r('t'), 200));
+    const c = sdkClient({ url: server.url, token: slowToken, deviceId: 'd', sessionId: SID, WebSocket: ws.WS });
+    const first = c.connect();
+    await c.close();
+    await expect(first).rejects.toMatchObject({ code: 'closed' });
+    const second = c.connect();
+    await eventuallyConn(0);
+    await accept(server.conns[0]);
+    await second;
+    await new Promise((r) => setTimeout(r, 400));
+    expect(ws.opened()).toBe(1);
+    expect(c.status).toBe('connected');
+  });
+
   it('renumbers writes never sent when the server knows their ids (storage wiped), and binds session-less writes to the session AUTH names', async () => {
     server = await fakeServer(() => undefined);
     const storage = new MemoryStorage();
