@@ -1,8 +1,9 @@
 /** The gateway node as a library: what tests, tools and embedders use. `main.ts` is the executable. */
-export { loadConfig, ConfigError, type Config } from './config';
+export { loadConfig, ConfigError, type Config, type RedisConfig } from './config';
 export { createNode, storeLimits, SERVICE_VERSION, type GatewayNode, type NodeOptions } from './node';
 export { MemoryPresence } from './presence/memory';
-export { MemoryNodeRegistry } from './cluster/nodeRegistry';
+export type { PresenceRegistry, DeviceDescriptor } from './presence/types';
+export { MemoryNodeRegistry, type NodeRegistry, type NodeInfo, type LocalConnection, type ConnectionDelta } from './cluster/nodeRegistry';
 export { MemoryStore, type StoreLimits } from './store/memory';
 export { RedisStore } from './store/redis';
 export { KeySpace } from './store/keys';

@@ -1,13 +1,11 @@
-import Redis from 'ioredis';
-import { randomUUID } from 'node:crypto';
 import { decodeBusFrame, type UpdateFrame } from '@harmonyflow/protocol';
-import { describeSessionStore, useRedis, type StoreHarness } from '@harmonyflow/testkit';
+import { connectRedis, describeSessionStore, randomKeySpace, useRedisBackends, type StoreHarness } from '@harmonyflow/testkit';
 import { MemoryBroker, MemoryBus } from '../src/bus/memory';
+import { RedisBus } from '../src/bus/redis';
+import type { RedisConfig } from '../src/config';
 import { createLogger } from '../src/log';
-import { KeySpace } from '../src/store/keys';
-import { MemoryStore } from '../src/store/memory';
+import { MemoryStore, type StoreLimits } from '../src/store/memory';
 import { RedisStore } from '../src/store/redis';
-import { createRedis, whenReady } from '../src/store/redisClient';
 
 describeSessionStore('MemoryStore', async (limits) => {
   const broker = new MemoryBroker();
@@ -33,17 +31,15 @@ describeSessionStore('MemoryStore', async (limits) => {
   } satisfies StoreHarness;
 });
 
-const redis = useRedis();
-
-describeSessionStore('RedisStore', async (limits) => {
-  const log = createLogger('silent', 'test');
-  const client = createRedis({ mode: 'single', url: redis().url }, log, 'command', 'contract');
-  await whenReady(client, 5000);
-  const keys = new KeySpace(`t${randomUUID().slice(0, 8)}:`);
+/** Watches through a RedisBus, which subscribes the way the store publishes (SSUBSCRIBE on Redis Cluster). */
+async function redisStore(cfg: RedisConfig, limits: StoreLimits): Promise<StoreHarness> {
+  const [client, sub] = await Promise.all([connectRedis(cfg), connectRedis(cfg, 'subscriber')]);
+  const keys = randomKeySpace();
   const store = new RedisStore(client, keys, limits);
-  const sub = new Redis(redis().url);
+  const bus = new RedisBus(sub, client, keys, createLogger('silent', 'test'));
+  await bus.start();
   const watchers = new Map<string, UpdateFrame[]>();
-  sub.on('messageBuffer', (_channel: Buffer, data: Buffer) => {
+  bus.onFrame((data) => {
     const f = decodeBusFrame(data);
     if (f && 'version' in f) watchers.get(f.sessionId)?.push(f);
   });
@@ -52,15 +48,17 @@ describeSessionStore('RedisStore', async (limits) => {
     watch: async (id) => {
       const frames: UpdateFrame[] = [];
       watchers.set(id, frames);
-      await sub.subscribe(keys.session(id).channel);
+      await bus.subscribe([id]);
       return frames;
     },
     // Stored as "version|size|value": the value is what the contract compares.
     rawValue: async (id, key) => (await client.hget(keys.session(id).state, key))?.split('|').slice(2).join('|') ?? null,
     close: async () => {
       await store.close();
+      await bus.close();
       client.disconnect();
-      sub.disconnect();
     },
-  } satisfies StoreHarness;
-});
+  };
+}
+
+for (const backend of useRedisBackends()) describeSessionStore(`RedisStore on ${backend.name}`, (limits) => redisStore(backend.config(), limits));

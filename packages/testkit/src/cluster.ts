@@ -9,6 +9,8 @@ export interface PrivateRedisCluster {
   readonly nodes: PrivateRedis[];
   /** `host:port,…` for REDIS_CLUSTER_NODES. */
   readonly spec: string;
+  /** The nodes as ioredis Cluster start nodes (RedisConfig `nodes`). */
+  readonly hosts: ReadonlyArray<{ host: string; port: number }>;
   stop(): Promise<void>;
 }
 
@@ -17,8 +19,11 @@ export async function startRedisCluster(masters = 3): Promise<PrivateRedisCluste
   const nodes: PrivateRedis[] = [];
   try {
     for (let i = 0; i < masters; i++) {
-      const dir = mkdtempSync(path.join(os.tmpdir(), 'hf-cluster-'));
-      nodes.push(await startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, 'nodes.conf'), '--cluster-node-timeout', '2000']));
+      // The cluster bus port is chosen too (by default it is port + 10000, which nobody checked).
+      nodes.push(await startRedis(async () => {
+        const dir = mkdtempSync(path.join(os.tmpdir(), 'hf-cluster-'));
+        return ['--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, 'nodes.conf'), '--cluster-node-timeout', '2000', '--cluster-port', String(await freePort())];
+      }));
     }
     const addrs = nodes.map((n) => `127.0.0.1:${n.port}`);
     const r = spawnSync('redis-cli', ['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 });
@@ -35,6 +40,7 @@ export async function startRedisCluster(masters = 3): Promise<PrivateRedisCluste
     return {
       nodes,
       spec: addrs.join(','),
+      hosts: nodes.map((n) => ({ host: '127.0.0.1', port: n.port })),
       stop: async () => {
         await Promise.all(nodes.map((n) => n.stop()));
       },
@@ -43,6 +49,25 @@ export async function startRedisCluster(masters = 3): Promise<PrivateRedisCluste
     await Promise.all(nodes.map((n) => n.stop()));
     throw err;
   }
+}
+
+/**
+ * Registers beforeAll/afterAll hooks that start one private Redis Cluster for the file (or
+ * describe block) and stop it; the getter is valid inside tests. Starting one costs ~2 s, so a
+ * file shares it between its suites (each with its own key prefix).
+ */
+export function useRedisCluster(masters = 3): () => PrivateRedisCluster {
+  let cluster: PrivateRedisCluster | null = null;
+  beforeAll(async () => {
+    cluster = await startRedisCluster(masters);
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+  return () => {
+    if (!cluster) throw new Error('useRedisCluster(): the cluster is only available inside tests');
+    return cluster;
+  };
 }
 
 export interface PrivateHaproxy {

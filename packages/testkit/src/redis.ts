@@ -21,7 +21,7 @@ process.once('exit', () => {
   for (const p of live) p.kill('SIGKILL');
 });
 
-function waitForPort(port: number, timeoutMs: number): Promise<void> {
+function waitForPort(port: number, timeoutMs: number, proc: ChildProcess): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   return new Promise((resolve, reject) => {
     const attempt = () => {
@@ -39,36 +39,58 @@ function waitForPort(port: number, timeoutMs: number): Promise<void> {
         retry();
       });
     };
-    const retry = () => (Date.now() > deadline ? reject(new Error(`redis on ${port} did not start`)) : setTimeout(attempt, 25));
+    const retry = () => {
+      if (proc.exitCode !== null || proc.signalCode !== null) reject(new Error(`redis-server on ${port} exited (${proc.exitCode ?? proc.signalCode})`));
+      else if (Date.now() > deadline) reject(new Error(`redis on ${port} did not start`));
+      else setTimeout(attempt, 25);
+    };
     attempt();
   });
 }
 
 /**
  * A private `redis-server` on a free loopback port (never the shared one on 6379).
- * `extraArgs` e.g. ['--cluster-enabled', 'yes']. The caller stops it; `useRedis` does that for you.
+ * `extraArgs` e.g. ['--cluster-enabled', 'yes'], or a function giving them afresh for each start
+ * attempt (when they name more ports). The caller stops it; `useRedis` does that for you.
  */
-export async function startRedis(extraArgs: string[] = []): Promise<PrivateRedis> {
-  const port = await freePort();
+export async function startRedis(extraArgs: string[] | (() => Promise<string[]>) = []): Promise<PrivateRedis> {
+  const argsFor = typeof extraArgs === 'function' ? extraArgs : async () => extraArgs;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hf-redis-'));
+  let port = 0;
+  let args: string[] = [];
   let proc: ChildProcess | null = null;
   const start = async () => {
-    const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs], { stdio: 'ignore' });
+    const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...args], { stdio: 'ignore' });
     live.add(p);
     p.once('exit', () => live.delete(p));
     proc = p;
-    await waitForPort(port, 10_000);
+    await waitForPort(port, 10_000, p);
   };
   const kill = async () => {
     const p = proc;
     proc = null;
-    if (!p || p.exitCode !== null) return;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
     await new Promise<void>((resolve) => {
       p.once('exit', () => resolve());
       p.kill('SIGKILL');
     });
   };
-  await start();
+  // A port found free can be taken before redis-server binds it (any process's outgoing
+  // connection may get it as its local port): then start over on other ports.
+  for (let attempt = 1; ; attempt++) {
+    port = await freePort();
+    args = await argsFor();
+    try {
+      await start();
+      break;
+    } catch (err) {
+      await kill();
+      if (attempt === 3) {
+        rmSync(dir, { recursive: true, force: true });
+        throw err;
+      }
+    }
+  }
   const handle: PrivateRedis = {
     port,
     url: `redis://127.0.0.1:${port}`,

@@ -17,6 +17,8 @@ export class RedisBus implements Bus {
   private pendingUnsub = new Set<string>();
   private flushScheduled: Promise<void> | null = null;
   private everReady = false;
+  /** Cluster only: the last publish per channel, settled either way (see `inOrder`). */
+  private readonly tails = new Map<string, Promise<void>>();
 
   constructor(
     private readonly sub: RedisLike,
@@ -92,11 +94,28 @@ export class RedisBus implements Bus {
   async publish(sessionId: string, data: Uint8Array): Promise<void> {
     const channel = this.keys.session(sessionId).channel;
     try {
-      if (this.cluster) await (this.pub as unknown as { spublish(c: string, d: Buffer): Promise<number> }).spublish(channel, Buffer.from(data));
+      if (this.cluster) await this.inOrder(channel, () => (this.pub as unknown as { spublish(c: string, d: Buffer): Promise<number> }).spublish(channel, Buffer.from(data)));
       else await this.pub.publish(channel, Buffer.from(data));
     } catch (err) {
       throw new StoreUnavailableError(err);
     }
+  }
+
+  /**
+   * Runs `send` once the channel's previous publish has settled. ioredis Cluster re-sends a command
+   * that met a shard connection still connecting (fresh client, reconnect, MOVED) after a delay, so
+   * two publishes in flight on one channel can swap; one at a time per channel keeps publish order.
+   * (A single Redis connection fails fast and never re-sends, so it keeps the order by itself.)
+   */
+  private inOrder<T>(channel: string, send: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(channel);
+    const result = prev ? prev.then(send) : send();
+    const tail = result.then(settled, settled);
+    this.tails.set(channel, tail);
+    void tail.then(() => {
+      if (this.tails.get(channel) === tail) this.tails.delete(channel);
+    });
+    return result;
   }
 
   async publishGlobal(data: Uint8Array): Promise<void> {
@@ -112,3 +131,5 @@ export class RedisBus implements Bus {
     this.log.debug('bus closed');
   }
 }
+
+const settled = (): void => undefined;

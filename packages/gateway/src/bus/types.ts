@@ -1,7 +1,10 @@
 /**
  * Fan-out between nodes. Guarantees:
- * - Frames of one session arrive in publish order (for state updates: version order, since the
- *   store publishes from inside its atomic mutation).
+ * - Frames of one session published by one bus arrive in publish (call) order (for state
+ *   updates: version order, since the store publishes from inside its atomic mutation), on every
+ *   subscribed bus, the publisher's included. There is no order between sessions, or for global frames.
+ * - `subscribe` resolves once delivery is live: a frame published after it resolved arrives. Of
+ *   several subscribe/unsubscribe calls for one session in the same tick, the last one wins.
  * - At-most-once: a frame published while a node is not subscribed, or while the connection to
  *   the broker is down, is lost for that node. The update log (`SessionStore.updatesSince`) is
  *   how clients catch up, so nothing durable depends on the bus.
@@ -9,7 +12,7 @@
  * - `publish`/`publishGlobal` reject with StoreUnavailableError when the broker is unreachable.
  */
 export interface Bus {
-  /** One handler per node: the hub. Global frames arrive with sessionId null. */
+  /** One handler per node: the hub. It gets the frame as published, global frames included. */
   onFrame(handler: (data: Uint8Array) => void): void;
   /** Called after the bus (re)subscribed its channels, e.g. once Redis is back. */
   onResubscribed(handler: () => void): void;

@@ -48,7 +48,7 @@ export interface NodeRegistry {
   /** Sessions the instance hosted (for reaping its devices). */
   sessionsOf(instance: string): Promise<string[]>;
   trackSessions(instance: string, added: readonly string[], removed: readonly string[]): Promise<void>;
-  /** True for exactly one caller per dead instance. */
+  /** True for exactly one caller per dead instance among the processes sharing the registry. */
   claimReap(instance: string): Promise<boolean>;
   /**
    * When this instance was reaped (declared dead) since `startedAt`, the reap time — consumed by
@@ -58,10 +58,17 @@ export interface NodeRegistry {
   forget(instance: string): Promise<void>;
 }
 
+/**
+ * One process holds the whole registry, so no other process can reap one of its instances:
+ * `claimReap` is true while the instance is registered (there is no second reaper to race) and
+ * `takeReapedMark` is always null.
+ */
 export class MemoryNodeRegistry implements NodeRegistry {
   private readonly nodes = new Map<string, NodeInfo>();
-  private readonly conns = new Map<string, Map<string, LocalConnection>>();
+  /** Per instance, in insertion order, which is `seq` order: the paging cursor is a `seq`. */
+  private readonly conns = new Map<string, Map<string, { seq: number; conn: LocalConnection }>>();
   private readonly sessions = new Map<string, Set<string>>();
+  private seq = 0;
 
   constructor(private readonly deadAfterMs: number) {}
 
@@ -69,7 +76,10 @@ export class MemoryNodeRegistry implements NodeRegistry {
     this.nodes.set(info.instance, info);
     let m = this.conns.get(info.instance);
     if (!m || delta.full) this.conns.set(info.instance, (m = new Map()));
-    for (const c of delta.added) m.set(c.conn_id, c);
+    for (const c of delta.added) {
+      m.delete(c.conn_id); // re-added: to the end, with a new seq
+      m.set(c.conn_id, { seq: ++this.seq, conn: c });
+    }
     for (const id of delta.removed) m.delete(id);
   }
 
@@ -77,11 +87,18 @@ export class MemoryNodeRegistry implements NodeRegistry {
     return splitByLiveness([...this.nodes.values()], now, this.deadAfterMs);
   }
 
+  /** The cursor is the seq of the last item returned, so a removal never shifts the rest of a walk. */
   async connectionsOf(instance: string, cursor: string, count: number): Promise<{ items: LocalConnection[]; next: string | null }> {
-    const all = [...(this.conns.get(instance)?.values() ?? [])];
-    const from = Number(cursor) || 0;
-    const items = all.slice(from, from + count);
-    return { items, next: from + count < all.length ? String(from + count) : null };
+    const after = Number(cursor) || 0;
+    const items: LocalConnection[] = [];
+    let last = after;
+    for (const e of this.conns.get(instance)?.values() ?? []) {
+      if (e.seq <= after) continue;
+      if (items.length === count) return { items, next: String(last) };
+      items.push(e.conn);
+      last = e.seq;
+    }
+    return { items, next: null };
   }
 
   async sessionsOf(instance: string): Promise<string[]> {
@@ -100,7 +117,7 @@ export class MemoryNodeRegistry implements NodeRegistry {
   }
 
   async takeReapedMark(): Promise<number | null> {
-    return null; // one process: it cannot be declared dead by another
+    return null;
   }
 
   async forget(instance: string): Promise<void> {

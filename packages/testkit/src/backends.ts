@@ -1,0 +1,43 @@
+import { randomUUID } from 'node:crypto';
+import { createLogger, createRedis, KeySpace, whenReady, type RedisConfig, type RedisLike } from '@harmonyflow/gateway';
+import { useRedisCluster } from './cluster';
+import { useRedis, type PrivateRedis } from './redis';
+
+/** One Redis backend a contract suite runs on; `redis` is set for the single server (it can be killed). */
+export interface RedisBackend {
+  readonly name: string;
+  config(): RedisConfig;
+  readonly redis?: () => PrivateRedis;
+}
+
+/**
+ * Registers a private Redis and a private 3-master Redis Cluster for this file (started once,
+ * shared by its suites) and returns them as the backends to run each contract suite on.
+ */
+export function useRedisBackends(): RedisBackend[] {
+  const redis = useRedis();
+  const cluster = useRedisCluster(3);
+  return [
+    { name: 'Redis', config: () => ({ mode: 'single', url: redis().url }), redis },
+    { name: 'Redis Cluster', config: () => ({ mode: 'cluster', nodes: cluster().hosts }) },
+  ];
+}
+
+const silent = createLogger('silent', 'test');
+
+/** A connected client with production options (`role` as in `createRedis`), logging nowhere. */
+export async function connectRedis(cfg: RedisConfig, role: 'command' | 'subscriber' = 'command'): Promise<RedisLike> {
+  const client = createRedis(cfg, silent, role, `test-${role}`);
+  try {
+    await whenReady(client, 10_000);
+  } catch (err) {
+    client.disconnect();
+    throw err;
+  }
+  return client;
+}
+
+/** A fresh random key prefix, so suites sharing a Redis never see each other's keys. */
+export function randomKeySpace(): KeySpace {
+  return new KeySpace(`t${randomUUID().slice(0, 8)}:`);
+}
