@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { CANDIDATES, loadUws, uwsBuild, uwsLoadError, UwsUnavailableError, type RuntimeFacts } from '../src/uwsRuntime';
 
 const node20Old: RuntimeFacts = { platform: 'linux', arch: 'x64', abi: '115', nodeVersion: 'v20.20.0', glibc: '2.36' };
@@ -69,5 +71,19 @@ describe('uWebSockets.js loader', () => {
 
   it('every candidate is tried in order: newest build first', () => {
     expect(CANDIDATES.map((c) => c.name)).toEqual(['@btc-vision/uwebsockets.js@20.57.0', '@trufflesuite/uws-js-unofficial@20.30.0']);
+  });
+
+  it('the Dockerfile base image is one where a native build loads for the Node it ships', () => {
+    const dockerfile = readFileSync(path.resolve(__dirname, '../../../deploy/docker/Dockerfile'), 'utf8');
+    const m = /^ARG NODE_IMAGE=node:(\d+)-(\w+)-slim$/m.exec(dockerfile);
+    expect(m).not.toBeNull();
+    const abiOfNode: Record<string, string> = { '20': '115', '22': '127', '24': '137', '25': '141' };
+    const glibcOfDebian: Record<string, string> = { bookworm: '2.36', trixie: '2.41' };
+    const facts: RuntimeFacts = { platform: 'linux', arch: 'x64', abi: abiOfNode[m![1]], nodeVersion: `v${m![1]}`, glibc: glibcOfDebian[m![2]] };
+    expect(facts.abi).toBeDefined();
+    expect(facts.glibc).toBeDefined();
+    expect(CANDIDATES.filter((c) => c.unsuitable(facts) === null).map((c) => c.name)).not.toEqual([]);
+    // Node 20 is end-of-life: the image ships a maintained LTS.
+    expect(Number(m![1])).toBeGreaterThanOrEqual(22);
   });
 });
