@@ -25,6 +25,14 @@ export interface Config {
   readonly drainTimeoutMs: number;
   /** How often quiet sessions' stored versions are compared with what local sockets have. */
   readonly consistencyCheckMs: number;
+  /** Update log bytes kept per session (resume falls back to a snapshot past it). */
+  readonly logMaxBytes: number;
+  /** Update log entries kept per session. */
+  readonly logLength: number;
+  /** Live sessions one user may own (0 = unlimited). */
+  readonly maxSessionsPerUser: number;
+  /** Live handoff tokens per session (0 = unlimited). */
+  readonly maxHandoffsPerSession: number;
 }
 
 /**
@@ -195,6 +203,8 @@ export function loadConfig(env: Env = process.env): Config {
   const jwksUrl = env.JWT_JWKS_URL || null;
   if (jwksUrl) {
     try { new URL(jwksUrl); } catch { throw new ConfigError('JWT_JWKS_URL', `must be a URL, got "${jwksUrl}"`); }
+    // Without an audience, any token the identity provider signs (ID tokens, other apps') would pass.
+    if (production && !env.JWT_AUDIENCE) throw new ConfigError('JWT_AUDIENCE', 'is required with JWT_JWKS_URL when NODE_ENV=production');
   }
   const prefix = env.REDIS_PREFIX ?? 'hf:';
   if (/[{}\s]/.test(prefix)) throw new ConfigError('REDIS_PREFIX', 'must not contain braces or spaces');
@@ -234,5 +244,9 @@ export function loadConfig(env: Env = process.env): Config {
     }),
     drainTimeoutMs: positiveInt(env, 'DRAIN_TIMEOUT_MS', 5000, 0),
     consistencyCheckMs: positiveInt(env, 'CONSISTENCY_CHECK_MS', 5000, 100),
+    logMaxBytes: positiveInt(env, 'LOG_MAX_BYTES', 8 * 1024 * 1024, 1024),
+    logLength: positiveInt(env, 'LOG_MAX_ENTRIES', 1000, 10),
+    maxSessionsPerUser: positiveInt(env, 'MAX_SESSIONS_PER_USER', 100, 0),
+    maxHandoffsPerSession: positiveInt(env, 'MAX_HANDOFFS_PER_SESSION', 20, 0),
   });
 }

@@ -20,6 +20,7 @@ export const unauthorized = (message = 'missing or invalid bearer token') => new
 export const forbidden = (message: string) => new AppError(ErrorCode.FORBIDDEN, 403, message);
 export const notFound = (message = 'not found') => new AppError(ErrorCode.NOT_FOUND, 404, message);
 export const tooLarge = (message: string) => new AppError(ErrorCode.PAYLOAD_TOO_LARGE, 413, message);
+export const quotaExceeded = (message: string) => new AppError(ErrorCode.QUOTA_EXCEEDED, 429, message);
 
 /** Raised by stores when Redis cannot be reached; HTTP 503, WS ERROR store_unavailable. */
 export class StoreUnavailableError extends AppError {

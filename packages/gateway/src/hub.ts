@@ -7,17 +7,21 @@ import type { Metrics } from './metrics';
 import type { SessionStore } from './store/types';
 import { connOf, type Conn, type WS } from './ws/conn';
 import { Encoded, snapshotPayload, updateEnvelope, updateJsonFast } from './ws/frames';
+import { send } from './ws/io';
 
 interface LocalSession {
   readonly conns: Set<WS>;
   /** When the last state frame for this session arrived over the bus. */
   lastFrameAt: number;
+  /** The session's epoch as last seen here ('' until known). */
+  epoch: string;
   /** Resolves once this node's bus subscription for the session is in place. */
   ready: Promise<void>;
 }
 
 export interface HubOptions {
-  readonly nodeId: string;
+  /** This process's incarnation id: how it recognises its own connections' writes. */
+  readonly instance: string;
   /** Buffered bytes past which a socket stops receiving deltas (coalesced into a snapshot on drain). */
   readonly slowConsumerBytes: number;
   /**
@@ -29,14 +33,19 @@ export interface HubOptions {
 
 /**
  * Local sockets per session and delivery of bus frames to them. Guarantees per connection:
- * state changes arrive in strictly increasing version order, each at most once; a gap (lost bus
- * frame, slow consumer) is healed from the update log or with a fresh snapshot, never skipped.
+ * within an epoch, state changes arrive in strictly increasing version order, each at most once;
+ * a gap (lost bus frame, slow consumer) is healed from the update log or with a fresh snapshot,
+ * never skipped. When the session's epoch changes (it was created again after expiring or being
+ * lost), the socket gets one SNAPSHOT_RESPONSE of the new epoch and continues from there, even if
+ * the new versions are lower than the ones it saw.
  */
 export class Hub {
   private readonly sessions = new Map<string, LocalSession>();
   private sessionsChanged: { added: Set<string>; removed: Set<string> } = { added: new Set(), removed: new Set() };
   /** Control frames are routed to the node's handlers (kick, handoff, presence, broadcast). */
   onControl: (frame: ControlFrame) => void = () => {};
+  /** The session was created anew under this node's sockets (its epoch changed). */
+  onEpochChanged: (sessionId: string) => void = () => {};
 
   constructor(
     private readonly bus: Bus,
@@ -78,7 +87,7 @@ export class Hub {
     c.pending = [];
     let s = this.sessions.get(c.sessionId);
     if (!s) {
-      s = { conns: new Set(), ready: this.attach(c.sessionId), lastFrameAt: Date.now() };
+      s = { conns: new Set(), ready: this.attach(c.sessionId), lastFrameAt: Date.now(), epoch: '' };
       this.sessions.set(c.sessionId, s);
       this.sessionsChanged.removed.delete(c.sessionId);
       this.metrics.localSessions.set(this.sessions.size);
@@ -116,48 +125,55 @@ export class Hub {
   }
 
   /**
-   * Sends the socket what it missed since `afterVersion` (replay from the update log) or, when the
-   * log does not cover it or no version is given, one SNAPSHOT_RESPONSE; then releases the deltas
-   * held back meanwhile. Returns whether it resumed from the log.
+   * Sends the socket what it missed since `afterVersion` of `afterEpoch` (replay from the update
+   * log) or, when the log does not cover it, the epoch is another one or no version is given, one
+   * SNAPSHOT_RESPONSE; then releases the deltas held back meanwhile. `before` runs synchronously
+   * just before the first frame, with where the socket stands.
    */
   async catchUp(
-    ws: WS, afterVersion: number | null, before?: (at: { resumed: boolean; version: number }) => void,
-  ): Promise<{ resumed: boolean; version: number }> {
+    ws: WS, afterVersion: number | null, afterEpoch: string | null,
+    before?: (at: { resumed: boolean; version: number; epoch: string }) => void,
+  ): Promise<{ resumed: boolean; version: number; epoch: string }> {
     const c = connOf(ws);
     if (c.pending === null) c.pending = [];
-    let frames: Uint8Array[] | null = null;
-    if (afterVersion !== null) frames = await this.store.updatesSince(c.sessionId, afterVersion);
-    const snap = frames === null ? await this.store.get(c.sessionId) : null;
-    if (c.closed) return { resumed: false, version: 0 };
+    const log = afterVersion !== null ? await this.store.updatesSince(c.sessionId, afterVersion, afterEpoch) : null;
+    const snap = log === null ? await this.store.get(c.sessionId) : null;
+    if (c.closed) return { resumed: false, version: 0, epoch: '' };
     let version: number;
-    if (frames !== null) {
+    let epoch: string;
+    if (log !== null) {
       const replay: UpdateFrame[] = [];
       version = afterVersion!;
-      for (const data of frames) {
+      epoch = log.epoch;
+      for (const data of log.frames) {
         const f = decodeBusFrame(data) as UpdateFrame | null;
         if (f && f.version > version) {
           replay.push(f);
           version = f.version;
         }
       }
-      before?.({ resumed: true, version });
+      before?.({ resumed: true, version, epoch });
       for (const f of replay) {
-        // Never a writer's own update, also not when healing a gap on the same connection.
-        if (f.originConn === c.id && f.originNode === this.opts.nodeId) continue;
+        // Never a writer's own update on the connection that wrote it (it has its ACK). A new
+        // connection of the same device does get its earlier writes: their ACKs may have been lost.
+        if (f.originConn === c.id && f.originNode === this.opts.instance) continue;
         send(ws, encodedUpdate(f).for(c.binary));
       }
     } else {
       version = snap ? snap.version : 0;
-      before?.({ resumed: false, version });
+      epoch = snap ? snap.epoch : '';
+      before?.({ resumed: false, version, epoch });
       const env: Envelope = {
         type: MessageType.SNAPSHOT_RESPONSE,
         session_id: c.sessionId,
         timestamp: Date.now(),
-        payload: snapshotPayload(c.sessionId, version, snap ? snap.state : {}, snap ? snap.updatedAt : Date.now()),
+        payload: snapshotPayload(c.sessionId, version, snap ? snap.state : {}, snap ? snap.updatedAt : Date.now(), epoch),
       };
       send(ws, c.binary ? encodeProto(env) : encodeJson(env));
     }
     c.lastVersion = version;
+    c.epoch = epoch;
+    this.noteEpoch(c.sessionId, epoch);
     const held = c.pending ?? [];
     c.pending = null;
     c.stale = false;
@@ -169,7 +185,16 @@ export class Hub {
         break;
       }
     }
-    return { resumed: frames !== null, version };
+    return { resumed: log !== null, version, epoch };
+  }
+
+  /** Records the session's current epoch here; a change under known sockets is reported once. */
+  private noteEpoch(sessionId: string, epoch: string): void {
+    const s = this.sessions.get(sessionId);
+    if (!s || !epoch || s.epoch === epoch) return;
+    const changed = s.epoch !== '';
+    s.epoch = epoch;
+    if (changed) this.onEpochChanged(sessionId);
   }
 
   /**
@@ -181,7 +206,7 @@ export class Hub {
     const c = connOf(ws);
     if (c.closed || !c.authed || c.pending !== null) return;
     this.metrics.fanout.inc({ outcome: 'resync' });
-    this.catchUp(ws, snapshot || c.stale ? null : c.lastVersion).catch((err) => {
+    this.catchUp(ws, snapshot || c.stale ? null : c.lastVersion, c.epoch).catch((err) => {
       this.log.warn({ err: (err as Error).message, reason }, 'resync failed; closing so the client resumes');
       const cc = connOf(ws);
       cc.pending = null;
@@ -197,7 +222,8 @@ export class Hub {
   /**
    * Safety net for frames the bus lost without anyone noticing (a shard's subscriber reconnecting
    * quietly, a failover): for sessions that heard nothing for `quietMs`, compare the stored version
-   * with what each socket has and resync the ones behind. Gap detection covers every session that
+   * and epoch with what each socket has and resync the ones behind, or with one snapshot the ones
+   * of another epoch or ahead of the store (it lost data). Gap detection covers every session that
    * keeps changing; this covers the last change before a quiet spell.
    */
   async checkVersions(quietMs: number): Promise<number> {
@@ -207,11 +233,14 @@ export class Hub {
     await Promise.all(quiet.map(async ([id, s]) => {
       const head = await this.store.head(id);
       if (!head) return;
+      this.noteEpoch(id, head.epoch);
       for (const ws of s.conns) {
         const c = connOf(ws);
-        if (c.authed && !c.closed && c.pending === null && !c.stale && c.lastVersion < head.version) {
+        if (!c.authed || c.closed || c.pending !== null || c.stale) continue;
+        const regressed = head.epoch !== c.epoch || head.version < c.lastVersion;
+        if (regressed || c.lastVersion < head.version) {
           healed++;
-          this.resync(ws, 'version check');
+          this.resync(ws, 'version check', regressed);
         }
       }
     }));
@@ -239,6 +268,7 @@ export class Hub {
     const s = this.sessions.get(f.sessionId);
     if (!s) return;
     s.lastFrameAt = Date.now();
+    this.noteEpoch(f.sessionId, f.epoch);
     const encoded = encodedUpdate(f);
     for (const ws of s.conns) {
       const c = connOf(ws);
@@ -252,7 +282,13 @@ export class Hub {
 
   private deliverTo(ws: WS, f: UpdateFrame, encoded: Encoded): void {
     const c = connOf(ws);
-    if (c.closed || f.version <= c.lastVersion) return;
+    if (c.closed) return;
+    if (f.epoch !== c.epoch) {
+      // The session was created anew: versions restart, so compare nothing; one snapshot of now.
+      this.resync(ws, 'epoch', true);
+      return;
+    }
+    if (f.version <= c.lastVersion) return;
     if (c.stale) {
       // Only the drain handler brings a slow socket back (with one snapshot); a "gap" here is expected.
       this.metrics.fanout.inc({ outcome: 'skipped_slow' });
@@ -263,7 +299,7 @@ export class Hub {
       this.resync(ws, 'gap');
       return;
     }
-    if (f.originConn === c.id && f.originNode === this.opts.nodeId) {
+    if (f.originConn === c.id && f.originNode === this.opts.instance) {
       c.lastVersion = f.version; // the writer gets its ACK, never its own update
       return;
     }
@@ -280,11 +316,6 @@ export class Hub {
 
 function encodedUpdate(f: UpdateFrame): Encoded {
   return new Encoded(() => updateEnvelope(f), () => updateJsonFast(f));
-}
-
-/** Sends one encoded frame; text for JSON sockets, binary for protobuf ones. */
-export function send(ws: WS, data: string | Uint8Array): void {
-  ws.send(data, typeof data !== 'string');
 }
 
 export type { Conn };

@@ -1,12 +1,14 @@
-import { connOf, type Conn } from './ws/conn';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { BusKind, encodeControlFrame, type ControlFrame } from '@harmonyflow/protocol';
 import { AdminMetrics } from './admin';
 import { TokenService } from './auth/tokens';
+import { BusCanary } from './bus/canary';
 import { MemoryBroker, MemoryBus } from './bus/memory';
 import { RedisBus } from './bus/redis';
 import type { Bus } from './bus/types';
-import { MemoryNodeRegistry, RedisNodeRegistry, type NodeRegistry } from './cluster/nodeRegistry';
+import { newInstanceId } from './cluster/instance';
+import { Membership } from './cluster/membership';
+import { MemoryNodeRegistry, RedisNodeRegistry, type LocalConnection, type NodeRegistry } from './cluster/nodeRegistry';
 import type { Config } from './config';
 import { notFound } from './errors';
 import { registerAdminRoutes } from './http/admin';
@@ -17,22 +19,30 @@ import { registerOpsRoutes } from './http/ops';
 import { registerSessionRoutes } from './http/session';
 import { route, type HttpDeps } from './http/uws';
 import { Hub } from './hub';
+import { SessionKeepAlive } from './keepAlive';
 import { createLogger, type Logger } from './log';
 import { Metrics } from './metrics';
+import { every } from './periodic';
 import { MemoryPresence } from './presence/memory';
 import { RedisPresence } from './presence/redis';
 import type { PresenceRegistry } from './presence/types';
 import { SessionService } from './sessions';
 import { KeySpace } from './store/keys';
-import { MemoryStore, type StoreLimits } from './store/memory';
+import { MemoryStore } from './store/memory';
 import { RedisStore } from './store/redis';
 import { createRedis, whenReady, type RedisLike } from './store/redisClient';
-import type { SessionStore } from './store/types';
+import type { SessionStore, StoreLimits } from './store/types';
 import { uws, uwsIsNative } from './uwsRuntime';
+import { connOf } from './ws/conn';
+import type { WsContext } from './ws/context';
 import { deliverControl } from './ws/control';
 import { WsGateway } from './ws/gateway';
+import { SocketIO } from './ws/io';
+import { Limits } from './ws/limits';
+import { PresenceTracker } from './ws/presenceTracker';
 
-export const SERVICE_VERSION = '1.1.0';
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+export const SERVICE_VERSION: string = (require('../package.json') as { version: string }).version;
 
 export interface NodeOptions {
   readonly logger?: Logger;
@@ -40,10 +50,13 @@ export interface NodeOptions {
 
 export interface GatewayNode {
   readonly config: Config;
+  /** This process's incarnation: `<NODE_ID>/<random>`. */
+  readonly instance: string;
   readonly app: TemplatedApp;
   readonly store: SessionStore;
   readonly bus: Bus;
   readonly presence: PresenceRegistry;
+  readonly registry: NodeRegistry;
   readonly hub: Hub;
   readonly ws: WsGateway;
   readonly tokens: TokenService;
@@ -51,86 +64,129 @@ export interface GatewayNode {
   readonly metrics: Metrics;
   port: number;
   listen(): Promise<number>;
-  /** Graceful: not ready, stop accepting, RECONNECT + 1012 to sockets, finish in-flight work, release Redis. */
+  /**
+   * Graceful: /ready 503 and new upgrades refused, RECONNECT + 1012 to sockets spread over a few
+   * seconds, in-flight work finished, presence and registry left cleanly, the listen socket closed
+   * last, Redis released.
+   */
   shutdown(): Promise<void>;
 }
 
 export function storeLimits(config: Config): StoreLimits {
-  return { ttlSeconds: config.snapshotTtlSeconds, maxStateBytes: config.maxStateBytes, logLength: 1000, idempotencyTtlMs: 300_000 };
+  return {
+    ttlSeconds: config.snapshotTtlSeconds, maxStateBytes: config.maxStateBytes, logLength: config.logLength,
+    logMaxBytes: config.logMaxBytes, idempotencyTtlMs: 300_000, maxSessionsPerUser: config.maxSessionsPerUser,
+    maxHandoffsPerSession: config.maxHandoffsPerSession,
+  };
 }
 
-/** Wires store, bus, presence, registry, auth, hub, HTTP and WebSocket into one node. Does not listen yet. */
+interface Backends {
+  store: SessionStore;
+  bus: Bus;
+  presence: PresenceRegistry;
+  registry: NodeRegistry;
+  redisClients: RedisLike[];
+}
+
+async function connectBackends(config: Config, log: Logger, instance: string, deadAfterMs: number): Promise<Backends> {
+  const keys = new KeySpace(config.redisPrefix);
+  const limits = storeLimits(config);
+  if (!config.redis) {
+    const bus = new MemoryBus(new MemoryBroker());
+    const store = new MemoryStore(limits, bus);
+    const presence = new MemoryPresence(config.presenceTimeoutMs);
+    store.onExpired((id) => presence.forgetSession(id));
+    return { store, bus, presence, registry: new MemoryNodeRegistry(deadAfterMs), redisClients: [] };
+  }
+  const cmd = createRedis(config.redis, log, 'command', `hf:${instance}:cmd`);
+  const sub = createRedis(config.redis, log, 'subscriber', `hf:${instance}:sub`);
+  try {
+    await Promise.all([whenReady(cmd, 10_000), whenReady(sub, 10_000)]);
+  } catch (err) {
+    cmd.disconnect();
+    sub.disconnect();
+    throw err;
+  }
+  const store = new RedisStore(cmd, keys, limits, Date.now, (err) => log.warn({ err: (err as Error).message }, 'session index update failed'));
+  const bus = new RedisBus(sub, cmd, keys, log);
+  await bus.start();
+  const ttlMs = config.snapshotTtlSeconds * 1000;
+  return {
+    store, bus, redisClients: [cmd, sub],
+    presence: new RedisPresence(cmd, keys, config.presenceTimeoutMs, ttlMs),
+    registry: new RedisNodeRegistry(cmd, keys, deadAfterMs, ttlMs + Math.floor(ttlMs / 8)),
+  };
+}
+
+/** Wires store, bus, presence, membership, auth, hub, HTTP and WebSocket into one node. Does not listen yet. */
 export async function createNode(config: Config, opts: NodeOptions = {}): Promise<GatewayNode> {
+  const instance = newInstanceId(config.nodeId);
   const log = opts.logger ?? createLogger(config.logLevel, config.nodeId);
   if (!uwsIsNative) log.warn('uWebSockets.js native binary not loaded: running on its JS fallback');
   const metrics = new Metrics();
-  const keys = new KeySpace(config.redisPrefix);
-  const limits = storeLimits(config);
   const deadAfterMs = Math.max(1000, Math.floor(config.presenceTimeoutMs * 0.75));
   const heartbeatMs = Math.max(100, Math.min(5000, Math.floor(config.presenceTimeoutMs / 5)));
-
-  let store: SessionStore;
-  let bus: Bus;
-  let presence: PresenceRegistry;
-  let registry: NodeRegistry;
-  const redisClients: RedisLike[] = [];
-  if (config.redis) {
-    const cmd = createRedis(config.redis, log, 'command', `hf:${config.nodeId}:cmd`);
-    const sub = createRedis(config.redis, log, 'subscriber', `hf:${config.nodeId}:sub`);
-    redisClients.push(cmd, sub);
-    try {
-      await Promise.all([whenReady(cmd, 10_000), whenReady(sub, 10_000)]);
-    } catch (err) {
-      for (const c of redisClients) c.disconnect();
-      throw err;
-    }
-    store = new RedisStore(cmd, keys, limits);
-    const redisBus = new RedisBus(sub, cmd, keys, log);
-    await redisBus.start();
-    bus = redisBus;
-    presence = new RedisPresence(cmd, keys, config.presenceTimeoutMs, config.snapshotTtlSeconds * 1000);
-    registry = new RedisNodeRegistry(cmd, keys, deadAfterMs);
-  } else {
-    const memBus = new MemoryBus(new MemoryBroker());
-    bus = memBus;
-    store = new MemoryStore(limits, memBus);
-    presence = new MemoryPresence(config.presenceTimeoutMs);
-    registry = new MemoryNodeRegistry(deadAfterMs);
-  }
+  const { store, bus, presence, registry, redisClients } = await connectBackends(config, log, instance, deadAfterMs);
 
   const tokens = new TokenService(config.jwt);
-  const sessions = new SessionService(store, metrics, config.nodeId, config.snapshotTtlSeconds);
+  const sessions = new SessionService(store, metrics, instance);
   const inflight = { count: 0 };
-  const deps: HttpDeps = { tokens, log, metrics, bodyLimit: config.maxStateBytes + 64 * 1024, inflight };
-  const app = uws.App();
   const state = { draining: false, startedAt: Date.now() };
+  const app = uws.App();
   const hub = new Hub(bus, store, metrics, log, {
-    nodeId: config.nodeId,
+    instance,
     slowConsumerBytes: 256 * 1024,
-    trackSession: (sessionId) => registry.trackSessions(config.nodeId, [sessionId], []),
+    // Recorded before any device of the session is counted here, so a reaper can always find them.
+    trackSession: (sessionId) => registry.trackSessions(instance, [sessionId], []),
   });
-  const ws = new WsGateway(app, { config, tokens, sessions, presence, hub, bus, metrics, log, inflight });
-  // Canary: a frame to ourselves through the same kind of channel sessions use. A node whose bus
-  // silently stopped delivering (e.g. subscribed to nothing after a failover) turns not-ready.
-  const canaryId = `canary-${config.nodeId}`;
-  const canaryEveryMs = Math.max(200, Math.min(2000, heartbeatMs));
-  const canary = { sentAt: 0, heardAt: Date.now() };
-  hub.onControl = (f) => {
-    if (f.kind === BusKind.CANARY) {
-      if (f.originNode === config.nodeId) {
-        canary.heardAt = Date.now();
-        metrics.busLag.observe(Math.max(0, Date.now() - Number(f.body.sent_at)) / 1000);
-      }
-      return;
-    }
-    deliverControl(f, hub, app, metrics);
-  };
-  await bus.subscribe([canaryId]);
-  const publish = (sessionId: string, kind: ControlFrame['kind'], body: Record<string, unknown>) => ws.publishControl(sessionId, kind, body);
+  const publish = (sessionId: string, kind: ControlFrame['kind'], body: Record<string, unknown>) =>
+    bus.publish(sessionId, encodeControlFrame({ kind, sessionId, originNode: instance, body }));
   const publishGlobal = (kind: ControlFrame['kind'], body: Record<string, unknown>) =>
-    bus.publishGlobal(encodeControlFrame({ kind, sessionId: '', originNode: config.nodeId, body }));
-  const adminMetrics = new AdminMetrics(store, registry);
+    bus.publishGlobal(encodeControlFrame({ kind, sessionId: '', originNode: instance, body }));
 
+  const io = new SocketIO(metrics, log);
+  const tracker = new PresenceTracker(presence, hub, instance, publish, log);
+  let gateway: WsGateway | null = null;
+  const ctx: WsContext = {
+    config, instance, tokens, sessions, presence, tracker, hub, metrics, log, inflight, io, limits: new Limits(config, io),
+    dispatch: (ws, message, isBinary) => gateway!.dispatch(ws, message, isBinary),
+  };
+  const ws = (gateway = new WsGateway(app, ctx));
+  tracker.start(Math.max(50, config.presenceTimeoutMs / 4), () => ws.sockets);
+  hub.onEpochChanged = (sessionId) => tracker.recountSession(sessionId);
+
+  const canary = new BusCanary(bus, instance, Math.max(200, Math.min(2000, heartbeatMs)), metrics);
+  hub.onControl = (f) => {
+    if (f.kind === BusKind.CANARY) canary.heard(f);
+    else deliverControl(f, hub, app, metrics);
+  };
+  await canary.start();
+
+  const localConnections = (): Map<string, LocalConnection> => {
+    const out = new Map<string, LocalConnection>();
+    for (const s of ws.sockets) {
+      const c = connOf(s);
+      if (!c.authed || c.closed) continue;
+      const id = `${instance}/${c.id}`;
+      out.set(id, {
+        conn_id: id, node_id: config.nodeId, session_id: c.sessionId, user_id: c.userId, device_id: c.deviceId,
+        subprotocol: c.binary ? 'harmonyflow.v1.proto' : 'harmonyflow.v1.json', connected_at: new Date(c.openedAt).toISOString(),
+      });
+    }
+    return out;
+  };
+  const membership = new Membership(registry, presence, {
+    sessionIds: () => hub.localSessionIds(),
+    drainSessionChanges: () => hub.drainSessionChanges(),
+    connections: localConnections,
+    figures: () => ({ active_connections: ws.connectionCount, sessions: hub.sessionCount, store: store.kind }),
+  }, {
+    deviceTimedOut: (sessionId, deviceId) => tracker.left(sessionId, deviceId, 'timeout'),
+    recount: () => tracker.recountAll(),
+  }, log, { instance, startedAt: state.startedAt, heartbeatMs });
+
+  const adminMetrics = new AdminMetrics(store, registry, { instance, connections: () => ws.connectionCount, sessions: () => hub.sessionCount, localConnections });
+  const deps: HttpDeps = { tokens, log, metrics, bodyLimit: config.maxStateBytes + 64 * 1024, inflight };
   registerOpsRoutes(app, deps, {
     nodeId: config.nodeId,
     version: SERVICE_VERSION,
@@ -141,8 +197,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
     notReadyReason: async () => {
       if (state.draining) return 'draining';
       if (!(await store.ping())) return 'store_unavailable';
-      if (canary.sentAt > canary.heardAt && Date.now() - canary.sentAt > 3 * canaryEveryMs) return 'bus_silent';
-      return null;
+      return canary.silent() ? 'bus_silent' : null;
     },
     redisStatus: async () => (store.kind === 'memory' ? 'embedded' : (await store.ping()) ? 'up' : 'down'),
     activeConnections: () => ws.connectionCount,
@@ -150,7 +205,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
   registerAuthRoutes(app, deps, tokens, store, config.jwt);
   registerSessionRoutes(app, deps, sessions);
   registerDeviceRoutes(app, deps, { sessions, presence, handoffTtlMs: config.handoffTtlMs, publish });
-  registerAdminRoutes(app, deps, adminMetrics, store, registry, publishGlobal);
+  registerAdminRoutes(app, deps, adminMetrics, store, publishGlobal);
   registerDocsRoutes(app, deps);
   for (const m of ['get', 'post', 'del', 'put'] as const) {
     route(app, deps, m, '/*', { name: 'unmatched', auth: 'none' }, () => {
@@ -158,119 +213,60 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
     });
   }
 
-  // Heartbeat into the node registry, reap dead nodes' devices, push ADMIN_UPDATE.
-  const REWRITE_EVERY = 12;
-  let beats = 0;
-  let reported = new Set<string>();
-  const heartbeat = async () => {
-    if (await registry.takeReapedMark(config.nodeId, state.startedAt)) {
-      // We were declared dead (a long pause) and our devices were counted out: count them back in.
-      log.warn('this node was reaped while alive; re-registering its sessions and devices');
-      await registry.trackSessions(config.nodeId, hub.localSessionIds(), []);
-      beats = 0; // forget() dropped our connection list too
-      for (const s of ws.sockets) {
-        const c = connOf(s);
-        if (!c.counted || c.closed) continue;
-        const { first } = await presence.connect(c.sessionId, { deviceId: c.deviceId }, config.nodeId, Date.now());
-        if (first) ws.announceJoin(c).catch((err) => log.warn({ err: (err as Error).message }, 'DEVICE_JOINED after reap failed'));
-      }
-    }
-    const changes = hub.drainSessionChanges();
-    if (changes.added.length || changes.removed.length) await registry.trackSessions(config.nodeId, changes.added, changes.removed);
-    // The connection list goes as a delta; whole every REWRITE_EVERY beats (or after a failed beat).
-    const full = beats++ % REWRITE_EVERY === 0;
-    const current = new Map<string, Conn>();
-    for (const s of ws.sockets) {
-      const c = connOf(s);
-      if (c.authed && !c.closed) current.set(`${config.nodeId}/${c.id}`, c);
-    }
-    const added = [...current].filter(([id]) => full || !reported.has(id)).map(([id, c]) => ({
-      conn_id: id, node_id: config.nodeId, session_id: c.sessionId, user_id: c.userId, device_id: c.deviceId,
-      subprotocol: c.binary ? 'harmonyflow.v1.proto' : 'harmonyflow.v1.json', connected_at: new Date(c.openedAt).toISOString(),
-    }));
-    const removed = full ? [] : [...reported].filter((id) => !current.has(id));
-    try {
-      await registry.heartbeat({
-        node_id: config.nodeId, active_connections: ws.connectionCount, sessions: hub.sessionCount,
-        started_at: new Date(state.startedAt).toISOString(), updated_at: Date.now(), store: store.kind,
-      }, { full, added, removed });
-      reported = new Set(current.keys());
-    } catch (err) {
-      beats = 0; // the stored list may now be off: rewrite it whole next time
-      throw err;
-    }
-    const { dead } = await registry.list(Date.now());
-    for (const n of dead) {
-      if (n.node_id === config.nodeId || !(await registry.claimReap(n.node_id))) continue;
-      const sessionIds = await registry.sessionsOf(n.node_id);
-      const gone = await presence.reapNode(n.node_id, sessionIds, Date.now());
-      for (const g of gone) await publish(g.sessionId, BusKind.DEVICE_LEFT, { device_id: g.deviceId, reason: 'timeout' });
-      await registry.forget(n.node_id);
-      log.warn({ dead_node: n.node_id, devices_offline: gone.length }, 'reaped a dead node');
-    }
-  };
-  let beating = false;
-  const beatTimer = setInterval(() => {
-    if (beating || state.draining) return;
-    beating = true;
-    heartbeat().catch((err) => log.warn({ err: (err as Error).message }, 'heartbeat failed')).finally(() => (beating = false));
-  }, heartbeatMs);
-  beatTimer.unref();
-  const canaryTimer = setInterval(() => {
-    const now = Date.now();
-    if (canary.sentAt <= canary.heardAt) canary.sentAt = now; // measure silence from the first unanswered send
-    bus.publish(canaryId, encodeControlFrame({ kind: BusKind.CANARY, sessionId: canaryId, originNode: config.nodeId, body: { sent_at: now } }))
-      .catch(() => undefined); // a failed publish is the store being down, which /ready reports on its own
-  }, canaryEveryMs);
-  canaryTimer.unref();
-  let checking = false;
-  const versionTimer = setInterval(() => {
-    if (checking || state.draining) return;
-    checking = true;
-    hub.checkVersions(Math.max(1000, config.consistencyCheckMs))
-      .then((healed) => (healed > 0 ? log.warn({ sockets: healed }, 'version check healed sockets that missed updates') : undefined))
-      .catch((err) => log.warn({ err: (err as Error).message }, 'version check failed'))
-      .finally(() => (checking = false));
-  }, config.consistencyCheckMs);
-  versionTimer.unref();
-  const adminTimer = setInterval(() => {
-    if (app.numSubscribers('admins/j') + app.numSubscribers('admins/p') === 0) return;
-    adminMetrics.all().then(
-      (payload) => deliverControl({ kind: BusKind.BROADCAST, sessionId: '', originNode: config.nodeId, body: { admin_update: true, payload } }, hub, app, metrics),
-      (err) => log.warn({ err: (err as Error).message }, 'admin update failed'),
-    );
-  }, 4000);
-  adminTimer.unref();
+  const keepAlive = new SessionKeepAlive(store, () => hub.localSessionIds(), log);
+  const timers = [
+    every(config.consistencyCheckMs, log, 'version check', async () => {
+      if (state.draining) return;
+      const healed = await hub.checkVersions(Math.max(1000, config.consistencyCheckMs));
+      if (healed > 0) log.warn({ sockets: healed }, 'version check healed sockets that missed updates');
+    }),
+    every(4000, log, 'admin update', async () => {
+      if (app.numSubscribers('admins/j') + app.numSubscribers('admins/p') === 0) return;
+      const payload = await adminMetrics.all();
+      deliverControl({ kind: BusKind.BROADCAST, sessionId: '', originNode: instance, body: { admin_update: true, payload } }, hub, app, metrics);
+    }),
+  ];
 
   let listenSocket: us_listen_socket | null = null;
   const node: GatewayNode = {
-    config, app, store, bus, presence, hub, ws, tokens, log, metrics, port: 0,
-    listen: () =>
-      new Promise((resolve, reject) => {
+    config, instance, app, store, bus, presence, registry, hub, ws, tokens, log, metrics, port: 0,
+    listen: async () => {
+      // Registered, and earlier incarnations of this NODE_ID taken over, before any connection.
+      await membership.start();
+      keepAlive.start(SessionKeepAlive.periodFor(config.snapshotTtlSeconds));
+      return new Promise((resolve, reject) => {
         app.listen(config.host, config.port, (sock) => {
           if (!sock) return reject(new Error(`cannot listen on ${config.host}:${config.port}`));
           listenSocket = sock;
           node.port = uws.us_socket_local_port(sock as unknown as Parameters<typeof uws.us_socket_local_port>[0]);
-          log.info({ host: config.host, port: node.port, store: store.kind }, 'gateway listening');
-          heartbeat().catch((err) => log.warn({ err: (err as Error).message }, 'first heartbeat failed'));
+          log.info({ host: config.host, port: node.port, store: store.kind, instance }, 'gateway listening');
           resolve(node.port);
         });
-      }),
+      });
+    },
     shutdown: async () => {
       if (state.draining) return;
       state.draining = true;
-      clearInterval(beatTimer);
-      clearInterval(adminTimer);
-      clearInterval(canaryTimer);
-      clearInterval(versionTimer);
-      if (listenSocket) uws.us_listen_socket_close(listenSocket);
-      listenSocket = null;
+      ws.refuseNew();
+      for (const t of timers) t.stop();
+      keepAlive.stop();
+      canary.stop();
       await ws.drain(Math.min(config.drainTimeoutMs, 3000));
       const deadline = Date.now() + config.drainTimeoutMs;
       while ((inflight.count > 0 || ws.connectionCount > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       ws.stop();
-      // Leave the registry cleanly so nobody has to reap us.
-      await registry.forget(config.nodeId).catch(() => undefined);
+      tracker.stop();
+      // Leave cleanly so nobody has to reap us; if Redis is away, a survivor will.
+      try {
+        const gone = await membership.leave();
+        await Promise.all(gone.map((g) => tracker.left(g.sessionId, g.deviceId, 'disconnected')));
+      } catch (err) {
+        membership.stop();
+        log.warn({ err: (err as Error).message }, 'could not leave the cluster cleanly; a survivor will reap this node');
+      }
+      // /health and /ready answered throughout the drain; the listen socket goes last.
+      if (listenSocket) uws.us_listen_socket_close(listenSocket);
+      listenSocket = null;
       await bus.close();
       await store.close();
       for (const c of redisClients) c.disconnect();

@@ -1,8 +1,8 @@
 import { ErrorCode } from '@harmonyflow/protocol';
 import { canAccess, type Principal } from './auth/tokens';
-import { AppError, notFound, tooLarge } from './errors';
+import { AppError, notFound, quotaExceeded, tooLarge } from './errors';
 import type { Metrics } from './metrics';
-import type { MutationRequest, MutationResult, SessionStore, Snapshot } from './store/types';
+import type { MutationRequest, MutationResult, SessionHead, SessionStore, Snapshot } from './store/types';
 
 export type OkMutation = Extract<MutationResult, { status: 'ok' }>;
 
@@ -12,6 +12,7 @@ export function snapshotView(s: Snapshot) {
     session_id: s.sessionId,
     user_id: s.userId,
     version: s.version,
+    epoch: s.epoch,
     state_data: s.state,
     device_id: s.deviceId,
     app_version: s.appVersion,
@@ -29,15 +30,15 @@ export class SessionService {
   constructor(
     readonly store: SessionStore,
     private readonly metrics: Metrics,
-    readonly nodeId: string,
-    readonly ttlSeconds: number,
+    /** This process's incarnation id: the origin of every write it makes. */
+    readonly instance: string,
   ) {}
 
   async mutate(req: Omit<MutationRequest, 'originNode'>, source: 'http' | 'ws'): Promise<OkMutation> {
     const end = this.metrics.storeOps.startTimer({ op: 'mutate' });
     let result: MutationResult;
     try {
-      result = await this.store.mutate({ ...req, originNode: this.nodeId });
+      result = await this.store.mutate({ ...req, originNode: this.instance });
     } catch (err) {
       end({ outcome: 'error' });
       throw err;
@@ -58,6 +59,8 @@ export class SessionService {
         throw new AppError(ErrorCode.VALIDATION_FAILED, 400, `value at "${result.key}" is not a number`, {
           details: [{ path: result.key, message: 'INCREMENT needs a number' }],
         });
+      case 'quota_exceeded':
+        throw quotaExceeded('too many live sessions for this user');
       case 'conflict':
         throw new AppError(ErrorCode.VERSION_CONFLICT, 409, 'version conflict', {
           current_version: result.currentVersion,
@@ -76,8 +79,8 @@ export class SessionService {
     return snap;
   }
 
-  /** Owner and version if `who` may act on the session; 404 otherwise. */
-  async authorize(sessionId: string, who: Principal): Promise<{ userId: string; version: number }> {
+  /** Owner, version and epoch if `who` may act on the session; 404 otherwise. */
+  async authorize(sessionId: string, who: Principal): Promise<SessionHead> {
     const head = await this.store.head(sessionId);
     if (!head || !canAccess(who, head.userId)) throw notFound('session not found');
     return head;

@@ -54,14 +54,16 @@ describeIf('admin page in Chromium: find a user\'s sessions, open one, kick a de
     await page.waitForSelector(`[data-open-session="${sid}"]`);
     expect(await page.locator('[data-open-session]').count()).toBe(1); // bob's session filtered out
     expect(await page.textContent('#user-status')).toContain('1 session of alice-page');
+    const snapshot = (await api(n().url, 'GET', `/session/${sid}`, { token: alice })).body;
+    expect(snapshot.epoch).toMatch(/\S{8,}/);
+    expect(await page.textContent('#user-results')).toContain(snapshot.epoch);
 
     await page.click(`[data-open-session="${sid}"]`);
     await page.waitForSelector('#session-devices [data-device="tablet-2"]');
     expect(await page.textContent('#session-title')).toContain(sid);
     expect(await page.textContent('#session-version')).toBe('2');
     expect(await page.textContent('#session-user-id')).toBe('alice-page');
-    const snapshot = (await api(n().url, 'GET', `/session/${sid}`, { token: alice })).body;
-    expect(await page.textContent('#session-epoch')).toBe(snapshot.epoch ?? '—');
+    expect(await page.textContent('#session-epoch')).toBe(snapshot.epoch);
     expect(JSON.parse((await page.textContent('#session-state'))!)).toEqual({ mood: 'calm', streak_days: 13 });
     for (const d of ['phone-1', 'tablet-2']) expect(await page.textContent(`#session-devices [data-device="${d}"]`)).toContain('online');
 

@@ -6,7 +6,7 @@ describe('/ready and the bus canary', () => {
 
   it('turns 503 bus_silent when the node stops hearing its own canary, and 200 once it does again', async () => {
     expect((await api(n().url, 'GET', '/ready')).status).toBe(200);
-    const canary = `canary-${n().node.config.nodeId}`;
+    const canary = `canary-${n().node.instance}`;
     // The failure mode of every peer: connected and "healthy", but subscribed to nothing.
     await n().node.bus.unsubscribe([canary]);
     const silent = await eventually(async () => {

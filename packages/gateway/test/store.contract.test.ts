@@ -55,7 +55,8 @@ describeSessionStore('RedisStore', async (limits) => {
       await sub.subscribe(keys.session(id).channel);
       return frames;
     },
-    rawValue: (id, key) => client.hget(keys.session(id).state, key),
+    // Stored as "version|size|value": the value is what the contract compares.
+    rawValue: async (id, key) => (await client.hget(keys.session(id).state, key))?.split('|').slice(2).join('|') ?? null,
     close: async () => {
       await store.close();
       client.disconnect();

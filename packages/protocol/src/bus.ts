@@ -29,6 +29,7 @@ export interface UpdateFrame {
   kind: typeof BusKind.UPDATE;
   sessionId: string;
   version: number;
+  /** The writing process: a node incarnation id, never reused by another process. */
   originNode: string;
   originConn: number;
   deviceId: string;
@@ -41,6 +42,8 @@ export interface UpdateFrame {
   fields: string[];
   deleted: string[];
   updatedAt: number;
+  /** The session incarnation this version belongs to (SPEC §9): versions restart in a new epoch. */
+  epoch: string;
 }
 
 /** Presence, kicks, handoffs, broadcasts: small frames that are not part of the version stream. */
@@ -60,7 +63,7 @@ const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSiz
 export function encodeUpdateFrame(f: Omit<UpdateFrame, 'kind'>): Uint8Array {
   return packr.pack([
     BusKind.UPDATE, f.sessionId, f.version, f.originNode, f.originConn, f.deviceId, f.correlationId,
-    f.op, f.key, f.value, f.delta, f.fields, f.deleted, f.updatedAt,
+    f.op, f.key, f.value, f.delta, f.fields, f.deleted, f.updatedAt, f.epoch,
   ]);
 }
 
@@ -79,7 +82,7 @@ export function decodeBusFrame(data: Uint8Array): BusFrame | null {
   }
   if (!Array.isArray(a) || typeof a[0] !== 'number') return null;
   if (a[0] === BusKind.UPDATE) {
-    if (a.length < 14 || typeof a[1] !== 'string' || typeof a[2] !== 'number') return null;
+    if (a.length < 15 || typeof a[1] !== 'string' || typeof a[2] !== 'number') return null;
     return {
       kind: BusKind.UPDATE,
       sessionId: a[1],
@@ -95,6 +98,7 @@ export function decodeBusFrame(data: Uint8Array): BusFrame | null {
       fields: Array.isArray(a[11]) ? (a[11] as unknown[]).map(String) : [],
       deleted: Array.isArray(a[12]) ? (a[12] as unknown[]).map(String) : [],
       updatedAt: Number(a[13]) || 0,
+      epoch: String(a[14] ?? ''),
     };
   }
   if (a[0] < 2 || a[0] > 9 || typeof a[1] !== 'string' || typeof a[2] !== 'string') return null;

@@ -8,3 +8,4 @@ export * from './envelope';
 export * from './codec';
 export { SCHEMA_DESCRIPTOR } from './generated/schema';
 export * from './bus';
+export * from './validate';

@@ -1,3 +1,4 @@
+import { StoreUnavailableError } from '../errors';
 import type { KeySpace } from '../store/keys';
 import type { RedisLike } from '../store/redisClient';
 import type { Logger } from '../log';
@@ -90,12 +91,20 @@ export class RedisBus implements Bus {
 
   async publish(sessionId: string, data: Uint8Array): Promise<void> {
     const channel = this.keys.session(sessionId).channel;
-    if (this.cluster) await (this.pub as unknown as { spublish(c: string, d: Buffer): Promise<number> }).spublish(channel, Buffer.from(data));
-    else await this.pub.publish(channel, Buffer.from(data));
+    try {
+      if (this.cluster) await (this.pub as unknown as { spublish(c: string, d: Buffer): Promise<number> }).spublish(channel, Buffer.from(data));
+      else await this.pub.publish(channel, Buffer.from(data));
+    } catch (err) {
+      throw new StoreUnavailableError(err);
+    }
   }
 
   async publishGlobal(data: Uint8Array): Promise<void> {
-    await this.pub.publish(this.keys.globalChannel(), Buffer.from(data));
+    try {
+      await this.pub.publish(this.keys.globalChannel(), Buffer.from(data));
+    } catch (err) {
+      throw new StoreUnavailableError(err);
+    }
   }
 
   async close(): Promise<void> {

@@ -6,6 +6,7 @@
  *   the broker is down, is lost for that node. The update log (`SessionStore.updatesSince`) is
  *   how clients catch up, so nothing durable depends on the bus.
  * - A node receives its own frames too; callers use the frame's origin to avoid double delivery.
+ * - `publish`/`publishGlobal` reject with StoreUnavailableError when the broker is unreachable.
  */
 export interface Bus {
   /** One handler per node: the hub. Global frames arrive with sessionId null. */

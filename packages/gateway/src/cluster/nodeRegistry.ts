@@ -1,9 +1,11 @@
 import type { KeySpace } from '../store/keys';
 import type { RedisLike } from '../store/redisClient';
 
-/** What a node reports about itself on every heartbeat. */
+/** What a node incarnation reports about itself on every heartbeat. */
 export interface NodeInfo {
   node_id: string;
+  /** The incarnation: `<node_id>/<random>`, new for every process start. */
+  instance: string;
   active_connections: number;
   sessions: number;
   started_at: string;
@@ -28,26 +30,32 @@ export interface ConnectionDelta {
 }
 
 /**
- * Which gateway nodes are alive and what they host. Nodes heartbeat; one silent for `deadAfterMs`
- * is dead, and exactly one survivor (`claimReap`) cleans up after it.
+ * Which gateway node incarnations are alive and what they host. Instances heartbeat; one silent
+ * for `deadAfterMs` is dead, and exactly one survivor (`claimReap`) cleans up after it. Every key
+ * is per instance, so a process restarted under the same NODE_ID starts from nothing of its own.
  */
 export interface NodeRegistry {
-  /** Node info, plus the connection list as a delta since the last beat (or whole, with `full`). */
+  /** Instance info, plus the connection list as a delta since the last beat (or whole, with `full`). */
   heartbeat(info: NodeInfo, connections: ConnectionDelta): Promise<void>;
-  /** Live nodes, and dead ones not yet reaped. */
+  /** Live instances, and dead ones not yet reaped. */
   list(now: number): Promise<{ live: NodeInfo[]; dead: NodeInfo[] }>;
-  connections(): Promise<LocalConnection[]>;
-  /** Sessions the node hosted (for reaping its devices). */
-  sessionsOf(nodeId: string): Promise<string[]>;
-  trackSessions(nodeId: string, added: readonly string[], removed: readonly string[]): Promise<void>;
-  /** True for exactly one caller per dead node. */
-  claimReap(nodeId: string): Promise<boolean>;
   /**
-   * When this node was reaped (declared dead) since it started, the reap time — consumed by the
-   * call. A node paused past the dead-node timeout uses it to re-register what it still holds.
+   * One page of an instance's connection list (as of its last heartbeat). `cursor` is opaque
+   * ('0' to start); `next` is null at the end. Connections present throughout a walk are listed
+   * at least once.
    */
-  takeReapedMark(nodeId: string, startedAt: number): Promise<number | null>;
-  forget(nodeId: string): Promise<void>;
+  connectionsOf(instance: string, cursor: string, count: number): Promise<{ items: LocalConnection[]; next: string | null }>;
+  /** Sessions the instance hosted (for reaping its devices). */
+  sessionsOf(instance: string): Promise<string[]>;
+  trackSessions(instance: string, added: readonly string[], removed: readonly string[]): Promise<void>;
+  /** True for exactly one caller per dead instance. */
+  claimReap(instance: string): Promise<boolean>;
+  /**
+   * When this instance was reaped (declared dead) since `startedAt`, the reap time — consumed by
+   * the call. An instance paused past the dead-node timeout uses it to re-register what it holds.
+   */
+  takeReapedMark(instance: string, startedAt: number): Promise<number | null>;
+  forget(instance: string): Promise<void>;
 }
 
 export class MemoryNodeRegistry implements NodeRegistry {
@@ -58,60 +66,68 @@ export class MemoryNodeRegistry implements NodeRegistry {
   constructor(private readonly deadAfterMs: number) {}
 
   async heartbeat(info: NodeInfo, delta: ConnectionDelta): Promise<void> {
-    this.nodes.set(info.node_id, info);
-    let m = this.conns.get(info.node_id);
-    if (!m || delta.full) this.conns.set(info.node_id, (m = new Map()));
+    this.nodes.set(info.instance, info);
+    let m = this.conns.get(info.instance);
+    if (!m || delta.full) this.conns.set(info.instance, (m = new Map()));
     for (const c of delta.added) m.set(c.conn_id, c);
     for (const id of delta.removed) m.delete(id);
   }
 
   async list(now: number): Promise<{ live: NodeInfo[]; dead: NodeInfo[] }> {
-    const all = [...this.nodes.values()];
-    return { live: all.filter((n) => now - n.updated_at <= this.deadAfterMs), dead: all.filter((n) => now - n.updated_at > this.deadAfterMs) };
+    return splitByLiveness([...this.nodes.values()], now, this.deadAfterMs);
   }
 
-  async connections(): Promise<LocalConnection[]> {
-    return [...this.conns.values()].flatMap((m) => [...m.values()]);
+  async connectionsOf(instance: string, cursor: string, count: number): Promise<{ items: LocalConnection[]; next: string | null }> {
+    const all = [...(this.conns.get(instance)?.values() ?? [])];
+    const from = Number(cursor) || 0;
+    const items = all.slice(from, from + count);
+    return { items, next: from + count < all.length ? String(from + count) : null };
   }
 
-  async sessionsOf(nodeId: string): Promise<string[]> {
-    return [...(this.sessions.get(nodeId) ?? [])];
+  async sessionsOf(instance: string): Promise<string[]> {
+    return [...(this.sessions.get(instance) ?? [])];
   }
 
-  async trackSessions(nodeId: string, added: readonly string[], removed: readonly string[]): Promise<void> {
-    let s = this.sessions.get(nodeId);
-    if (!s) this.sessions.set(nodeId, (s = new Set()));
+  async trackSessions(instance: string, added: readonly string[], removed: readonly string[]): Promise<void> {
+    let s = this.sessions.get(instance);
+    if (!s) this.sessions.set(instance, (s = new Set()));
     for (const id of added) s.add(id);
     for (const id of removed) s.delete(id);
   }
 
-  async claimReap(nodeId: string): Promise<boolean> {
-    return this.nodes.has(nodeId);
+  async claimReap(instance: string): Promise<boolean> {
+    return this.nodes.has(instance);
   }
 
   async takeReapedMark(): Promise<number | null> {
     return null; // one process: it cannot be declared dead by another
   }
 
-  async forget(nodeId: string): Promise<void> {
-    this.nodes.delete(nodeId);
-    this.conns.delete(nodeId);
-    this.sessions.delete(nodeId);
+  async forget(instance: string): Promise<void> {
+    this.nodes.delete(instance);
+    this.conns.delete(instance);
+    this.sessions.delete(instance);
   }
 }
 
 /**
- * Redis layout: `nodes` hash node_id → NodeInfo JSON; `node:{id}:sessions` set; `node:{id}:conns`
- * hash of the node's connections (updated by delta each heartbeat, rewritten whole now and then,
- * expiring if the node dies).
+ * Redis layout (KeySpace): `nodes` hash instance → NodeInfo JSON; per instance a `sessions` set
+ * and a `conns` hash (updated by delta each heartbeat, rewritten whole now and then). Every beat
+ * refreshes the instance keys' TTLs: the connection list vanishes soon after its node dies, the
+ * session set outlives any session it names (a reaper needs it).
  */
 export class RedisNodeRegistry implements NodeRegistry {
-  constructor(private readonly r: RedisLike, private readonly keys: KeySpace, private readonly deadAfterMs: number) {}
+  constructor(
+    private readonly r: RedisLike,
+    private readonly keys: KeySpace,
+    private readonly deadAfterMs: number,
+    private readonly sessionTtlMs: number,
+  ) {}
 
   async heartbeat(info: NodeInfo, delta: ConnectionDelta): Promise<void> {
-    // `nodes` and a node's own keys sit in different Cluster slots: two transactions, not one.
-    const connsKey = this.keys.node(info.node_id) + ':conns';
-    await this.r.hset(this.keys.nodes(), info.node_id, JSON.stringify(info));
+    // `nodes` and an instance's own keys sit in different Cluster slots: two transactions, not one.
+    const connsKey = this.keys.nodeConns(info.instance);
+    await this.r.hset(this.keys.nodes(), info.instance, JSON.stringify(info));
     const m = this.r.multi();
     if (delta.full) m.del(connsKey);
     if (delta.added.length > 0) {
@@ -121,50 +137,57 @@ export class RedisNodeRegistry implements NodeRegistry {
     }
     if (delta.removed.length > 0) m.hdel(connsKey, ...delta.removed);
     m.pexpire(connsKey, this.deadAfterMs * 2);
+    m.pexpire(this.keys.nodeSessions(info.instance), this.sessionTtlMs);
     await m.exec();
   }
 
   async list(now: number): Promise<{ live: NodeInfo[]; dead: NodeInfo[] }> {
     const all = Object.values(await this.r.hgetall(this.keys.nodes())).map((s) => JSON.parse(s) as NodeInfo);
-    return { live: all.filter((n) => now - n.updated_at <= this.deadAfterMs), dead: all.filter((n) => now - n.updated_at > this.deadAfterMs) };
+    return splitByLiveness(all, now, this.deadAfterMs);
   }
 
-  async connections(): Promise<LocalConnection[]> {
-    const { live } = await this.list(Date.now());
-    const out: LocalConnection[] = [];
-    for (const n of live) {
-      for (const raw of Object.values(await this.r.hgetall(this.keys.node(n.node_id) + ':conns'))) out.push(JSON.parse(raw));
-    }
-    return out;
+  async connectionsOf(instance: string, cursor: string, count: number): Promise<{ items: LocalConnection[]; next: string | null }> {
+    const [next, flat] = await this.r.hscan(this.keys.nodeConns(instance), cursor, 'COUNT', count);
+    const items: LocalConnection[] = [];
+    for (let i = 1; i < flat.length; i += 2) items.push(JSON.parse(flat[i]) as LocalConnection);
+    return { items, next: next === '0' ? null : next };
   }
 
-  async sessionsOf(nodeId: string): Promise<string[]> {
-    return this.r.smembers(this.keys.node(nodeId) + ':sessions');
+  async sessionsOf(instance: string): Promise<string[]> {
+    return this.r.smembers(this.keys.nodeSessions(instance));
   }
 
-  async trackSessions(nodeId: string, added: readonly string[], removed: readonly string[]): Promise<void> {
-    const key = this.keys.node(nodeId) + ':sessions';
+  async trackSessions(instance: string, added: readonly string[], removed: readonly string[]): Promise<void> {
+    const key = this.keys.nodeSessions(instance);
     const m = this.r.multi();
     if (added.length > 0) m.sadd(key, ...added);
     if (removed.length > 0) m.srem(key, ...removed);
-    m.pexpire(key, 7 * 24 * 3600 * 1000); // outlives any session it names; gone if nobody is left to reap
+    m.pexpire(key, this.sessionTtlMs);
     await m.exec();
   }
 
-  async claimReap(nodeId: string): Promise<boolean> {
-    return (await this.r.set(this.keys.node(nodeId) + ':reaping', String(Date.now()), 'PX', 60_000, 'NX')) === 'OK';
+  async claimReap(instance: string): Promise<boolean> {
+    return (await this.r.set(this.keys.nodeReaping(instance), String(Date.now()), 'PX', 60_000, 'NX')) === 'OK';
   }
 
-  async takeReapedMark(nodeId: string, startedAt: number): Promise<number | null> {
-    const key = this.keys.node(nodeId) + ':reaping';
+  async takeReapedMark(instance: string, startedAt: number): Promise<number | null> {
+    const key = this.keys.nodeReaping(instance);
     const at = Number(await this.r.get(key));
     if (!at || at < startedAt) return null;
     await this.r.del(key);
     return at;
   }
 
-  async forget(nodeId: string): Promise<void> {
-    await this.r.hdel(this.keys.nodes(), nodeId);
-    await this.r.del(this.keys.node(nodeId) + ':sessions', this.keys.node(nodeId) + ':conns');
+  async forget(instance: string): Promise<void> {
+    await this.r.hdel(this.keys.nodes(), instance);
+    // Separate commands: on Redis Cluster the two keys may hash to different slots.
+    await Promise.all([this.r.del(this.keys.nodeSessions(instance)), this.r.del(this.keys.nodeConns(instance))]);
   }
+}
+
+function splitByLiveness(all: NodeInfo[], now: number, deadAfterMs: number): { live: NodeInfo[]; dead: NodeInfo[] } {
+  const live: NodeInfo[] = [];
+  const dead: NodeInfo[] = [];
+  for (const n of all) (now - n.updated_at <= deadAfterMs ? live : dead).push(n);
+  return { live, dead };
 }

@@ -4,11 +4,18 @@ import type { TemplatedApp } from 'uWebSockets.js';
 import { BusKind, ErrorCode, type ControlFrame } from '@harmonyflow/protocol';
 import { z } from 'zod';
 import type { AdminMetrics } from '../admin';
-import type { NodeRegistry } from '../cluster/nodeRegistry';
 import { badRequest } from '../errors';
 import type { SessionStore } from '../store/types';
 import { route, type HttpDeps } from './uws';
 import { parseJson, sessionIdField, validate } from './validation';
+import type { SessionSummary } from '../store/types';
+
+function sessionItem(s: SessionSummary) {
+  return {
+    session_id: s.sessionId, user_id: s.userId, version: s.version, epoch: s.epoch,
+    updated_at: new Date(s.updatedAt).toISOString(), expires_at: new Date(s.expiresAt).toISOString(),
+  };
+}
 
 const broadcastBody = z.object({
   message: z.string().min(1).max(4096),
@@ -28,7 +35,7 @@ function pageParams(q: URLSearchParams): { limit: number; cursor: string | null 
 
 /** /admin/*: cluster metrics, paginated lists, broadcast, and the dashboard page. */
 export function registerAdminRoutes(
-  app: TemplatedApp, deps: HttpDeps, metrics: AdminMetrics, store: SessionStore, registry: NodeRegistry,
+  app: TemplatedApp, deps: HttpDeps, metrics: AdminMetrics, store: SessionStore,
   publishGlobal: (kind: ControlFrame['kind'], body: Record<string, unknown>) => Promise<void>,
 ): void {
   route(app, deps, 'get', '/admin/metrics/sessions', { name: '/admin/metrics/sessions', auth: 'admin' }, async () => ({ status: 200, body: await metrics.sessions() }));
@@ -38,23 +45,20 @@ export function registerAdminRoutes(
 
   route(app, deps, 'get', '/admin/sessions', { name: '/admin/sessions', auth: 'admin' }, async (ctx) => {
     const { limit, cursor } = pageParams(ctx.query);
+    const userId = ctx.query.get('user_id');
+    if (userId !== null) {
+      // A user's sessions are few (MAX_SESSIONS_PER_USER): one page, newest first.
+      if (!userId || userId.length > 256) throw badRequest(ErrorCode.VALIDATION_FAILED, 'user_id must be 1-256 characters', { details: [{ path: 'user_id', message: 'must be 1-256 characters' }] });
+      const mine = (await store.sessionsOfUser(userId)).sort((a, b) => b.updatedAt - a.updatedAt);
+      return { status: 200, body: { items: mine.map(sessionItem), next_cursor: null } };
+    }
     const page = await store.listSessions(limit, cursor);
-    return {
-      status: 200,
-      body: {
-        items: page.items.map((s) => ({ session_id: s.sessionId, user_id: s.userId, version: s.version, updated_at: new Date(s.updatedAt).toISOString() })),
-        next_cursor: page.nextCursor,
-      },
-    };
+    return { status: 200, body: { items: page.items.map(sessionItem), next_cursor: page.nextCursor } };
   });
 
   route(app, deps, 'get', '/admin/connections', { name: '/admin/connections', auth: 'admin' }, async (ctx) => {
     const { limit, cursor } = pageParams(ctx.query);
-    const all = (await registry.connections()).sort((a, b) => (a.conn_id < b.conn_id ? -1 : a.conn_id > b.conn_id ? 1 : 0));
-    const from = cursor ? all.findIndex((c) => c.conn_id > cursor) : 0;
-    const start = from < 0 ? all.length : from;
-    const items = all.slice(start, start + limit);
-    return { status: 200, body: { items, next_cursor: start + limit < all.length ? items[items.length - 1].conn_id : null } };
+    return { status: 200, body: await metrics.connectionPage(limit, cursor) };
   });
 
   route(app, deps, 'post', '/admin/broadcast', { name: '/admin/broadcast', auth: 'admin', body: true }, async (ctx) => {

@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import type { TemplatedApp } from 'uWebSockets.js';
 import { BusKind, ErrorCode, type ControlFrame } from '@harmonyflow/protocol';
 import { z } from 'zod';
-import { AppError, badRequest, notFound } from '../errors';
+import { AppError, badRequest, notFound, quotaExceeded } from '../errors';
 import type { PresenceRegistry } from '../presence/types';
 import type { SessionService } from '../sessions';
 import { route, type HttpDeps } from './uws';
-import { idField, parseJson, requireSessionId, validate } from './validation';
+import { deviceIdField, parseJson, requireSessionId, validate } from './validation';
 
 export interface DeviceRouteDeps {
   readonly sessions: SessionService;
@@ -15,7 +15,8 @@ export interface DeviceRouteDeps {
   publish(sessionId: string, kind: ControlFrame['kind'], body: Record<string, unknown>): Promise<void>;
 }
 
-const handoffBody = z.object({ source_device: idField, target_device: idField });
+/** Any device ids (SPEC §8): the target is usually one that never joined the session yet. */
+const handoffBody = z.object({ source_device: deviceIdField, target_device: deviceIdField });
 
 /** Devices, handoff and kick routes under /session/:uuid. */
 export function registerDeviceRoutes(app: TemplatedApp, deps: HttpDeps, d: DeviceRouteDeps): void {
@@ -30,18 +31,19 @@ export function registerDeviceRoutes(app: TemplatedApp, deps: HttpDeps, d: Devic
     const b = validate(handoffBody, parseJson(ctx.body));
     if (b.source_device === b.target_device) throw badRequest(ErrorCode.VALIDATION_FAILED, 'source and target must differ', { details: [{ path: 'target_device', message: 'equals source_device' }] });
     const snap = await d.sessions.read(id, ctx.principal!);
-    const known = new Set((await d.presence.list(id, Date.now())).map((x) => x.device_id));
-    for (const dev of [b.source_device, b.target_device]) if (!known.has(dev)) throw notFound(`device ${dev} is not a device of this session`);
     const now = Date.now();
     // 24 random bytes = 192 bits, base64url: unguessable, single use, short-lived.
     const token = randomBytes(24).toString('base64url');
     const expiresAt = now + d.handoffTtlMs;
-    await d.sessions.store.createHandoff({
-      token, sessionId: id, sourceDevice: b.source_device, targetDevice: b.target_device, version: snap.version, state: snap.state, createdAt: now, expiresAt,
+    const stored = await d.sessions.store.createHandoff({
+      token, sessionId: id, sourceDevice: b.source_device, targetDevice: b.target_device, version: snap.version, epoch: snap.epoch,
+      state: snap.state, createdAt: now, expiresAt,
     });
+    if (stored === 'quota_exceeded') throw quotaExceeded('too many live handoff tokens for this session');
     const expires = new Date(expiresAt).toISOString();
+    // Whoever is connected is told; a publish failure is 503 (the token exists: a retry makes another).
     await d.publish(id, BusKind.HANDOFF_REQUESTED, { token, source_device: b.source_device, target_device: b.target_device, expires_at: expires });
-    return { status: 201, body: { token, expires_at: expires, source_device: b.source_device, target_device: b.target_device, version: snap.version } };
+    return { status: 201, body: { token, expires_at: expires, source_device: b.source_device, target_device: b.target_device, version: snap.version, epoch: snap.epoch } };
   });
 
   route(app, deps, 'get', '/session/:uuid/handoff/:token', { name: '/session/:uuid/handoff/:token', auth: 'user' }, async (ctx) => {
@@ -54,7 +56,7 @@ export function registerDeviceRoutes(app: TemplatedApp, deps: HttpDeps, d: Devic
     if (r.status === 'used') throw new AppError(ErrorCode.HANDOFF_TOKEN_USED, 410, 'handoff token already used');
     const h = r.handoff;
     await d.publish(id, BusKind.HANDOFF_COMPLETED, { source_device: h.sourceDevice, target_device: h.targetDevice });
-    return { status: 200, body: { valid: true, session_id: id, state_data: h.state, version: h.version, source_device: h.sourceDevice, target_device: h.targetDevice } };
+    return { status: 200, body: { valid: true, session_id: id, state_data: h.state, version: h.version, epoch: h.epoch, source_device: h.sourceDevice, target_device: h.targetDevice } };
   });
 
   route(app, deps, 'del', '/session/:uuid/device/:device_id', { name: '/session/:uuid/device/:device_id', auth: 'user' }, async (ctx) => {

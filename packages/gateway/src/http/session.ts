@@ -35,9 +35,8 @@ export function registerSessionRoutes(app: TemplatedApp, deps: HttpDeps, session
       status: r.created ? 201 : 200,
       headers: { etag: `"${r.version}"` },
       body: snapshotView({
-        sessionId: b.session_id, userId: r.userId,
-        version: r.version, state: b.state_data, deviceId: r.deviceId, appVersion: r.appVersion,
-        createdAt: r.createdAt, updatedAt: r.updatedAt, expiresAt: r.updatedAt + sessions.ttlSeconds * 1000,
+        sessionId: b.session_id, userId: r.userId, version: r.version, epoch: r.epoch, state: b.state_data,
+        deviceId: r.deviceId, appVersion: r.appVersion, createdAt: r.createdAt, updatedAt: r.updatedAt, expiresAt: r.expiresAt,
       }),
     };
   });

@@ -87,7 +87,9 @@ export function route(app: TemplatedApp, deps: HttpDeps, method: Method, pattern
       principal: null,
     };
     // uWS honours `Connection: close` on end() but not on endWithoutBody() (204/304): do it ourselves.
-    const state = { aborted: false, closeAfter: req.getHeader('connection').toLowerCase() === 'close', abortBody: () => {} };
+    const state: RequestState = {
+      aborted: false, closeAfter: req.getHeader('connection').toLowerCase() === 'close', abortBody: () => {}, bodyDone: false, bodyIgnored: false,
+    };
     res.onAborted(() => {
       state.aborted = true;
       state.abortBody(); // a body still being read would otherwise wait forever
@@ -111,13 +113,24 @@ async function run(
 ): Promise<void> {
   let reply: Reply;
   try {
-    if (body) ctx.body = await body;
     if (opts.auth !== 'none') {
-      ctx.principal = await authenticate(deps.tokens, ctx.headers.authorization);
-      if (opts.auth === 'admin' && ctx.principal.role !== 'admin') {
-        throw new AppError(ErrorCode.FORBIDDEN, 403, 'admin role required');
+      try {
+        ctx.principal = await authenticate(deps.tokens, ctx.headers.authorization);
+        if (opts.auth === 'admin' && ctx.principal.role !== 'admin') {
+          throw new AppError(ErrorCode.FORBIDDEN, 403, 'admin role required');
+        }
+      } catch (err) {
+        // Answered before the body is read (SPEC §9): the rest of an unread body is dropped with
+        // the connection rather than buffered for a request that is refused anyway.
+        if (body) {
+          state.bodyIgnored = true;
+          body.catch(() => undefined);
+          if (!state.bodyDone) state.closeAfter = true;
+        }
+        throw err;
       }
     }
+    if (body) ctx.body = await body;
     reply = await handler(ctx);
   } catch (err) {
     reply = errorReply(err, deps.log, ctx);
@@ -168,6 +181,10 @@ interface RequestState {
   aborted: boolean;
   closeAfter: boolean;
   abortBody: () => void;
+  /** The whole body has arrived. */
+  bodyDone: boolean;
+  /** The request was refused before its body mattered: stop buffering it. */
+  bodyIgnored: boolean;
 }
 
 function readBody(res: HttpResponse, contentLength: string, limit: number, state: RequestState): Promise<Buffer> {
@@ -182,7 +199,8 @@ function readBody(res: HttpResponse, contentLength: string, limit: number, state
     const chunks: Buffer[] = [];
     let size = 0;
     res.onData((chunk, isLast) => {
-      if (failed || state.aborted) return;
+      if (isLast) state.bodyDone = true;
+      if (failed || state.aborted || state.bodyIgnored) return;
       size += chunk.byteLength;
       if (size > limit) {
         failed = true;

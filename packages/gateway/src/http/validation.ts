@@ -1,16 +1,6 @@
 import { z } from 'zod';
-import { ErrorCode, type JsonObject } from '@harmonyflow/protocol';
+import { ErrorCode, isUuid, jsonDepth, MAX_ID_LENGTH, MAX_STATE_DEPTH, stateKeyProblem, type JsonObject } from '@harmonyflow/protocol';
 import { AppError, badRequest } from '../errors';
-
-/** Deeper state is refused: a recursive JSON walker anywhere downstream must not blow the stack. */
-export { MAX_JSON_DEPTH } from '@harmonyflow/protocol';
-import { MAX_JSON_DEPTH } from '@harmonyflow/protocol';
-
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export function isUuid(s: string): boolean {
-  return UUID_RE.test(s);
-}
 
 export function requireSessionId(s: string): string {
   if (!isUuid(s)) throw badRequest(ErrorCode.INVALID_SESSION_ID, 'session id must be a UUID');
@@ -26,45 +16,42 @@ export function parseJson(body: Buffer | null): unknown {
   }
 }
 
-/** Iterative, so hostile nesting cannot overflow our stack while we measure it. */
-export function jsonDepth(v: unknown, limit: number): number {
-  let max = 0;
-  const stack: [unknown, number][] = [[v, 1]];
-  while (stack.length > 0) {
-    const [node, d] = stack.pop()!;
-    if (node === null || typeof node !== 'object') continue;
-    if (d > max) max = d;
-    if (max > limit) return max;
-    if (Array.isArray(node)) for (const x of node) stack.push([x, d + 1]);
-    else for (const k of Object.keys(node)) stack.push([(node as Record<string, unknown>)[k], d + 1]);
-  }
-  return max;
-}
-
 /**
- * A JSON object, accepted by reference: zod's record parser would rebuild it with assignments,
- * and `out["__proto__"] = …` would set a prototype instead of storing data.
+ * A state object (snapshot, changes, client state), accepted by reference: zod's record parser
+ * would rebuild it with assignments, and `out["__proto__"] = …` would set a prototype instead of
+ * storing data. Its top-level keys are state keys (SPEC §9 "Keys").
  */
-/**
- * Deepest state object accepted: frames carrying it add two levels (envelope, payload), and every
- * frame we send must stay decodable under the codecs' MAX_JSON_DEPTH.
- */
-export const MAX_STATE_DEPTH = MAX_JSON_DEPTH - 2;
+export const jsonObject = z
+  .custom<JsonObject>(
+    (v) => v !== null && typeof v === 'object' && !Array.isArray(v) && jsonDepth(v, MAX_STATE_DEPTH) <= MAX_STATE_DEPTH,
+    { message: `must be a JSON object nested at most ${MAX_STATE_DEPTH} levels` },
+  )
+  .superRefine((obj, ctx) => {
+    for (const k of Object.keys(obj)) {
+      const problem = stateKeyProblem(k);
+      if (problem) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: [k], message: problem });
+        return;
+      }
+    }
+  });
 
-export const jsonObject = z.custom<JsonObject>(
-  (v) => v !== null && typeof v === 'object' && !Array.isArray(v) && jsonDepth(v, MAX_STATE_DEPTH) <= MAX_STATE_DEPTH,
-  { message: `must be a JSON object nested at most ${MAX_STATE_DEPTH} levels` },
-);
+const stateKey = z.string().superRefine((k, ctx) => {
+  const problem = stateKeyProblem(k);
+  if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+});
 
-export const sessionIdField = z.string().regex(UUID_RE, 'must be a UUID').transform((s) => s.toLowerCase());
-export const idField = z.string().min(1).max(256);
+export const sessionIdField = z.string().refine(isUuid, 'must be a UUID').transform((s) => s.toLowerCase());
+/** Device ids (SPEC §9): 1–128 characters. */
+export const deviceIdField = z.string().min(1).max(MAX_ID_LENGTH);
+export const userIdField = z.string().min(1).max(256);
 const shortText = z.string().max(256);
 
 export const snapshotBody = z.object({
   session_id: sessionIdField,
-  user_id: idField.optional(),
+  user_id: userIdField.optional(),
   state_data: jsonObject,
-  device_id: idField.optional(),
+  device_id: deviceIdField.optional(),
   app_version: shortText.optional(),
   version: z.number().int().min(1).optional(),
 });
@@ -72,12 +59,13 @@ export const snapshotBody = z.object({
 export const incrementalBody = z
   .object({
     session_id: sessionIdField,
-    user_id: idField.optional(),
-    device_id: idField.optional(),
+    user_id: userIdField.optional(),
+    device_id: deviceIdField.optional(),
     app_version: shortText.optional(),
     base_version: z.number().int().min(0).optional(),
     changes: jsonObject.optional(),
-    deleted_keys: z.array(z.string().max(1024)).max(10000).optional(),
+    // Repeats name one key: deduplicated.
+    deleted_keys: z.array(stateKey).max(10000).transform((keys) => [...new Set(keys)]).optional(),
   })
   .superRefine((b, ctx) => {
     const changed = b.changes ? Object.keys(b.changes) : [];
@@ -92,8 +80,8 @@ export const incrementalBody = z
 
 export const resolveBody = z.object({
   session_id: sessionIdField,
-  user_id: idField.optional(),
-  device_id: idField.optional(),
+  user_id: userIdField.optional(),
+  device_id: deviceIdField.optional(),
   client_version: z.number().int().min(0).optional(),
   client_state: jsonObject,
   resolution_strategy: z.string(),

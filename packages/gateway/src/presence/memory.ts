@@ -1,7 +1,10 @@
 import type { DeviceInfo } from '@harmonyflow/protocol';
 import { deviceView, type DeviceDescriptor, type DeviceRecord, type PresenceRegistry } from './types';
 
-/** In-process device registry for the embedded single node. */
+/**
+ * In-process device registry for the embedded single node. Records of a session are freed with
+ * the session (`forgetSession`, wired to the memory store's expiry), as Redis expires them.
+ */
 export class MemoryPresence implements PresenceRegistry {
   private readonly sessions = new Map<string, Map<string, DeviceRecord>>();
 
@@ -16,29 +19,56 @@ export class MemoryPresence implements PresenceRegistry {
     return m;
   }
 
-  async connect(sessionId: string, d: DeviceDescriptor, nodeId: string, now: number): Promise<{ first: boolean }> {
+  private record(sessionId: string, deviceId: string, now: number): DeviceRecord {
     const devices = this.devices(sessionId);
-    const r: DeviceRecord = devices.get(d.deviceId) ?? { device_id: d.deviceId, nodes: Object.create(null), connected_at: now, last_seen: now };
+    let r = devices.get(deviceId);
+    if (!r) devices.set(deviceId, (r = { device_id: deviceId, nodes: Object.create(null), connected_at: now, last_seen: now }));
+    return r;
+  }
+
+  /** Frees a session's records (it expired). */
+  forgetSession(sessionId: string): void {
+    this.sessions.delete(sessionId);
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  async connect(sessionId: string, d: DeviceDescriptor, instance: string, now: number): Promise<{ first: boolean }> {
+    const r = this.record(sessionId, d.deviceId, now);
     const wasOnline = total(r) > 0;
     if (!wasOnline) r.connected_at = now;
     r.device_type = d.deviceType ?? r.device_type;
     r.device_name = d.deviceName ?? r.device_name;
     r.os_version = d.osVersion ?? r.os_version;
     r.app_version = d.appVersion ?? r.app_version;
-    r.nodes[nodeId] = (r.nodes[nodeId] ?? 0) + 1;
+    r.nodes[instance] = (r.nodes[instance] ?? 0) + 1;
     r.last_seen = now;
-    devices.set(d.deviceId, r);
     return { first: !wasOnline };
   }
 
-  async disconnect(sessionId: string, deviceId: string, nodeId: string, now: number): Promise<{ last: boolean }> {
+  async disconnect(sessionId: string, deviceId: string, instance: string, now: number): Promise<{ last: boolean }> {
     const r = this.sessions.get(sessionId)?.get(deviceId);
     if (!r) return { last: false };
     const before = total(r);
-    if (r.nodes[nodeId]) r.nodes[nodeId] -= 1;
-    if (r.nodes[nodeId] <= 0) delete r.nodes[nodeId];
+    if (r.nodes[instance]) r.nodes[instance] -= 1;
+    if (r.nodes[instance] <= 0) delete r.nodes[instance];
     r.last_seen = now;
     return { last: before > 0 && total(r) === 0 };
+  }
+
+  async setCount(sessionId: string, deviceId: string, instance: string, count: number, now: number): Promise<-1 | 0 | 1> {
+    const known = this.sessions.get(sessionId)?.get(deviceId);
+    if (!known && count === 0) return 0;
+    const r = known ?? this.record(sessionId, deviceId, now);
+    const before = total(r);
+    if (count > 0) r.nodes[instance] = count;
+    else delete r.nodes[instance];
+    const after = total(r);
+    if (before === 0 && after > 0) r.connected_at = now;
+    if (after > 0) r.last_seen = now;
+    return before === 0 && after > 0 ? 1 : before > 0 && after === 0 ? -1 : 0;
   }
 
   async touch(entries: ReadonlyArray<{ sessionId: string; deviceId: string }>, now: number): Promise<void> {
@@ -57,12 +87,12 @@ export class MemoryPresence implements PresenceRegistry {
     return m ? [...m.values()].map((r) => deviceView(r, now, this.timeoutMs)) : [];
   }
 
-  async reapNode(nodeId: string, sessionIds: readonly string[], now: number): Promise<Array<{ sessionId: string; deviceId: string }>> {
+  async reapNode(instance: string, sessionIds: readonly string[], now: number): Promise<Array<{ sessionId: string; deviceId: string }>> {
     const gone: Array<{ sessionId: string; deviceId: string }> = [];
     for (const sessionId of sessionIds) {
       for (const r of this.sessions.get(sessionId)?.values() ?? []) {
-        if (!r.nodes[nodeId]) continue;
-        delete r.nodes[nodeId];
+        if (!r.nodes[instance]) continue;
+        delete r.nodes[instance];
         if (total(r) === 0) {
           r.last_seen = Math.min(r.last_seen, now);
           gone.push({ sessionId, deviceId: r.device_id });

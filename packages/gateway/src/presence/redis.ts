@@ -18,20 +18,25 @@ export class RedisPresence implements PresenceRegistry {
   }
 
   private async run(sessionId: string, op: string, now: number, ...args: (string | number)[]): Promise<number | string[]> {
+    const k = this.keys.session(sessionId);
     try {
-      return await this.r.hfPresence(1, this.keys.session(sessionId).devices, op, now, this.ttlMs, ...args);
+      return await this.r.hfPresence(2, k.devices, k.meta, op, now, this.ttlMs, ...args);
     } catch (err) {
       throw new StoreUnavailableError(err);
     }
   }
 
-  async connect(sessionId: string, d: DeviceDescriptor, nodeId: string, now: number): Promise<{ first: boolean }> {
+  async connect(sessionId: string, d: DeviceDescriptor, instance: string, now: number): Promise<{ first: boolean }> {
     const desc = JSON.stringify({ device_type: d.deviceType, device_name: d.deviceName, os_version: d.osVersion, app_version: d.appVersion });
-    return { first: (await this.run(sessionId, 'connect', now, nodeId, d.deviceId, desc)) === 1 };
+    return { first: (await this.run(sessionId, 'connect', now, instance, d.deviceId, desc)) === 1 };
   }
 
-  async disconnect(sessionId: string, deviceId: string, nodeId: string, now: number): Promise<{ last: boolean }> {
-    return { last: (await this.run(sessionId, 'disconnect', now, nodeId, deviceId)) === 1 };
+  async disconnect(sessionId: string, deviceId: string, instance: string, now: number): Promise<{ last: boolean }> {
+    return { last: (await this.run(sessionId, 'disconnect', now, instance, deviceId)) === 1 };
+  }
+
+  async setCount(sessionId: string, deviceId: string, instance: string, count: number, now: number): Promise<-1 | 0 | 1> {
+    return (await this.run(sessionId, 'set', now, instance, deviceId, count)) as -1 | 0 | 1;
   }
 
   async touch(entries: ReadonlyArray<{ sessionId: string; deviceId: string }>, now: number): Promise<void> {
@@ -66,12 +71,12 @@ export class RedisPresence implements PresenceRegistry {
     });
   }
 
-  async reapNode(nodeId: string, sessionIds: readonly string[], now: number): Promise<Array<{ sessionId: string; deviceId: string }>> {
+  async reapNode(instance: string, sessionIds: readonly string[], now: number): Promise<Array<{ sessionId: string; deviceId: string }>> {
     const gone: Array<{ sessionId: string; deviceId: string }> = [];
-    for (const sessionId of sessionIds) {
-      const ids = (await this.run(sessionId, 'reap', now, nodeId)) as string[];
-      for (const deviceId of ids) gone.push({ sessionId, deviceId });
-    }
+    const results = await Promise.all(sessionIds.map((id) => this.run(id, 'reap', now, instance)));
+    results.forEach((ids, i) => {
+      for (const deviceId of ids as string[]) gone.push({ sessionId: sessionIds[i], deviceId });
+    });
     return gone;
   }
 }

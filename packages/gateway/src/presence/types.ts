@@ -1,4 +1,5 @@
 import type { DeviceInfo } from '@harmonyflow/protocol';
+import { nodeIdOf } from '../cluster/instance';
 
 /** What a device says about itself in AUTH. */
 export interface DeviceDescriptor {
@@ -11,25 +12,32 @@ export interface DeviceDescriptor {
 
 /**
  * The device registry of each session, shared by all nodes. A device may hold several
- * connections on several nodes; it is online while any node counts a connection for it and its
- * `last_seen` is within the presence timeout. Records live as long as the session (same TTL), so
- * a disconnected device stays listed as offline until it is kicked or the session expires.
+ * connections on several nodes; it is online while any node incarnation counts a connection for
+ * it and its `last_seen` is within the presence timeout. Counts are kept per node *incarnation*
+ * (`instance`, see cluster/instance.ts), so a restarted process never inherits its predecessor's.
+ * Records live as long as the session (same expiry), so a disconnected device stays listed as
+ * offline until it is kicked or the session expires.
  */
 export interface PresenceRegistry {
-  /** Counts a connection of the device on `nodeId`; `first` when the device was not online before. */
-  connect(sessionId: string, device: DeviceDescriptor, nodeId: string, now: number): Promise<{ first: boolean }>;
+  /** Counts a connection of the device on `instance`; `first` when the device was not online before. */
+  connect(sessionId: string, device: DeviceDescriptor, instance: string, now: number): Promise<{ first: boolean }>;
   /** Drops one connection; `last` when the device has no connection left anywhere. */
-  disconnect(sessionId: string, deviceId: string, nodeId: string, now: number): Promise<{ last: boolean }>;
+  disconnect(sessionId: string, deviceId: string, instance: string, now: number): Promise<{ last: boolean }>;
+  /**
+   * Sets the device's connection count on `instance` outright (reconciliation after failed
+   * updates or lost data): 1 when that brought it online, -1 offline, 0 neither.
+   */
+  setCount(sessionId: string, deviceId: string, instance: string, count: number, now: number): Promise<-1 | 0 | 1>;
   /** Refreshes `last_seen` of devices with traffic (batched by the caller). */
   touch(entries: ReadonlyArray<{ sessionId: string; deviceId: string }>, now: number): Promise<void>;
   /** Forgets a device (kick). False when it was not known. */
   remove(sessionId: string, deviceId: string): Promise<boolean>;
   list(sessionId: string, now: number): Promise<DeviceInfo[]>;
   /**
-   * Drops every connection counted for a dead node. Returns the devices that went offline by it,
-   * so the caller can announce DEVICE_LEFT `timeout`.
+   * Drops every connection counted for a dead node incarnation. Returns the devices that went
+   * offline by it, so the caller can announce DEVICE_LEFT `timeout`.
    */
-  reapNode(nodeId: string, sessionIds: readonly string[], now: number): Promise<Array<{ sessionId: string; deviceId: string }>>;
+  reapNode(instance: string, sessionIds: readonly string[], now: number): Promise<Array<{ sessionId: string; deviceId: string }>>;
 }
 
 /** The stored record of one device. */
@@ -39,7 +47,7 @@ export interface DeviceRecord {
   device_name?: string;
   os_version?: string;
   app_version?: string;
-  /** Open connections per node id. */
+  /** Open connections per node incarnation. */
   nodes: Record<string, number>;
   connected_at: number;
   last_seen: number;
@@ -51,7 +59,7 @@ export function deviceView(r: DeviceRecord, now: number, timeoutMs: number): Dev
   for (const n of Object.keys(r.nodes)) {
     if (r.nodes[n] > 0) {
       connections += r.nodes[n];
-      nodeId = n;
+      nodeId = nodeIdOf(n);
     }
   }
   const online = connections > 0 && now - r.last_seen <= timeoutMs;

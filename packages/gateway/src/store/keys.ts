@@ -1,14 +1,25 @@
 /**
  * Every Redis key and channel name comes from here. A session's keys and its channel share the
  * `{sessionId}` hash tag, so on Redis Cluster they sit in one slot: the mutation script may touch
- * them all and publish on the channel with SPUBLISH.
+ * them all and publish on the channel with SPUBLISH. All of a session's keys expire at the same
+ * instant (the `exp` field of its meta hash), so a session never half-expires.
  */
 export interface SessionKeys {
+  /** Hash: owner, version, epoch, sizes, expiry, log bookkeeping, per-device mutation marks. */
   readonly meta: string;
+  /** Hash: state key → "version|size|stored value". */
   readonly state: string;
-  readonly keyVersions: string;
+  /** Hash: deleted key → version of its deletion (bounded; see mutate.lua). */
+  readonly tomb: string;
+  /** Stream: the update log, entry id = version. */
   readonly log: string;
+  /** Hash: device id → presence record. */
   readonly devices: string;
+  /** Hashes: correlation-id dedupe, current and previous generation. */
+  readonly idem: string;
+  readonly idemPrev: string;
+  /** Sorted set: live handoff tokens by expiry. */
+  readonly handoffs: string;
   readonly channel: string;
 }
 
@@ -20,26 +31,32 @@ export class KeySpace {
     return {
       meta: p + 'meta',
       state: p + 'state',
-      keyVersions: p + 'kv',
+      tomb: p + 'tomb',
       log: p + 'log',
       devices: p + 'devices',
+      idem: p + 'idem',
+      idemPrev: p + 'idem0',
+      handoffs: p + 'handoffs',
       channel: p + 'ch',
     };
   }
 
-
-  idempotency(sessionId: string, deviceId: string, correlationId: string): string {
-    return `${this.prefix}{${sessionId}}:idem:${deviceId}:${correlationId}`;
+  /** The keys every session script that may refresh the session's expiry receives, in this order. */
+  sessionKeyList(sessionId: string): string[] {
+    const k = this.session(sessionId);
+    return [k.meta, k.state, k.tomb, k.log, k.devices, k.idem, k.idemPrev];
   }
 
   handoff(sessionId: string, token: string): string {
     return `${this.prefix}{${sessionId}}:handoff:${token}`;
   }
 
+  /** Sorted set of a user's sessions, scored by each session's expiry deadline. */
   userSessions(userId: string): string {
     return `${this.prefix}user:{${userId}}:sessions`;
   }
 
+  /** Sorted set of every session, scored by expiry deadline (admin listing and counts). */
   allSessions(): string {
     return `${this.prefix}sessions`;
   }
@@ -56,16 +73,28 @@ export class KeySpace {
     return `${this.prefix}stats`;
   }
 
-  /** Channel for frames every node wants (admin broadcasts, kicks by device). */
+  /** Channel for frames every node wants (admin broadcasts). */
   globalChannel(): string {
     return `${this.prefix}global`;
   }
 
+  /** Hash: node instance id → its latest heartbeat (NodeInfo JSON). */
   nodes(): string {
     return `${this.prefix}nodes`;
   }
 
-  node(nodeId: string): string {
-    return `${this.prefix}node:{${nodeId}}`;
+  /** Set of sessions a node instance hosts (what a reaper walks when it dies). */
+  nodeSessions(instanceId: string): string {
+    return `${this.prefix}node:{${instanceId}}:sessions`;
+  }
+
+  /** Hash of a node instance's connections (admin listing). */
+  nodeConns(instanceId: string): string {
+    return `${this.prefix}node:{${instanceId}}:conns`;
+  }
+
+  /** Marker: a survivor is reaping this instance (and when). */
+  nodeReaping(instanceId: string): string {
+    return `${this.prefix}node:{${instanceId}}:reaping`;
   }
 }

@@ -1,40 +1,53 @@
-import { encodeUpdateFrame, type JsonObject, type JsonValue, type UpdateOp } from '@harmonyflow/protocol';
+import { randomBytes } from 'node:crypto';
+import { encodeUpdateFrame, type JsonObject, type JsonValue } from '@harmonyflow/protocol';
 import type { MemoryBus } from '../bus/memory';
 import { checkVersion, formatNumber, touchedKeys } from './stateOps';
 import type {
-  HandoffOutcome, HandoffRecord, MutationRequest, MutationResult, Page, RefreshOutcome, SessionStore,
-  SessionSummary, Snapshot,
+  ClaimResult, HandoffOutcome, HandoffRecord, MutationRequest, MutationResult, Page, RefreshOutcome, SessionHead,
+  SessionStore, SessionSummary, Snapshot, StoreLimits, UpdatesSince,
 } from './types';
 import { byteLength, loadValue } from './valueCodec';
 
-export interface StoreLimits {
-  readonly ttlSeconds: number;
-  readonly maxStateBytes: number;
-  /** Update log length kept per session for resume. */
-  readonly logLength: number;
-  readonly idempotencyTtlMs: number;
-}
+export type { StoreLimits } from './types';
 
-interface KeyMeta {
+/** Same bounds as mutate.lua. */
+const TOMB_MAX = 1024;
+const IDEM_MAX = 256;
+
+interface KeyRecord {
+  /** JSON text of the value. */
+  text: string;
   version: number;
-  /** Bytes the key contributes (key + JSON value); 0 for a deleted key (tombstone). */
+  /** Bytes the key contributes to the state (key + JSON value). */
   size: number;
 }
 
 interface SessionRecord {
-  userId: string;
+  /** Creation order, for O(page) listing with a cursor. */
+  readonly seq: number;
+  readonly userId: string;
+  readonly epoch: string;
+  readonly createdAt: number;
   version: number;
-  createdAt: number;
   updatedAt: number;
-  /** Last write or join by the owner: what "the user's most recent session" orders by. */
+  /** Last write or claim by the owner: what "the user's most recent session" orders by. */
   recentAt: number;
   deviceId: string;
   appVersion: string;
   bytes: number;
   expiresAt: number;
-  state: Map<string, string>;
-  keys: Map<string, KeyMeta>;
+  readonly state: Map<string, KeyRecord>;
+  /** Deleted keys → deletion version; bounded, with a floor covering the pruned ones. */
+  tombs: Map<string, number>;
+  tombFloor: number;
   log: { version: number; frame: Uint8Array }[];
+  logBytes: number;
+  /** Highest mutation id processed per device. */
+  readonly marks: Map<string, number>;
+  /** Correlation-id dedupe, two bounded generations: "device\0correlation" → [version, valueText]. */
+  idem: Map<string, [number, string]>;
+  idemPrev: Map<string, [number, string]>;
+  idemSince: number;
 }
 
 interface Expiring<T> {
@@ -45,17 +58,25 @@ interface Expiring<T> {
 /**
  * The embedded single-node store: same semantics as RedisStore (the contract suite runs against
  * both), with values kept as JSON text in Maps so hostile keys are plain data. Single-threaded JS
- * makes each `mutate` atomic; the bus frame is published before `mutate` returns.
+ * makes each `mutate` atomic: every check runs first, then the record is changed in place (no copy
+ * of the state per write), and the bus frame is published before `mutate` returns.
  */
 export class MemoryStore implements SessionStore {
   readonly kind = 'memory' as const;
   private readonly sessions = new Map<string, SessionRecord>();
-  private readonly idempotent = new Map<string, Expiring<MutationResult>>();
+  /** Session ids per owner: quota counts and "most recent" without a scan of every session. */
+  private readonly byUser = new Map<string, Set<string>>();
+  /** Session ids by creation order (`seq`); entries of gone sessions are skipped and compacted. */
+  private order: Array<{ seq: number; id: string }> = [];
+  private seq = 0;
   private readonly refreshUsed = new Map<string, number>();
   private readonly refreshRevoked = new Map<string, number>();
-  private readonly handoffs = new Map<string, Expiring<HandoffRecord & { used: boolean }>>();
+  private readonly handoffs = new Map<string, Map<string, Expiring<HandoffRecord & { used: boolean }>>>();
   private readonly stats = { writes: 0, reads: 0 };
   private readonly sweeper: NodeJS.Timeout;
+  private readonly expiredListeners: Array<(sessionId: string) => void> = [];
+  private readonly epochBase = randomBytes(9).toString('base64url');
+  private epochSeq = 0;
 
   constructor(
     private readonly limits: StoreLimits,
@@ -66,10 +87,29 @@ export class MemoryStore implements SessionStore {
     this.sweeper.unref();
   }
 
+  /** Called with the id of every session that expires (so per-session data elsewhere can go too). */
+  onExpired(listener: (sessionId: string) => void): void {
+    this.expiredListeners.push(listener);
+  }
+
+  private get ttlMs(): number {
+    return this.limits.ttlSeconds * 1000;
+  }
+
+  private drop(sessionId: string): void {
+    const s = this.sessions.get(sessionId);
+    if (!s) return;
+    this.sessions.delete(sessionId);
+    const mine = this.byUser.get(s.userId);
+    mine?.delete(sessionId);
+    if (mine?.size === 0) this.byUser.delete(s.userId);
+    for (const l of this.expiredListeners) l(sessionId);
+  }
+
   private live(sessionId: string): SessionRecord | undefined {
     const s = this.sessions.get(sessionId);
     if (s && s.expiresAt <= this.now()) {
-      this.sessions.delete(sessionId);
+      this.drop(sessionId);
       return undefined;
     }
     return s;
@@ -77,32 +117,86 @@ export class MemoryStore implements SessionStore {
 
   private sweep(): void {
     const t = this.now();
-    for (const [id, s] of this.sessions) if (s.expiresAt <= t) this.sessions.delete(id);
-    for (const [k, v] of this.idempotent) if (v.expiresAt <= t) this.idempotent.delete(k);
-    for (const [k, v] of this.handoffs) if (v.expiresAt <= t) this.handoffs.delete(k);
+    for (const [id, s] of this.sessions) if (s.expiresAt <= t) this.drop(id);
+    for (const [id, m] of this.handoffs) {
+      for (const [token, h] of m) if (h.expiresAt <= t) m.delete(token);
+      if (m.size === 0) this.handoffs.delete(id);
+    }
     for (const [k, v] of this.refreshUsed) if (v <= t) this.refreshUsed.delete(k);
     for (const [k, v] of this.refreshRevoked) if (v <= t) this.refreshRevoked.delete(k);
+    if (this.order.length > 2 * this.sessions.size + 64) {
+      this.order = this.order.filter((e) => this.sessions.get(e.id)?.seq === e.seq);
+    }
+  }
+
+  /** The expiry a session gets when its refresh is due (see lua/lib.lua hf_due), else null. */
+  private due(expiresAt: number, now: number): number | null {
+    const ttl = this.ttlMs;
+    return expiresAt < now + ttl ? now + ttl + Math.floor(ttl / 8) : null;
+  }
+
+  /** Live sessions of a user (expired ones are dropped on the way). */
+  private ownedBy(userId: string): Array<[string, SessionRecord]> {
+    const out: Array<[string, SessionRecord]> = [];
+    for (const id of [...(this.byUser.get(userId) ?? [])]) {
+      const s = this.live(id);
+      if (s) out.push([id, s]);
+    }
+    return out;
+  }
+
+  private create(sessionId: string, userId: string, now: number): SessionRecord {
+    const s: SessionRecord = {
+      seq: ++this.seq, userId, epoch: this.epochBase + (this.epochSeq++).toString(36), createdAt: now, version: 0,
+      updatedAt: now, recentAt: now, deviceId: '', appVersion: '', bytes: 0, expiresAt: now + this.ttlMs + Math.floor(this.ttlMs / 8),
+      state: new Map(), tombs: new Map(), tombFloor: 0, log: [], logBytes: 0, marks: new Map(),
+      idem: new Map(), idemPrev: new Map(), idemSince: now,
+    };
+    this.sessions.set(sessionId, s);
+    this.order.push({ seq: s.seq, id: sessionId });
+    let mine = this.byUser.get(userId);
+    if (!mine) this.byUser.set(userId, (mine = new Set()));
+    mine.add(sessionId);
+    return s;
+  }
+
+  private overQuota(userId: string): boolean {
+    const max = this.limits.maxSessionsPerUser;
+    return max > 0 && this.ownedBy(userId).length >= max;
   }
 
   async mutate(req: MutationRequest): Promise<MutationResult> {
     const now = this.now();
-    const idemKey = req.correlationId && req.deviceId ? `${req.sessionId}\0${req.deviceId}\0${req.correlationId}` : null;
-    if (idemKey) {
-      const hit = this.idempotent.get(idemKey);
-      if (hit && hit.expiresAt > now) return { ...hit.value, duplicate: true } as MutationResult;
-    }
-    let s = this.live(req.sessionId);
+    const s = this.live(req.sessionId);
     if (s && s.userId !== req.actor.userId && !req.actor.admin) return { status: 'not_found' };
+    const dev = req.deviceId ?? '';
+    const useMid = req.mutationId !== undefined && dev !== '';
+    const idemKey = !useMid && req.correlationId && dev ? `${dev}\0${req.correlationId}` : null;
+
+    if (s) {
+      const duplicate = (version: number, valueText: string): MutationResult => ({
+        status: 'ok', version, created: false, rebased: false, value: valueText ? (JSON.parse(valueText) as JsonValue) : undefined,
+        duplicate: true, updatedAt: s.updatedAt, createdAt: s.createdAt, userId: s.userId, deviceId: s.deviceId || null,
+        appVersion: s.appVersion || null, epoch: s.epoch, expiresAt: s.expiresAt,
+      });
+      if (useMid && req.mutationId! <= (s.marks.get(dev) ?? 0)) return duplicate(s.version, '');
+      if (idemKey) {
+        const hit = s.idem.get(idemKey) ?? (now - s.idemSince < this.limits.idempotencyTtlMs ? s.idemPrev.get(idemKey) : undefined);
+        if (hit) return duplicate(hit[0], hit[1]);
+      }
+    }
+    // A refusal a retry would repeat still counts as processing the mutation id (SPEC §10).
+    const refuse = (r: MutationResult): MutationResult => {
+      if (useMid && s) s.marks.set(dev, req.mutationId!);
+      return r;
+    };
+    const stateNow = (): JsonObject => (s ? stateOf(s) : Object.create(null));
+
     const current = s ? s.version : 0;
     const op = req.op;
-    const check = checkVersion(current, req.expectVersion, req.baseVersion, touchedKeys(op), (k) => s?.keys.get(k)?.version ?? 0);
-    if (!check.ok) {
-      return { status: 'conflict', currentVersion: current, conflictingKeys: check.conflictingKeys, state: s ? stateOf(s) : Object.create(null) };
-    }
-
     // Compute every new stored value first: nothing is written unless the whole change is valid.
     const writes: [string, string | null][] = [];
-    let incrValue: JsonValue | undefined;
+    let incrText = '';
     switch (op.op) {
       case 'set':
         writes.push([op.key, JSON.stringify(op.value)]);
@@ -112,13 +206,11 @@ export class MemoryStore implements SessionStore {
         break;
       case 'incr': {
         const old = s?.state.get(op.key);
-        const base: unknown = old === undefined ? 0 : JSON.parse(old);
+        const base: unknown = old === undefined ? 0 : JSON.parse(old.text);
         const next = (base as number) + op.delta;
-        if (typeof base !== 'number' || !Number.isFinite(next)) {
-          return { status: 'not_a_number', key: op.key };
-        }
-        incrValue = next;
-        writes.push([op.key, formatNumber(next)]);
+        if (typeof base !== 'number' || !Number.isFinite(next)) return refuse({ status: 'not_a_number', key: op.key });
+        incrText = formatNumber(next);
+        writes.push([op.key, incrText]);
         break;
       }
       case 'patch':
@@ -129,101 +221,125 @@ export class MemoryStore implements SessionStore {
         for (const k of Object.keys(op.changes)) writes.push([k, JSON.stringify(op.changes[k])]);
         break;
       case 'replace':
+        for (const k of Object.keys(op.state)) writes.push([k, JSON.stringify(op.state[k])]);
         break;
     }
+    const check = checkVersion(current, req.expectVersion, req.baseVersion, touchedKeys(op), (k) => {
+      const live = s?.state.get(k);
+      if (live) return live.version;
+      return Math.max(s?.tombs.get(k) ?? 0, s?.tombFloor ?? 0);
+    });
+    if (!check.ok) return refuse({ status: 'conflict', currentVersion: current, conflictingKeys: check.conflictingKeys, state: stateNow() });
 
-    const version = current + 1;
-    let bytes: number;
-    let nextKeys: Map<string, KeyMeta>;
-    let nextState: Map<string, string>;
+    // Size after the change, and the keys that leave the state (only those that existed get tombstones).
+    let bytes = s ? s.bytes : 0;
+    const gone: string[] = [];
     if (op.op === 'replace') {
-      nextState = new Map();
-      nextKeys = new Map();
       bytes = 0;
-      for (const k of Object.keys(op.state)) {
-        const text = JSON.stringify(op.state[k]);
-        const size = byteLength(k) + byteLength(text);
-        nextState.set(k, text);
-        nextKeys.set(k, { version, size });
-        bytes += size;
-      }
-      if (s) for (const k of s.state.keys()) if (!nextState.has(k)) nextKeys.set(k, { version, size: 0 });
-    } else {
-      nextState = s ? new Map(s.state) : new Map();
-      nextKeys = s ? new Map(s.keys) : new Map();
-      bytes = s ? s.bytes : 0;
+      const next = new Set<string>();
       for (const [k, text] of writes) {
+        bytes += byteLength(k) + byteLength(text!);
+        next.add(k);
+      }
+      if (s) for (const k of s.state.keys()) if (!next.has(k)) gone.push(k);
+    } else {
+      const sizes = new Map<string, number>();
+      for (const [k, text] of writes) {
+        const old = sizes.has(k) ? sizes.get(k)! : (s?.state.get(k)?.size ?? 0);
         const size = text === null ? 0 : byteLength(k) + byteLength(text);
-        bytes += size - (nextKeys.get(k)?.size ?? 0);
-        nextKeys.set(k, { version, size });
-        if (text === null) nextState.delete(k);
-        else nextState.set(k, text);
+        bytes += size - old;
+        if (text === null && old > 0) gone.push(k);
+        sizes.set(k, size);
       }
     }
-    if (bytes > this.limits.maxStateBytes) return { status: 'too_large', bytes };
+    if (bytes > this.limits.maxStateBytes) return refuse({ status: 'too_large', bytes });
+    if (!s && this.overQuota(req.ownerId)) return { status: 'quota_exceeded' };
 
-    const created = current === 0;
-    if (!s) {
-      s = {
-        userId: req.ownerId, version: 0, createdAt: now, updatedAt: now, recentAt: now, deviceId: '', appVersion: '', bytes: 0,
-        expiresAt: 0, state: nextState, keys: nextKeys, log: [],
-      };
-      this.sessions.set(req.sessionId, s);
+    // All checks passed: write, in place.
+    const rec = s ?? this.create(req.sessionId, req.ownerId, now);
+    const version = current + 1;
+    if (op.op === 'replace') rec.state.clear();
+    for (const [k, text] of writes) {
+      if (text === null) rec.state.delete(k);
+      else rec.state.set(k, { text, version, size: byteLength(k) + byteLength(text) });
     }
-    s.version = version;
-    s.state = nextState;
-    s.keys = nextKeys;
-    s.bytes = bytes;
-    s.updatedAt = now;
-    if (s.userId === req.ownerId) s.recentAt = now;
-    if (req.deviceId) s.deviceId = req.deviceId;
-    if (req.appVersion) s.appVersion = req.appVersion;
-    s.expiresAt = now + this.limits.ttlSeconds * 1000;
+    if (gone.length > 0) {
+      if (rec.tombs.size + gone.length > TOMB_MAX) {
+        rec.tombs = new Map();
+        rec.tombFloor = version;
+      } else {
+        for (const k of gone) rec.tombs.set(k, version);
+      }
+    }
+    rec.version = version;
+    rec.bytes = bytes;
+    rec.updatedAt = now;
+    if (rec.userId === req.ownerId) rec.recentAt = now;
+    if (dev) rec.deviceId = dev;
+    if (req.appVersion) rec.appVersion = req.appVersion;
+    rec.expiresAt = this.due(rec.expiresAt, now) ?? rec.expiresAt;
+    if (useMid) rec.marks.set(dev, req.mutationId!);
+    if (idemKey) {
+      if (rec.idem.size >= IDEM_MAX || now - rec.idemSince >= this.limits.idempotencyTtlMs) {
+        rec.idemPrev = rec.idem;
+        rec.idem = new Map();
+        rec.idemSince = now;
+      }
+      rec.idem.set(idemKey, [version, incrText]);
+    }
 
-    const frame = this.frameFor(req, s, version, now, writes, incrValue);
-    s.log.push({ version, frame });
-    if (s.log.length > this.limits.logLength) s.log.splice(0, s.log.length - this.limits.logLength);
+    const frame = this.frameFor(req, rec, version, now, writes, incrText);
+    this.appendLog(rec, version, frame);
     this.bus?.publishNow(req.sessionId, frame);
 
-    const result: MutationResult = {
-      status: 'ok', version, created, rebased: check.rebased, value: incrValue, duplicate: false, updatedAt: now,
-      createdAt: s.createdAt, userId: s.userId, deviceId: s.deviceId || null, appVersion: s.appVersion || null,
-      state: op.op === 'merge' ? stateOf(s) : undefined,
+    return {
+      status: 'ok', version, created: current === 0, rebased: check.rebased, value: incrText ? (JSON.parse(incrText) as JsonValue) : undefined,
+      duplicate: false, updatedAt: now, createdAt: rec.createdAt, userId: rec.userId, deviceId: rec.deviceId || null,
+      appVersion: rec.appVersion || null, state: op.op === 'merge' ? stateOf(rec) : undefined, epoch: rec.epoch,
+      expiresAt: rec.expiresAt,
     };
-    if (idemKey) this.idempotent.set(idemKey, { value: result, expiresAt: now + this.limits.idempotencyTtlMs });
-    return result;
   }
 
-  private frameFor(
-    req: MutationRequest, s: SessionRecord, version: number, now: number,
-    writes: [string, string | null][], incrValue: JsonValue | undefined,
-  ): Uint8Array {
+  /** Appends and trims like mutate.lua: by entries in batches of an eighth, by bytes, keeping the newest. */
+  private appendLog(rec: SessionRecord, version: number, frame: Uint8Array): void {
+    rec.log.push({ version, frame });
+    rec.logBytes += frame.byteLength;
+    const { logLength, logMaxBytes } = this.limits;
+    if (rec.log.length <= logLength + Math.max(1, Math.floor(logLength / 8)) && rec.logBytes <= logMaxBytes) return;
+    let drop = 0;
+    while (rec.log.length - drop > 1 && (rec.log.length - drop > logLength || rec.logBytes > logMaxBytes)) {
+      rec.logBytes -= rec.log[drop].frame.byteLength;
+      drop++;
+    }
+    rec.log.splice(0, drop);
+  }
+
+  private frameFor(req: MutationRequest, s: SessionRecord, version: number, now: number, writes: [string, string | null][], incrText: string): Uint8Array {
     const op = req.op;
     const fields: string[] = [];
     const deleted: string[] = [];
     let key = '';
     let value = '';
     let delta = 0;
-    const opName: UpdateOp = op.op;
     if (op.op === 'set' || op.op === 'delete' || op.op === 'incr') {
       key = op.key;
       value = writes[0][1] ?? '';
       if (op.op === 'incr') {
         delta = op.delta;
-        value = formatNumber(incrValue as number);
+        value = incrText;
       }
-    } else if (op.op === 'patch') {
+    } else if (op.op === 'patch' || op.op === 'replace') {
       for (const [k, text] of writes) {
         if (text === null) deleted.push(k);
         else fields.push(k, text);
       }
     } else {
-      for (const [k, text] of s.state) fields.push(k, text);
+      for (const [k, r] of s.state) fields.push(k, r.text);
     }
     return encodeUpdateFrame({
       sessionId: req.sessionId, version, originNode: req.originNode, originConn: req.originConn ?? 0,
-      deviceId: req.deviceId ?? '', correlationId: req.correlationId ?? '', op: opName, key, value, delta,
-      fields, deleted, updatedAt: now,
+      deviceId: req.deviceId ?? '', correlationId: req.correlationId ?? '', op: op.op, key, value, delta,
+      fields, deleted, updatedAt: now, epoch: s.epoch,
     });
   }
 
@@ -231,36 +347,46 @@ export class MemoryStore implements SessionStore {
     const s = this.live(sessionId);
     if (!s) return null;
     return {
-      sessionId, userId: s.userId, version: s.version, state: stateOf(s), deviceId: s.deviceId || null,
+      sessionId, userId: s.userId, version: s.version, epoch: s.epoch, state: stateOf(s), deviceId: s.deviceId || null,
       appVersion: s.appVersion || null, createdAt: s.createdAt, updatedAt: s.updatedAt, expiresAt: s.expiresAt,
     };
   }
 
-  async head(sessionId: string): Promise<{ userId: string; version: number } | null> {
+  async head(sessionId: string): Promise<SessionHead | null> {
     const s = this.live(sessionId);
-    return s ? { userId: s.userId, version: s.version } : null;
+    return s ? { userId: s.userId, version: s.version, epoch: s.epoch } : null;
   }
 
-  async claim(sessionId: string, userId: string): Promise<{ userId: string; version: number; created: boolean }> {
-    const existing = this.live(sessionId);
+  async claim(sessionId: string, userId: string, deviceId = ''): Promise<ClaimResult> {
     const now = this.now();
-    if (existing) {
-      if (existing.userId === userId) existing.recentAt = now;
-      return { userId: existing.userId, version: existing.version, created: false };
+    let s = this.live(sessionId);
+    if (s) {
+      if (s.userId === userId) s.recentAt = now;
+      s.expiresAt = this.due(s.expiresAt, now) ?? s.expiresAt;
+      return { status: 'ok', userId: s.userId, version: s.version, epoch: s.epoch, created: false, lastMutationId: s.marks.get(deviceId) ?? 0 };
     }
-    this.sessions.set(sessionId, {
-      userId, version: 0, createdAt: now, updatedAt: now, recentAt: now, deviceId: '', appVersion: '', bytes: 0,
-      expiresAt: now + this.limits.ttlSeconds * 1000, state: new Map(), keys: new Map(), log: [],
-    });
-    return { userId, version: 0, created: true };
+    if (this.overQuota(userId)) return { status: 'quota_exceeded' };
+    s = this.create(sessionId, userId, now);
+    return { status: 'ok', userId, version: 0, epoch: s.epoch, created: true, lastMutationId: 0 };
+  }
+
+  async keepAlive(sessionIds: readonly string[]): Promise<void> {
+    const now = this.now();
+    for (const id of sessionIds) {
+      const s = this.live(id);
+      if (s) s.expiresAt = this.due(s.expiresAt, now) ?? s.expiresAt;
+    }
+  }
+
+  async sessionsOfUser(userId: string): Promise<SessionSummary[]> {
+    return this.ownedBy(userId).map(([id, s]) => summary(id, s));
   }
 
   async latestSessionOf(userId: string): Promise<string | null> {
     let best: string | null = null;
     let bestAt = -1;
-    const t = this.now();
-    for (const [id, s] of this.sessions) {
-      if (s.userId === userId && s.expiresAt > t && s.recentAt >= bestAt) {
+    for (const [id, s] of this.ownedBy(userId)) {
+      if (s.recentAt >= bestAt) {
         best = id;
         bestAt = s.recentAt;
       }
@@ -270,14 +396,26 @@ export class MemoryStore implements SessionStore {
 
   async listSessions(limit: number, cursor: string | null): Promise<Page<SessionSummary>> {
     const t = this.now();
-    const all = [...this.sessions.entries()]
-      .filter(([, s]) => s.expiresAt > t)
-      .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-    const start = cursor ? all.findIndex(([id]) => id > cursor) : 0;
-    const from = start < 0 ? all.length : start;
-    const items = all.slice(from, from + limit).map(([id, s]) => ({ sessionId: id, userId: s.userId, version: s.version, updatedAt: s.updatedAt }));
-    const nextCursor = from + limit < all.length ? items[items.length - 1].sessionId : null;
-    return { items, nextCursor };
+    const after = cursor && /^\d+$/.test(cursor) ? Number(cursor) : 0;
+    // `order` is sorted by seq (append-only): binary search for the first entry after the cursor.
+    let lo = 0;
+    let hi = this.order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.order[mid].seq <= after) lo = mid + 1;
+      else hi = mid;
+    }
+    const items: SessionSummary[] = [];
+    let lastSeq = after;
+    let i = lo;
+    for (; i < this.order.length && items.length < limit; i++) {
+      const { seq, id } = this.order[i];
+      const s = this.sessions.get(id);
+      if (!s || s.seq !== seq || s.expiresAt <= t) continue;
+      items.push(summary(id, s));
+      lastSeq = seq;
+    }
+    return { items, nextCursor: i < this.order.length && items.length > 0 ? String(lastSeq) : null };
   }
 
   async countSessions(): Promise<number> {
@@ -287,14 +425,13 @@ export class MemoryStore implements SessionStore {
     return n;
   }
 
-  async updatesSince(sessionId: string, afterVersion: number): Promise<Uint8Array[] | null> {
+  async updatesSince(sessionId: string, afterVersion: number, epoch: string | null): Promise<UpdatesSince | null> {
     const s = this.live(sessionId);
-    const current = s ? s.version : 0;
-    if (afterVersion === current) return [];
-    if (!s || afterVersion > current || afterVersion < 0) return null;
-    const first = s.log.length > 0 ? s.log[0].version : current + 1;
-    if (first > afterVersion + 1) return null;
-    return s.log.filter((e) => e.version > afterVersion).map((e) => e.frame);
+    if (!s || (epoch !== null && epoch !== s.epoch)) return null;
+    if (afterVersion === s.version) return { epoch: s.epoch, frames: [] };
+    if (afterVersion > s.version || afterVersion < 0 || s.log.length === 0 || s.log[0].version > afterVersion + 1) return null;
+    const from = afterVersion + 1 - s.log[0].version;
+    return { epoch: s.epoch, frames: s.log.slice(from).map((e) => e.frame) };
   }
 
   async useRefreshToken(jti: string, family: string, ttlSeconds: number): Promise<RefreshOutcome> {
@@ -311,12 +448,19 @@ export class MemoryStore implements SessionStore {
     return 'ok';
   }
 
-  async createHandoff(record: HandoffRecord): Promise<void> {
-    this.handoffs.set(`${record.sessionId}\0${record.token}`, { value: { ...record, used: false }, expiresAt: record.expiresAt });
+  async createHandoff(record: HandoffRecord): Promise<'ok' | 'quota_exceeded'> {
+    const t = this.now();
+    let m = this.handoffs.get(record.sessionId);
+    if (!m) this.handoffs.set(record.sessionId, (m = new Map()));
+    for (const [token, h] of m) if (h.expiresAt <= t || h.value.used) m.delete(token);
+    const max = this.limits.maxHandoffsPerSession;
+    if (max > 0 && m.size >= max) return 'quota_exceeded';
+    m.set(record.token, { value: { ...record, used: false }, expiresAt: record.expiresAt });
+    return 'ok';
   }
 
   async consumeHandoff(sessionId: string, token: string): Promise<HandoffOutcome> {
-    const h = this.handoffs.get(`${sessionId}\0${token}`);
+    const h = this.handoffs.get(sessionId)?.get(token);
     if (!h || h.expiresAt <= this.now()) return { status: 'not_found' };
     if (h.value.used) return { status: 'used' };
     h.value.used = true;
@@ -341,8 +485,12 @@ export class MemoryStore implements SessionStore {
   }
 }
 
+function summary(id: string, s: SessionRecord): SessionSummary {
+  return { sessionId: id, userId: s.userId, version: s.version, epoch: s.epoch, updatedAt: s.updatedAt, expiresAt: s.expiresAt };
+}
+
 function stateOf(s: SessionRecord): JsonObject {
   const out: JsonObject = Object.create(null);
-  for (const [k, text] of s.state) out[k] = loadValue(text);
+  for (const [k, r] of s.state) out[k] = loadValue(r.text);
   return out;
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ReplyError } from 'ioredis';
@@ -5,16 +6,17 @@ import { Packr } from 'msgpackr';
 import type { JsonObject, JsonValue } from '@harmonyflow/protocol';
 import { StoreUnavailableError } from '../errors';
 import type { KeySpace } from './keys';
-import type { StoreLimits } from './memory';
 import type { RedisLike } from './redisClient';
 import type {
-  HandoffOutcome, HandoffRecord, MutationRequest, MutationResult, Page, RefreshOutcome, SessionStore,
-  SessionSummary, Snapshot,
+  ClaimResult, HandoffOutcome, HandoffRecord, MutationRequest, MutationResult, Page, RefreshOutcome, SessionHead,
+  SessionStore, SessionSummary, Snapshot, StateOp, StoreLimits, UpdatesSince,
 } from './types';
 import { byteLength, loadValue, stateFromFlat, storeValue } from './valueCodec';
 
 const LUA_DIR = path.join(__dirname, 'lua');
 const lua = (name: string) => readFileSync(path.join(LUA_DIR, `${name}.lua`), 'utf8');
+/** Session scripts share helpers (expiry refresh, record parsing) from one prelude. */
+const sessionLua = (name: string) => `${lua('lib')}\n${lua(name)}`;
 
 /** Replies that mean "Redis cannot serve right now", as opposed to a bug in our script. */
 const TRANSIENT_REPLY = /^(LOADING|BUSY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|NOREPLICAS|MOVED|ASK)\b/;
@@ -22,19 +24,30 @@ const TRANSIENT_REPLY = /^(LOADING|BUSY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY
 // cmsgpack emits strings as msgpack str; state values are JSON text, so decode them as strings.
 const unpackr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
+/** How long a Redis Cluster quota reservation holds a place for a session being created. */
+const RESERVATION_MS = 60_000;
+
 type Scripts = {
-  hfMutateBuffer(numKeys: number, ...args: (string | number)[]): Promise<Buffer>;
-  hfRead(numKeys: number, ...args: string[]): Promise<[string[], string[], number] | null>;
-  hfClaim(numKeys: number, ...args: (string | number)[]): Promise<[string, number, number]>;
+  hfMutateBuffer(numKeys: number, ...args: (string | number | Buffer)[]): Promise<Buffer>;
+  hfRead(numKeys: number, ...args: string[]): Promise<[Array<string | null>, string[]] | null>;
+  hfClaim(numKeys: number, ...args: (string | number)[]): Promise<Array<string | number>>;
+  hfKeepAlive(numKeys: number, ...args: (string | number)[]): Promise<[string, number] | null>;
+  hfReserve(numKeys: number, ...args: (string | number)[]): Promise<number>;
   hfUpdatesSinceBuffer(numKeys: number, ...args: (string | number)[]): Promise<Buffer[] | null>;
-  hfRefresh(numKeys: number, ...args: (string | number)[]): Promise<RefreshOutcome>;
+  hfRefreshToken(numKeys: number, ...args: (string | number)[]): Promise<RefreshOutcome>;
+  hfCreateHandoff(numKeys: number, ...args: (string | number)[]): Promise<'ok' | 'quota_exceeded'>;
   hfConsumeHandoff(numKeys: number, ...args: string[]): Promise<string | string[]>;
 };
 
 /**
  * SessionStore on Redis or Redis Cluster. Every mutation is one EVALSHA of `lua/mutate.lua`;
  * reads that need a consistent view are scripts too. Values are stored per top-level key as
- * JSON text (compressed above 1 KiB), so a single-key change never parses the whole state.
+ * "version|size|JSON text" (the JSON compressed above 1 KiB), so a single-key change never parses
+ * the whole state and reads the key's version and size with the same HGET.
+ *
+ * On Redis Cluster the user and global indexes live in other slots than the session, so they are
+ * written after the session's script; they are derived data (recency, listing, quota) kept in step
+ * on creation and on each amortised expiry refresh. Quota on creation is reserved first.
  */
 export class RedisStore implements SessionStore {
   readonly kind = 'redis' as const;
@@ -43,24 +56,35 @@ export class RedisStore implements SessionStore {
   private readonly pending = { writes: 0, reads: 0 };
   private readonly flusher: NodeJS.Timeout;
   private readonly publishCommand: 'PUBLISH' | 'SPUBLISH';
+  /** Epochs: ≥64 random bits per process, plus a counter, so every new session gets its own. */
+  private readonly epochBase = randomBytes(9).toString('base64url');
+  private epochSeq = 0;
 
   constructor(
     client: RedisLike,
     private readonly keys: KeySpace,
     private readonly limits: StoreLimits,
     private readonly now: () => number = Date.now,
+    private readonly onIndexError: (err: unknown) => void = () => undefined,
   ) {
     this.cluster = (client as { isCluster?: boolean }).isCluster === true;
     this.publishCommand = this.cluster ? 'SPUBLISH' : 'PUBLISH';
-    client.defineCommand('hfMutate', { lua: lua('mutate') });
+    client.defineCommand('hfMutate', { lua: sessionLua('mutate') });
+    client.defineCommand('hfClaim', { lua: sessionLua('claim') });
+    client.defineCommand('hfKeepAlive', { lua: sessionLua('keepAlive') });
     client.defineCommand('hfRead', { lua: lua('read') });
-    client.defineCommand('hfClaim', { lua: lua('claim') });
+    client.defineCommand('hfReserve', { lua: lua('reserve') });
     client.defineCommand('hfUpdatesSince', { lua: lua('updatesSince') });
-    client.defineCommand('hfRefresh', { lua: lua('refresh') });
+    client.defineCommand('hfRefreshToken', { lua: lua('refreshToken') });
+    client.defineCommand('hfCreateHandoff', { lua: lua('createHandoff') });
     client.defineCommand('hfConsumeHandoff', { lua: lua('consumeHandoff') });
     this.r = client as RedisLike & Scripts;
     this.flusher = setInterval(() => void this.flushCounters(), 1000);
     this.flusher.unref();
+  }
+
+  private newEpoch(): string {
+    return this.epochBase + (this.epochSeq++).toString(36);
   }
 
   private async call<T>(fn: () => Promise<T>): Promise<T> {
@@ -72,168 +96,216 @@ export class RedisStore implements SessionStore {
     }
   }
 
+  private get ttlMs(): number {
+    return this.limits.ttlSeconds * 1000;
+  }
+
+  /** Creation rule for the scripts: inline quota check on one Redis, reservation first on Cluster. */
+  private creationRule(reserved: boolean): string {
+    if (this.limits.maxSessionsPerUser <= 0 || reserved) return '';
+    return this.cluster ? 'R' : String(this.limits.maxSessionsPerUser);
+  }
+
+  private sessionKeys(sessionId: string, ownerId: string): string[] {
+    const keys = this.keys.sessionKeyList(sessionId);
+    if (!this.cluster) keys.push(this.keys.userSessions(ownerId), this.keys.allSessions());
+    return keys;
+  }
+
   async mutate(req: MutationRequest): Promise<MutationResult> {
-    const k = this.keys.session(req.sessionId);
-    const keys: string[] = [
-      k.meta, k.state, k.keyVersions, k.log, k.devices,
-      req.correlationId && req.deviceId ? this.keys.idempotency(req.sessionId, req.deviceId, req.correlationId) : k.meta + ':noidem',
-    ];
-    if (!this.cluster) keys.push(this.keys.userSessions(req.ownerId), this.keys.allSessions());
-    const args: (string | number)[] = [
-      req.sessionId, req.actor.userId, req.actor.admin ? '1' : '0', req.ownerId, req.op.op,
-      req.expectVersion ?? '', req.baseVersion ?? '', req.deviceId ?? '', req.appVersion ?? '', req.originNode,
-      req.originConn ?? 0, req.correlationId ?? '', this.now(), this.limits.ttlSeconds * 1000, this.limits.maxStateBytes,
-      this.limits.logLength, k.channel, this.publishCommand, this.limits.idempotencyTtlMs,
-    ];
-    const op = req.op;
-    switch (op.op) {
-      case 'set': {
-        const text = JSON.stringify(op.value);
-        args.push(op.key, storeValue(text), byteLength(op.key) + byteLength(text));
-        break;
-      }
-      case 'delete':
-        args.push(op.key);
-        break;
-      case 'incr':
-        args.push(op.key, op.delta);
-        break;
-      case 'patch':
-      case 'merge':
-      case 'replace': {
-        const obj = op.op === 'replace' ? op.state : op.changes;
-        const names = Object.keys(obj);
-        args.push(names.length);
-        for (const name of names) {
-          const text = JSON.stringify(obj[name]);
-          args.push(name, storeValue(text), byteLength(name) + byteLength(text));
-        }
-        if (op.op === 'patch') args.push(...op.deleted);
-        break;
-      }
+    let reply = await this.mutateOnce(req, false);
+    if (reply === 'needs_reservation') {
+      const reserved = await this.reserve(req.sessionId, req.ownerId);
+      if (reserved === 0) return { status: 'quota_exceeded' };
+      reply = await this.mutateOnce(req, true);
+      if (reply === 'needs_reservation') throw new Error('mutate asked for a reservation twice');
+      const r = reply.result;
+      if (reserved === 2 && !(r.status === 'ok' && r.created && r.userId === req.ownerId)) await this.unreserve(req.sessionId, req.ownerId);
     }
-    const raw = await this.call(() => this.r.hfMutateBuffer(keys.length, ...keys, ...args));
-    const res = unpackr.unpack(raw) as unknown[];
-    const result = decodeMutation(res);
-    if (result.status === 'ok' && this.cluster && !result.duplicate) {
-      // On Redis Cluster the indexes live in other slots than the session, so they cannot be part
-      // of the script; they are derived data (recency, listing), and a lost update heals on the next write.
-      // Committed and published already: an index hiccup must not turn into an error (and a retry).
-      await this.indexCluster(req.sessionId, result.userId, req.ownerId, result.updatedAt).catch(() => undefined);
-    }
+    const { result, refreshedAt } = reply;
+    if (result.status === 'ok' && refreshedAt > 0) this.index(req.sessionId, result.userId, refreshedAt);
     return result;
   }
 
-  /** Mirrors the script's indexing: the owner's own writes move the session to the front of their list. */
-  private async indexCluster(sessionId: string, owner: string, writer: string, at: number): Promise<void> {
-    const writes: Promise<unknown>[] = [this.r.zadd(this.keys.allSessions(), at, sessionId)];
-    if (owner === writer) {
-      const userKey = this.keys.userSessions(owner);
-      writes.push(this.r.zadd(userKey, at, sessionId).then(() => this.r.pexpire(userKey, this.limits.ttlSeconds * 1000)));
-    }
-    await Promise.all(writes);
+  private async mutateOnce(req: MutationRequest, reserved: boolean): Promise<{ result: MutationResult; refreshedAt: number } | 'needs_reservation'> {
+    const k = this.keys.session(req.sessionId);
+    const keys = this.sessionKeys(req.sessionId, req.ownerId);
+    const args: (string | number)[] = [
+      req.sessionId, req.actor.userId, req.actor.admin ? '1' : '0', req.ownerId, req.op.op,
+      req.expectVersion ?? '', req.baseVersion ?? '', req.deviceId ?? '', req.appVersion ?? '', req.originNode,
+      req.originConn ?? 0, req.correlationId ?? '', req.mutationId ?? '', this.now(), this.ttlMs, this.limits.maxStateBytes,
+      this.limits.logLength, this.limits.logMaxBytes, k.channel, this.publishCommand, this.limits.idempotencyTtlMs,
+      this.newEpoch(), this.creationRule(reserved),
+    ];
+    opArguments(req.op, args);
+    const raw = await this.call(() => this.r.hfMutateBuffer(keys.length, ...keys, ...args));
+    const res = unpackr.unpack(raw) as unknown[];
+    if (res[0] === 'needs_reservation') return 'needs_reservation';
+    return decodeMutation(res);
+  }
+
+  /** Redis Cluster: 2 reserved now, 1 already listed, 0 over quota. */
+  private reserve(sessionId: string, ownerId: string): Promise<number> {
+    const now = this.now();
+    return this.call(() => this.r.hfReserve(1, this.keys.userSessions(ownerId), sessionId, now, this.limits.maxSessionsPerUser, now + RESERVATION_MS));
+  }
+
+  private async unreserve(sessionId: string, ownerId: string): Promise<void> {
+    await this.r.zrem(this.keys.userSessions(ownerId), sessionId).catch(this.onIndexError);
+  }
+
+  /**
+   * Moves a session's entries in the owner's and the global index to its new expiry. Derived
+   * data: a failure is reported, never turned into an error of the committed write.
+   */
+  private index(sessionId: string, owner: string, exp: number): void {
+    const userKey = this.keys.userSessions(owner);
+    const all = this.keys.allSessions();
+    const now = this.now();
+    Promise.all([
+      this.r.zadd(userKey, exp, sessionId).then(() => this.r.pexpireat(userKey, exp)),
+      this.r.zadd(all, exp, sessionId).then(() => this.r.zremrangebyscore(all, '-inf', now)),
+    ]).catch(this.onIndexError);
   }
 
   async get(sessionId: string): Promise<Snapshot | null> {
     const k = this.keys.session(sessionId);
     const res = await this.call(() => this.r.hfRead(2, k.meta, k.state));
     if (!res) return null;
-    const [metaFlat, stateFlat, pttl] = res;
-    const meta = flatToRecord(metaFlat);
-    const now = this.now();
+    const [[uid, v, epoch, created, updated, dev, app, exp], records] = res;
     return {
       sessionId,
-      userId: meta.uid,
-      version: Number(meta.v) || 0,
-      state: stateFromFlat(stateFlat),
-      deviceId: meta.dev || null,
-      appVersion: meta.app || null,
-      createdAt: Number(meta.created) || 0,
-      updatedAt: Number(meta.updated) || 0,
-      expiresAt: pttl > 0 ? now + pttl : now + this.limits.ttlSeconds * 1000,
+      userId: uid!,
+      version: Number(v) || 0,
+      epoch: epoch ?? '',
+      state: stateFromRecords(records),
+      deviceId: dev || null,
+      appVersion: app || null,
+      createdAt: Number(created) || 0,
+      updatedAt: Number(updated) || 0,
+      expiresAt: Number(exp) || this.now() + this.ttlMs,
     };
   }
 
-  async head(sessionId: string): Promise<{ userId: string; version: number } | null> {
-    const [uid, v] = await this.call(() => this.r.hmget(this.keys.session(sessionId).meta, 'uid', 'v'));
-    return uid ? { userId: uid, version: Number(v) || 0 } : null;
+  async head(sessionId: string): Promise<SessionHead | null> {
+    const [uid, v, epoch] = await this.call(() => this.r.hmget(this.keys.session(sessionId).meta, 'uid', 'v', 'epoch'));
+    return uid ? { userId: uid, version: Number(v) || 0, epoch: epoch ?? '' } : null;
   }
 
-  async claim(sessionId: string, userId: string): Promise<{ userId: string; version: number; created: boolean }> {
-    const k = this.keys.session(sessionId);
-    const keys = this.cluster ? [k.meta] : [k.meta, this.keys.userSessions(userId), this.keys.allSessions()];
-    const now = this.now();
-    const ttl = this.limits.ttlSeconds * 1000;
-    const [owner, version, created] = await this.call(() => this.r.hfClaim(keys.length, ...keys, sessionId, userId, now, ttl));
-    if (this.cluster && owner === userId) {
-      const userKey = this.keys.userSessions(userId);
-      await this.call(() => Promise.all([
-        this.r.zadd(userKey, now, sessionId).then(() => this.r.pexpire(userKey, ttl)),
-        created ? this.r.zadd(this.keys.allSessions(), now, sessionId) : Promise.resolve(0),
-      ]));
+  async claim(sessionId: string, userId: string, deviceId = ''): Promise<ClaimResult> {
+    let res = await this.claimOnce(sessionId, userId, deviceId, false);
+    if (res[0] === 'needs_reservation') {
+      const reserved = await this.reserve(sessionId, userId);
+      if (reserved === 0) return { status: 'quota_exceeded' };
+      res = await this.claimOnce(sessionId, userId, deviceId, true);
+      if (reserved === 2 && !(res[0] === 'ok' && res[5] === 1 && res[1] === userId)) await this.unreserve(sessionId, userId);
     }
-    return { userId: owner, version: Number(version), created: created === 1 };
+    if (res[0] === 'quota_exceeded') return { status: 'quota_exceeded' };
+    const [, owner, version, epoch, created, lastMutationId, refreshed] = res as [string, string, number, string, number, number, number];
+    if (refreshed > 0) this.index(sessionId, owner, refreshed);
+    return { status: 'ok', userId: owner, version: Number(version), epoch, created: created === 1, lastMutationId: Number(lastMutationId) };
+  }
+
+  private claimOnce(sessionId: string, userId: string, deviceId: string, reserved: boolean): Promise<Array<string | number>> {
+    const keys = this.sessionKeys(sessionId, userId);
+    return this.call(() => this.r.hfClaim(keys.length, ...keys, sessionId, userId, this.now(), this.ttlMs, this.newEpoch(), this.creationRule(reserved), deviceId));
+  }
+
+  async keepAlive(sessionIds: readonly string[]): Promise<void> {
+    if (sessionIds.length === 0) return;
+    const now = this.now();
+    // One pipeline (ioredis splits it per slot on Cluster); most scripts find nothing due.
+    const results = await this.call(() => Promise.all(sessionIds.map((id) => {
+      const keys = this.keys.sessionKeyList(id);
+      return this.r.hfKeepAlive(keys.length, ...keys, now, this.ttlMs);
+    })));
+    results.forEach((r, i) => {
+      if (r) this.index(sessionIds[i], r[0], Number(r[1]));
+    });
+  }
+
+  private async liveIds(key: string, limit?: number): Promise<string[]> {
+    const now = this.now();
+    return this.call(() => (limit ? this.r.zrangebyscore(key, now, '+inf', 'LIMIT', 0, limit) : this.r.zrangebyscore(key, now, '+inf')));
+  }
+
+  private async summaries(ids: readonly string[]): Promise<Array<SessionSummary & { recent: number }>> {
+    const metas = await this.call(() => Promise.all(ids.map((id) => this.r.hmget(this.keys.session(id).meta, 'uid', 'v', 'epoch', 'updated', 'exp', 'recent'))));
+    const out: Array<SessionSummary & { recent: number }> = [];
+    metas.forEach(([uid, v, epoch, updated, exp, recent], i) => {
+      if (uid) out.push({ sessionId: ids[i], userId: uid, version: Number(v) || 0, epoch: epoch ?? '', updatedAt: Number(updated) || 0, expiresAt: Number(exp) || 0, recent: Number(recent) || 0 });
+    });
+    return out;
+  }
+
+  async sessionsOfUser(userId: string): Promise<SessionSummary[]> {
+    const ids = await this.liveIds(this.keys.userSessions(userId), Math.max(1000, this.limits.maxSessionsPerUser * 2));
+    return (await this.summaries(ids)).filter((s) => s.userId === userId).map(({ recent: _r, ...s }) => s);
   }
 
   async latestSessionOf(userId: string): Promise<string | null> {
-    const key = this.keys.userSessions(userId);
-    const ttl = this.limits.ttlSeconds * 1000;
-    // The index can outlive sessions that expired; walk newest first until a live one.
-    const ids = await this.call(() => this.r.zrevrangebyscore(key, '+inf', this.now() - ttl, 'LIMIT', 0, 20));
-    for (const id of ids) {
-      const head = await this.head(id);
-      if (head && head.userId === userId) return id;
+    // The index holds at most MAX_SESSIONS_PER_USER live sessions: read them all, pick the newest.
+    const ids = await this.liveIds(this.keys.userSessions(userId), Math.max(1000, this.limits.maxSessionsPerUser * 2));
+    let best: { id: string; at: number } | null = null;
+    for (const s of await this.summaries(ids)) {
+      if (s.userId === userId && (!best || s.recent > best.at)) best = { id: s.sessionId, at: s.recent };
     }
-    return null;
+    return best?.id ?? null;
   }
 
   async listSessions(limit: number, cursor: string | null): Promise<Page<SessionSummary>> {
+    // Ordered by (expiry, id); the cursor is the last item's pair, so a page costs O(log n + limit).
     const key = this.keys.allSessions();
-    // Pages are ordered by session id so a cursor stays valid while sessions are being written.
-    const ids = await this.call(() => this.r.zrangebyscore(key, this.now() - this.limits.ttlSeconds * 1000, '+inf'));
-    ids.sort();
-    const startIdx = cursor === null ? 0 : ids.findIndex((id) => id > cursor);
-    const from = startIdx < 0 ? ids.length : startIdx;
-    const items: SessionSummary[] = [];
-    let i = from;
-    for (; i < ids.length && items.length < limit; i++) {
-      const m = await this.call(() => this.r.hmget(this.keys.session(ids[i]).meta, 'uid', 'v', 'updated'));
-      if (m[0]) items.push({ sessionId: ids[i], userId: m[0], version: Number(m[1]) || 0, updatedAt: Number(m[2]) || 0 });
+    const now = this.now();
+    const after = parseCursor(cursor);
+    const min = after ? Math.max(after.score, now) : now;
+    const rows = await this.call(() => this.r.zrangebyscore(key, min, '+inf', 'WITHSCORES', 'LIMIT', 0, limit + 64));
+    const ids: Array<{ id: string; score: number }> = [];
+    for (let i = 0; i + 1 < rows.length; i += 2) {
+      const score = Number(rows[i + 1]);
+      if (after && score === after.score && rows[i] <= after.id) continue;
+      ids.push({ id: rows[i], score });
     }
-    return { items, nextCursor: i < ids.length && items.length > 0 ? items[items.length - 1].sessionId : null };
+    const page = ids.slice(0, limit);
+    const items = (await this.summaries(page.map((x) => x.id))).map(({ recent: _r, ...s }) => s);
+    const last = page[page.length - 1];
+    const more = ids.length > limit || rows.length / 2 === limit + 64;
+    return { items, nextCursor: more && last ? `${last.score}:${last.id}` : null };
   }
 
   async countSessions(): Promise<number> {
-    return this.call(() => this.r.zcount(this.keys.allSessions(), this.now() - this.limits.ttlSeconds * 1000, '+inf'));
+    return this.call(() => this.r.zcount(this.keys.allSessions(), this.now(), '+inf'));
   }
 
-  async updatesSince(sessionId: string, afterVersion: number): Promise<Uint8Array[] | null> {
+  async updatesSince(sessionId: string, afterVersion: number, epoch: string | null): Promise<UpdatesSince | null> {
     const k = this.keys.session(sessionId);
-    const res = await this.call(() => this.r.hfUpdatesSinceBuffer(2, k.meta, k.log, afterVersion, this.limits.logLength));
-    return res ?? null;
+    const res = await this.call(() => this.r.hfUpdatesSinceBuffer(2, k.meta, k.log, afterVersion, epoch ?? ''));
+    if (!res) return null;
+    return { epoch: res[0].toString('utf8'), frames: res.slice(1) };
   }
 
   async useRefreshToken(jti: string, family: string, ttlSeconds: number): Promise<RefreshOutcome> {
-    return this.call(() => this.r.hfRefresh(2, this.keys.refreshUsed(family, jti), this.keys.refreshRevoked(family), ttlSeconds * 1000));
+    return this.call(() => this.r.hfRefreshToken(2, this.keys.refreshUsed(family, jti), this.keys.refreshRevoked(family), ttlSeconds * 1000));
   }
 
-  async createHandoff(h: HandoffRecord): Promise<void> {
-    const key = this.keys.handoff(h.sessionId, h.token);
-    await this.call(() => this.r.multi()
-      .hset(key, 'src', h.sourceDevice, 'tgt', h.targetDevice, 'v', h.version, 'state', storeValue(JSON.stringify(h.state)), 'created', h.createdAt, 'exp', h.expiresAt)
-      .pexpireat(key, h.expiresAt)
-      .exec());
+  async createHandoff(h: HandoffRecord): Promise<'ok' | 'quota_exceeded'> {
+    const k = this.keys.session(h.sessionId);
+    return this.call(() => this.r.hfCreateHandoff(
+      2, k.handoffs, this.keys.handoff(h.sessionId, h.token), this.now(), this.limits.maxHandoffsPerSession, h.token, h.expiresAt,
+      'src', h.sourceDevice, 'tgt', h.targetDevice, 'v', h.version, 'epoch', h.epoch, 'state', storeValue(JSON.stringify(h.state)),
+      'created', h.createdAt, 'exp', h.expiresAt,
+    ));
   }
 
   async consumeHandoff(sessionId: string, token: string): Promise<HandoffOutcome> {
-    const res = await this.call(() => this.r.hfConsumeHandoff(1, this.keys.handoff(sessionId, token)));
+    const res = await this.call(() => this.r.hfConsumeHandoff(2, this.keys.handoff(sessionId, token), this.keys.session(sessionId).handoffs, token));
     if (res === 'not_found') return { status: 'not_found' };
     if (res === 'used') return { status: 'used' };
     const f = flatToRecord(res as string[]);
     return {
       status: 'ok',
       handoff: {
-        token, sessionId, sourceDevice: f.src, targetDevice: f.tgt, version: Number(f.v),
+        token, sessionId, sourceDevice: f.src, targetDevice: f.tgt, version: Number(f.v), epoch: f.epoch ?? '',
         state: loadValue(f.state) as JsonObject, createdAt: Number(f.created), expiresAt: Number(f.exp),
       },
     };
@@ -277,13 +349,62 @@ export class RedisStore implements SessionStore {
   }
 }
 
+/** Appends the op's script arguments (see mutate.lua): values in stored form, with their sizes. */
+function opArguments(op: StateOp, args: (string | number)[]): void {
+  switch (op.op) {
+    case 'set': {
+      const text = JSON.stringify(op.value);
+      args.push(op.key, storeValue(text), byteLength(op.key) + byteLength(text));
+      return;
+    }
+    case 'delete':
+      args.push(op.key);
+      return;
+    case 'incr':
+      args.push(op.key, op.delta);
+      return;
+    default: {
+      const obj = op.op === 'replace' ? op.state : op.changes;
+      const names = Object.keys(obj);
+      args.push(names.length);
+      for (const name of names) {
+        const text = JSON.stringify(obj[name]);
+        args.push(name, storeValue(text), byteLength(name) + byteLength(text));
+      }
+      if (op.op === 'patch') args.push(...op.deleted);
+    }
+  }
+}
+
+function parseCursor(cursor: string | null): { score: number; id: string } | null {
+  if (!cursor) return null;
+  const i = cursor.indexOf(':');
+  const score = Number(cursor.slice(0, i));
+  return i > 0 && Number.isFinite(score) ? { score, id: cursor.slice(i + 1) } : null;
+}
+
 function flatToRecord(flat: string[]): Record<string, string> {
   const out: Record<string, string> = Object.create(null);
   for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i]] = flat[i + 1];
   return out;
 }
 
-function decodeMutation(r: unknown[]): MutationResult {
+/** The state hash's "version|size|stored" records → state object (null prototype: keys are data). */
+export function stateFromRecords(flat: readonly string[]): JsonObject {
+  const out: JsonObject = Object.create(null);
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const raw = flat[i + 1];
+    const a = raw.indexOf('|');
+    out[flat[i]] = loadValue(raw.slice(raw.indexOf('|', a + 1) + 1));
+  }
+  return out;
+}
+
+function decodeMutation(r: unknown[]): { result: MutationResult; refreshedAt: number } {
+  return { result: mutationResult(r), refreshedAt: r[0] === 'ok' && r[14] === 1 ? Number(r[13]) : 0 };
+}
+
+function mutationResult(r: unknown[]): MutationResult {
   switch (r[0]) {
     case 'ok': {
       const valueText = r[4] as string;
@@ -300,6 +421,8 @@ function decodeMutation(r: unknown[]): MutationResult {
         deviceId: (r[8] as string) || null,
         appVersion: (r[9] as string) || null,
         state: Array.isArray(r[10]) && r[10].length > 0 ? stateFromFlat(r[10] as string[]) : undefined,
+        epoch: r[12] as string,
+        expiresAt: Number(r[13]) || 0,
       };
     }
     case 'conflict':
@@ -315,6 +438,8 @@ function decodeMutation(r: unknown[]): MutationResult {
       return { status: 'not_a_number', key: r[1] as string };
     case 'too_large':
       return { status: 'too_large', bytes: r[1] as number };
+    case 'quota_exceeded':
+      return { status: 'quota_exceeded' };
     default:
       throw new Error(`unexpected mutate reply ${String(r[0])}`);
   }

@@ -32,11 +32,19 @@ export interface MutationRequest {
   readonly baseVersion?: number;
   readonly deviceId?: string;
   readonly appVersion?: string;
-  /** Who wrote it, so the origin connection does not get its own update back. */
+  /** The writing process (node incarnation id), so the origin connection does not get its own update back. */
   readonly originNode: string;
   readonly originConn?: number;
-  /** With `deviceId`: a retry with the same pair within 5 minutes is acknowledged, not re-applied. */
+  /**
+   * With `deviceId` and no `mutationId`: a retry with the same pair is acknowledged, not
+   * re-applied, within the dedupe window (see StoreLimits.idempotencyTtlMs).
+   */
   readonly correlationId?: string;
+  /**
+   * With `deviceId`: strictly increasing per (session, device). A mutation whose id is not above
+   * the highest one processed for the device is answered `duplicate` and not applied (SPEC §10).
+   */
+  readonly mutationId?: number;
 }
 
 export type MutationResult =
@@ -47,7 +55,10 @@ export type MutationResult =
       readonly rebased: boolean;
       /** INCREMENT: the resulting value. */
       readonly value?: JsonValue;
-      /** True when this was an idempotent retry answered from the earlier result. */
+      /**
+       * True when this was a retry answered without applying it: from the earlier result
+       * (correlation id), or with the current version (mutation id already processed).
+       */
       readonly duplicate: boolean;
       readonly updatedAt: number;
       readonly createdAt: number;
@@ -57,6 +68,10 @@ export type MutationResult =
       readonly appVersion: string | null;
       /** `merge`: the resulting whole state (what was written, not a re-read). */
       readonly state?: JsonObject;
+      /** The session's incarnation (SPEC §9). */
+      readonly epoch: string;
+      /** When the session (every key of it) expires, as of this write. */
+      readonly expiresAt: number;
     }
   | {
       readonly status: 'conflict';
@@ -69,12 +84,15 @@ export type MutationResult =
   /** INCREMENT of a value that is not a number, or a result that is not finite. */
   | { readonly status: 'not_a_number'; readonly key: string }
   /** The state would exceed MAX_STATE_BYTES. */
-  | { readonly status: 'too_large'; readonly bytes: number };
+  | { readonly status: 'too_large'; readonly bytes: number }
+  /** The write would create a session beyond the owner's MAX_SESSIONS_PER_USER. */
+  | { readonly status: 'quota_exceeded' };
 
 export interface Snapshot {
   readonly sessionId: string;
   readonly userId: string;
   readonly version: number;
+  readonly epoch: string;
   readonly state: JsonObject;
   readonly deviceId: string | null;
   readonly appVersion: string | null;
@@ -87,7 +105,49 @@ export interface SessionSummary {
   readonly sessionId: string;
   readonly userId: string;
   readonly version: number;
+  readonly epoch: string;
   readonly updatedAt: number;
+  readonly expiresAt: number;
+}
+
+export interface SessionHead {
+  readonly userId: string;
+  readonly version: number;
+  readonly epoch: string;
+}
+
+export type ClaimResult =
+  | {
+      readonly status: 'ok';
+      readonly userId: string;
+      readonly version: number;
+      readonly epoch: string;
+      readonly created: boolean;
+      /** Highest mutation id processed for the claiming device (0 if none). */
+      readonly lastMutationId: number;
+    }
+  | { readonly status: 'quota_exceeded' };
+
+/** What a resume needs: the updates after a version, within the epoch it belongs to. */
+export interface UpdatesSince {
+  readonly epoch: string;
+  readonly frames: Uint8Array[];
+}
+
+export interface StoreLimits {
+  /** Sliding lifetime of a session without writes or connected devices. */
+  readonly ttlSeconds: number;
+  readonly maxStateBytes: number;
+  /** Update log entries kept per session for resume (at least; trimmed in batches above it). */
+  readonly logLength: number;
+  /** Update log bytes kept per session; resume falls back to a snapshot past it. */
+  readonly logMaxBytes: number;
+  /** Correlation-id dedupe window (SPEC §10: 5 minutes). */
+  readonly idempotencyTtlMs: number;
+  /** Live sessions one user may own; 0 = no limit. */
+  readonly maxSessionsPerUser: number;
+  /** Live handoff tokens per session; 0 = no limit. */
+  readonly maxHandoffsPerSession: number;
 }
 
 export interface Page<T> {
@@ -108,6 +168,7 @@ export interface HandoffRecord {
   readonly sourceDevice: string;
   readonly targetDevice: string;
   readonly version: number;
+  readonly epoch: string;
   readonly state: JsonObject;
   readonly createdAt: number;
   readonly expiresAt: number;
@@ -117,8 +178,12 @@ export interface HandoffRecord {
  * Durable session state shared by every node. Guarantees:
  * - `mutate` is atomic: version check, write, version bump, per-key versions, TTL refresh, update
  *   log append and the bus publish happen as one step, so bus order equals version order.
- * - Versions of a session are 1, 2, 3… with no gaps; a session claimed but never written is at 0.
- * - Everything of a session expires `ttlSeconds` after its last write (sliding).
+ * - Versions of a session are 1, 2, 3… with no gaps within one epoch; a session claimed but never
+ *   written is at 0. A session created again (after it expired or was lost) gets a new epoch.
+ * - Everything of a session expires together, between `ttlSeconds` and 9/8 of it after its last
+ *   write, claim or `keepAlive` (the refresh is amortised: at most one per eighth of the TTL).
+ * - Storage per session is bounded by its state: the log by entries and bytes, deletions and
+ *   dedupe records by count.
  * Throws StoreUnavailableError when the backing store cannot be reached; never half-writes.
  */
 export interface SessionStore {
@@ -126,25 +191,41 @@ export interface SessionStore {
   mutate(req: MutationRequest): Promise<MutationResult>;
   /** The snapshot, or null if it does not exist (ownership is the caller's check). */
   get(sessionId: string): Promise<Snapshot | null>;
-  /** Owner and version only: cheap existence/ownership check. */
-  head(sessionId: string): Promise<{ userId: string; version: number } | null>;
+  /** Owner, version and epoch only: cheap existence/ownership check. */
+  head(sessionId: string): Promise<SessionHead | null>;
   /**
-   * Creates an empty session (version 0) owned by `userId` unless it exists. Returns the owner and
-   * version afterwards; the session becomes the user's most recent.
+   * Creates an empty session (version 0, a new epoch) owned by `userId` unless it exists, within
+   * the user's session quota. Either way the session's expiry is refreshed, it becomes the user's
+   * most recent if they own it, and `deviceId`'s mutation mark is returned.
    */
-  claim(sessionId: string, userId: string): Promise<{ userId: string; version: number; created: boolean }>;
-  /** The user's most recently written (or claimed) session id, if any is alive. */
+  claim(sessionId: string, userId: string, deviceId?: string): Promise<ClaimResult>;
+  /** The user's most recently written (or claimed) live session id, if any. */
   latestSessionOf(userId: string): Promise<string | null>;
+  /** Live sessions owned by the user (at most MAX_SESSIONS_PER_USER of them). */
+  sessionsOfUser(userId: string): Promise<SessionSummary[]>;
+  /**
+   * Live sessions, a page at a time. Every session alive for the whole walk is listed at least
+   * once; one whose expiry is refreshed meanwhile may be listed twice.
+   */
   listSessions(limit: number, cursor: string | null): Promise<Page<SessionSummary>>;
   countSessions(): Promise<number>;
+  /**
+   * Keeps sessions with connected devices alive (SPEC §9): refreshes their expiry when it is due.
+   * Cheap to call for many sessions at once; callers batch.
+   */
+  keepAlive(sessionIds: readonly string[]): Promise<void>;
 
-  /** Updates logged after `afterVersion`, in order; null when the log no longer covers the gap. */
-  updatesSince(sessionId: string, afterVersion: number): Promise<Uint8Array[] | null>;
+  /**
+   * Updates logged after `afterVersion` of `epoch` (any epoch when null), in order, with the
+   * session's epoch; null when the log no longer covers the gap or the epoch is another one.
+   */
+  updatesSince(sessionId: string, afterVersion: number, epoch: string | null): Promise<UpdatesSince | null>;
 
   /** Records a refresh token's use. `reused` (already used) revokes the whole family. */
   useRefreshToken(jti: string, family: string, ttlSeconds: number): Promise<RefreshOutcome>;
 
-  createHandoff(record: HandoffRecord): Promise<void>;
+  /** Stores a handoff token unless the session already holds MAX_HANDOFFS_PER_SESSION live ones. */
+  createHandoff(record: HandoffRecord): Promise<'ok' | 'quota_exceeded'>;
   /** Single use, atomically: the first call gets the record, later ones `used`. */
   consumeHandoff(sessionId: string, token: string): Promise<HandoffOutcome>;
 

@@ -11,6 +11,7 @@ export interface QueryAuth {
   os_version?: string;
   app_version?: string;
   last_version?: number;
+  last_epoch?: string;
 }
 
 /**
@@ -24,10 +25,14 @@ export interface Conn {
   readonly openedAt: number;
   authed: boolean;
   authInFlight: boolean;
+  /** Frames that arrived while authentication was in flight, replayed once it settles. */
+  held: Buffer[] | null;
   closed: boolean;
   userId: string;
   admin: boolean;
   sessionId: string;
+  /** The session's owner (who re-creates it if its data is lost under this connection). */
+  ownerId: string;
   deviceId: string;
   tokenExpiresAt: number;
   expiryNotified: boolean;
@@ -38,6 +43,8 @@ export interface Conn {
   counted: boolean;
   /** Highest session version this connection has been given (or skipped as its own write). */
   lastVersion: number;
+  /** The epoch `lastVersion` belongs to. */
+  epoch: string;
   /** Bus frames held back while a snapshot or replay is being prepared; null when live. */
   pending: UpdateFrame[] | null;
   /** Slow consumer: deltas are skipped until drain, then one fresh snapshot is sent. */
@@ -73,10 +80,12 @@ export function newConn(binary: boolean, query: QueryAuth | null, now: number, b
     openedAt: now,
     authed: false,
     authInFlight: false,
+    held: null,
     closed: false,
     userId: '',
     admin: false,
     sessionId: '',
+    ownerId: '',
     deviceId: '',
     tokenExpiresAt: 0,
     expiryNotified: false,
@@ -84,6 +93,7 @@ export function newConn(binary: boolean, query: QueryAuth | null, now: number, b
     active: false,
     counted: false,
     lastVersion: 0,
+    epoch: '',
     pending: null,
     stale: false,
     bucket: burst,

@@ -3,7 +3,8 @@ import type { TemplatedApp } from 'uWebSockets.js';
 import type { Hub } from '../hub';
 import { connOf, type WS } from './conn';
 import { Encoded } from './frames';
-import { TOPIC } from './gateway';
+import { TOPIC } from './topics';
+import { send } from './io';
 import type { Metrics } from '../metrics';
 
 /**
@@ -81,6 +82,5 @@ export function deliverControl(f: ControlFrame, hub: Hub, app: TemplatedApp, met
 function sendTo(ws: WS, enc: Encoded): void {
   const c = connOf(ws);
   if (c.closed || !c.authed) return;
-  const data = enc.for(c.binary);
-  ws.send(data, typeof data !== 'string');
+  send(ws, enc.for(c.binary));
 }

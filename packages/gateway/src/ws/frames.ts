@@ -32,12 +32,12 @@ export function updateEnvelope(f: UpdateFrame): Envelope {
       };
     case 'replace':
     case 'merge':
-      return { type: MessageType.SNAPSHOT_RESPONSE, ...base, payload: snapshotPayload(f.sessionId, f.version, stateFromFlat(f.fields), f.updatedAt) };
+      return { type: MessageType.SNAPSHOT_RESPONSE, ...base, payload: snapshotPayload(f.sessionId, f.version, stateFromFlat(f.fields), f.updatedAt, f.epoch) };
   }
 }
 
-export function snapshotPayload(sessionId: string, version: number, state: JsonObject, updatedAt: number) {
-  return { session_id: sessionId, version, state_data: state, updated_at: new Date(updatedAt).toISOString() };
+export function snapshotPayload(sessionId: string, version: number, state: JsonObject, updatedAt: number, epoch: string) {
+  return { session_id: sessionId, version, state_data: state, updated_at: new Date(updatedAt).toISOString(), epoch };
 }
 
 /**

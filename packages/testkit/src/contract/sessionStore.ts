@@ -14,7 +14,10 @@ export interface StoreHarness {
 
 export type StoreFactory = (limits: StoreLimits) => Promise<StoreHarness>;
 
-export const CONTRACT_LIMITS: StoreLimits = { ttlSeconds: 3600, maxStateBytes: 64 * 1024, logLength: 20, idempotencyTtlMs: 300_000 };
+export const CONTRACT_LIMITS: StoreLimits = {
+  ttlSeconds: 3600, maxStateBytes: 64 * 1024, logLength: 20, logMaxBytes: 1024 * 1024, idempotencyTtlMs: 300_000,
+  maxSessionsPerUser: 0, maxHandoffsPerSession: 0,
+};
 
 const alice = { userId: 'alice', admin: false };
 const bob = { userId: 'bob', admin: false };
@@ -49,7 +52,8 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
         const snap = await store.get(id);
         expect(snap).toMatchObject({ sessionId: id, userId: 'alice', version: 1, deviceId: 'd1', appVersion: '2.1.0' });
         expect(snap!.state).toEqual({ mood: 'calm', progress: 75 });
-        expect(await store.head(id)).toEqual({ userId: 'alice', version: 1 });
+        expect(await store.head(id)).toEqual({ userId: 'alice', version: 1, epoch: r.status === 'ok' && r.epoch });
+        expect(snap!.epoch).toMatch(/^[A-Za-z0-9_-]{12,}$/);
       });
 
       it('rejects a new session written at a version other than 1 with current 0', async () => {
@@ -213,13 +217,15 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
     });
 
     describe('TTL', () => {
-      it('reports an expiry one TTL after the last write', async () => {
+      it('reports an expiry between one TTL and 9/8 of it after the last write', async () => {
         const id = sid();
         const before = Date.now();
-        await store.mutate(req(id, { op: 'set', key: 'a', value: 1 }));
+        const r = await store.mutate(req(id, { op: 'set', key: 'a', value: 1 }));
         const snap = await store.get(id);
-        expect(snap!.expiresAt).toBeGreaterThanOrEqual(before + CONTRACT_LIMITS.ttlSeconds * 1000 - 1000);
-        expect(snap!.expiresAt).toBeLessThanOrEqual(Date.now() + CONTRACT_LIMITS.ttlSeconds * 1000 + 1000);
+        const ttl = CONTRACT_LIMITS.ttlSeconds * 1000;
+        expect(snap!.expiresAt).toBeGreaterThanOrEqual(before + ttl);
+        expect(snap!.expiresAt).toBeLessThanOrEqual(Date.now() + ttl + ttl / 8);
+        expect(r.status === 'ok' && r.expiresAt).toBe(snap!.expiresAt);
       });
 
       it('forgets a session after its TTL, and a write slides the TTL', async () => {
@@ -231,10 +237,44 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
           await short.store.mutate(req(id, { op: 'set', key: 'a', value: 2 }));
           await new Promise((r) => setTimeout(r, 600));
           expect((await short.store.get(id))!.state).toEqual({ a: 2 });
+          const epoch = (await short.store.head(id))!.epoch;
           await eventually(async () => (await short.store.get(id)) === null, 5000);
           expect(await short.store.head(id)).toBeNull();
-          // Recreated after expiry: versions start over and the old log does not interfere.
-          expect(await short.store.mutate(req(id, { op: 'set', key: 'b', value: 1 }))).toMatchObject({ status: 'ok', version: 1, created: true });
+          // Recreated after expiry: versions start over in a new epoch, the old log does not interfere.
+          const again = await short.store.mutate(req(id, { op: 'set', key: 'b', value: 1 }));
+          expect(again).toMatchObject({ status: 'ok', version: 1, created: true });
+          expect(again.status === 'ok' && again.epoch).not.toBe(epoch);
+          expect(await short.store.updatesSince(id, 0, epoch)).toBeNull();
+          expect((await short.store.updatesSince(id, 0, null))!.frames).toHaveLength(1);
+          expect((await short.store.get(id))!.state).toEqual({ b: 1 });
+        } finally {
+          await short.close();
+        }
+      });
+    });
+
+    describe('expiry while devices are connected', () => {
+      it('keepAlive keeps an idle session (every key of it) alive past its TTL; without it, it expires', async () => {
+        const short = await factory({ ...CONTRACT_LIMITS, ttlSeconds: 1 });
+        try {
+          const kept = sid();
+          const idle = sid();
+          for (const id of [kept, idle]) {
+            await short.store.mutate(req(id, { op: 'set', key: 'a', value: 1 }, { deviceId: 'd', mutationId: 1 }));
+            await short.store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }));
+          }
+          const epoch = (await short.store.head(kept))!.epoch;
+          const until = Date.now() + 2500;
+          while (Date.now() < until) {
+            await short.store.keepAlive([kept]);
+            await new Promise((r) => setTimeout(r, 100));
+          }
+          expect(await short.store.head(idle)).toBeNull();
+          const snap = await short.store.get(kept);
+          expect(snap).toMatchObject({ version: 2, epoch, state: { a: 1, n: 1 } });
+          expect((await short.store.updatesSince(kept, 0, epoch))!.frames).toHaveLength(2);
+          expect(await short.store.claim(kept, 'alice', 'd')).toMatchObject({ status: 'ok', lastMutationId: 1, epoch });
+          expect(await short.store.mutate(req(kept, { op: 'incr', key: 'n', delta: 1 }))).toMatchObject({ status: 'ok', version: 3, epoch });
         } finally {
           await short.close();
         }
@@ -276,6 +316,126 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
         expect(other).toMatchObject({ version: 2, value: 2, duplicate: false });
         expect((await store.get(id))!.state).toEqual({ n: 2 });
       });
+
+      it('keeps writes apart whatever characters their device and correlation ids contain', async () => {
+        const id = sid();
+        const a = await store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }, { deviceId: 'tab:1', correlationId: 'x' }));
+        const b = await store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }, { deviceId: 'tab', correlationId: '1:x' }));
+        const c = await store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }, { deviceId: 'tab\u00001', correlationId: 'x' }));
+        const d = await store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }, { deviceId: 'tab', correlationId: '\u00001x' }));
+        expect([a, b, c, d].map((r) => r.status === 'ok' && r.duplicate)).toEqual([false, false, false, false]);
+        expect((await store.get(id))!.state).toEqual({ n: 4 });
+      });
+    });
+
+    describe('mutation ids (SPEC §10)', () => {
+      it('applies each mutation id of a device once, answering later copies with the current version', async () => {
+        const id = sid();
+        const m1 = await store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }, { deviceId: 'phone', mutationId: 1, correlationId: 'a' }));
+        expect(m1).toMatchObject({ status: 'ok', version: 1, duplicate: false });
+        await store.mutate(req(id, { op: 'set', key: 'o', value: 1 }, { deviceId: 'tablet' }));
+        // Same id, new correlation id (the correlation window is long gone): not applied again.
+        expect(await store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }, { deviceId: 'phone', mutationId: 1, correlationId: 'b' })))
+          .toMatchObject({ status: 'ok', version: 2, duplicate: true });
+        // Lower ids are duplicates too; higher ones apply; other devices have their own sequence.
+        expect(await store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }, { deviceId: 'phone', mutationId: 5 }))).toMatchObject({ version: 3, duplicate: false });
+        expect(await store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }, { deviceId: 'phone', mutationId: 4 }))).toMatchObject({ version: 3, duplicate: true });
+        expect(await store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }, { deviceId: 'tablet', mutationId: 1 }))).toMatchObject({ version: 4, duplicate: false });
+        expect((await store.get(id))!.state).toEqual({ n: 3, o: 1 });
+        expect(await store.claim(id, 'alice', 'phone')).toMatchObject({ status: 'ok', lastMutationId: 5 });
+        expect(await store.claim(id, 'alice', 'tablet')).toMatchObject({ status: 'ok', lastMutationId: 1 });
+        expect(await store.claim(id, 'alice', 'web')).toMatchObject({ status: 'ok', lastMutationId: 0 });
+      });
+
+      it('counts a refusal a retry would repeat as processed', async () => {
+        const id = sid();
+        await store.mutate(req(id, { op: 'set', key: 's', value: 'text' }));
+        expect(await store.mutate(req(id, { op: 'incr', key: 's', delta: 1 }, { deviceId: 'phone', mutationId: 1 }))).toMatchObject({ status: 'not_a_number' });
+        expect(await store.mutate(req(id, { op: 'set', key: 'a', value: 1 }, { deviceId: 'phone', mutationId: 2, baseVersion: 9 }))).toMatchObject({ status: 'conflict' });
+        expect(await store.mutate(req(id, { op: 'set', key: 'a', value: 1 }, { deviceId: 'phone', mutationId: 2 }))).toMatchObject({ status: 'ok', duplicate: true, version: 1 });
+        expect(await store.claim(id, 'alice', 'phone')).toMatchObject({ lastMutationId: 2 });
+        expect((await store.get(id))!.state).toEqual({ s: 'text' });
+      });
+    });
+
+    describe('bounded storage', () => {
+      it('deleting keys that never existed leaves no tombstone (no conflict for an older base)', async () => {
+        const id = sid();
+        await store.mutate(req(id, { op: 'set', key: 'a', value: 1 }));
+        await store.mutate(req(id, { op: 'delete', key: 'ghost' }));
+        await store.mutate(req(id, { op: 'patch', changes: {}, deleted: ['ghost2', 'ghost3'] }));
+        expect(await store.mutate(req(id, { op: 'set', key: 'ghost', value: 1 }, { baseVersion: 1 }))).toMatchObject({ status: 'ok', rebased: true });
+        expect((await store.get(id))!.state).toEqual({ a: 1, ghost: 1 });
+      });
+
+      it('bounds tombstones: past the cap, deletions before a floor conflict conservatively', async () => {
+        const id = sid();
+        const keys = Array.from({ length: 1100 }, (_, i) => `k${i}`);
+        await store.mutate(req(id, { op: 'patch', changes: Object.fromEntries(keys.map((k) => [k, 1])), deleted: [] }));
+        await store.mutate(req(id, { op: 'set', key: 'x', value: 1 }));
+        await store.mutate(req(id, { op: 'patch', changes: {}, deleted: keys })); // v3
+        expect((await store.get(id))!.state).toEqual({ x: 1 });
+        // Deleted after base 2: conflict, as with a tombstone; a key written before the floor is still exact.
+        expect(await store.mutate(req(id, { op: 'set', key: 'k7', value: 2 }, { baseVersion: 2 }))).toMatchObject({ status: 'conflict', conflictingKeys: ['k7'] });
+        expect(await store.mutate(req(id, { op: 'set', key: 'x', value: 2 }, { baseVersion: 2 }))).toMatchObject({ status: 'ok', rebased: true });
+      });
+
+      it('caps the update log by bytes as well as entries; resume falls back to a snapshot past it', async () => {
+        const small = await factory({ ...CONTRACT_LIMITS, logLength: 1000, logMaxBytes: 8 * 1024 });
+        try {
+          const id = sid();
+          const big = 'z'.repeat(1000);
+          for (let i = 0; i < 30; i++) await small.store.mutate(req(id, { op: 'set', key: `k${i}`, value: big }));
+          const epoch = (await small.store.head(id))!.epoch;
+          expect(await small.store.updatesSince(id, 5, epoch)).toBeNull();
+          const recent = await small.store.updatesSince(id, 25, epoch);
+          expect(recent!.frames.map((b) => (decodeBusFrame(b) as UpdateFrame).version)).toEqual([26, 27, 28, 29, 30]);
+          // One huge frame alone past the cap still keeps the newest entry.
+          await small.store.mutate(req(id, { op: 'set', key: 'huge', value: 'h'.repeat(12 * 1024) }));
+          expect((await small.store.updatesSince(id, 30, epoch))!.frames).toHaveLength(1);
+        } finally {
+          await small.close();
+        }
+      });
+    });
+
+    describe('quotas', () => {
+      it('refuses a user\'s session beyond maxSessionsPerUser (write or claim), others unaffected', async () => {
+        const q = await factory({ ...CONTRACT_LIMITS, maxSessionsPerUser: 3 });
+        try {
+          const user = `q-${randomUUID()}`;
+          const actor = { userId: user, admin: false };
+          const ids = [sid(), sid(), sid()];
+          await q.store.mutate(req(ids[0], { op: 'set', key: 'a', value: 1 }, { actor, ownerId: user }));
+          await q.store.mutate(req(ids[1], { op: 'set', key: 'a', value: 1 }, { actor, ownerId: user }));
+          expect(await q.store.claim(ids[2], user)).toMatchObject({ status: 'ok', created: true });
+          expect(await q.store.mutate(req(sid(), { op: 'set', key: 'a', value: 1 }, { actor, ownerId: user }))).toEqual({ status: 'quota_exceeded' });
+          expect(await q.store.claim(sid(), user)).toEqual({ status: 'quota_exceeded' });
+          // Existing sessions stay writable and claimable; another user is not affected.
+          expect(await q.store.mutate(req(ids[2], { op: 'set', key: 'a', value: 1 }, { actor, ownerId: user }))).toMatchObject({ status: 'ok', version: 1 });
+          expect(await q.store.claim(ids[0], user)).toMatchObject({ status: 'ok', created: false });
+          expect(await q.store.claim(sid(), `other-${user}`)).toMatchObject({ status: 'ok', created: true });
+          expect((await q.store.sessionsOfUser(user)).map((x) => x.sessionId).sort()).toEqual([...ids].sort());
+        } finally {
+          await q.close();
+        }
+      });
+
+      it('refuses handoff tokens beyond maxHandoffsPerSession; a used one frees its place', async () => {
+        const q = await factory({ ...CONTRACT_LIMITS, maxHandoffsPerSession: 2 });
+        try {
+          const id = sid();
+          const h = (token: string) => ({ token, sessionId: id, sourceDevice: 'a', targetDevice: 'b', version: 0, epoch: 'e', state: {}, createdAt: Date.now(), expiresAt: Date.now() + 60_000 });
+          expect(await q.store.createHandoff(h('t1'))).toBe('ok');
+          expect(await q.store.createHandoff(h('t2'))).toBe('ok');
+          expect(await q.store.createHandoff(h('t3'))).toBe('quota_exceeded');
+          expect(await q.store.consumeHandoff(id, 't3')).toEqual({ status: 'not_found' });
+          expect(await q.store.consumeHandoff(id, 't1')).toMatchObject({ status: 'ok' });
+          expect(await q.store.createHandoff(h('t3'))).toBe('ok');
+        } finally {
+          await q.close();
+        }
+      });
     });
 
     describe('update log and bus frames', () => {
@@ -298,20 +458,28 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
       it('replays exactly the updates after a version while the log covers them', async () => {
         const id = sid();
         for (let i = 0; i < 30; i++) await store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }));
-        const after25 = await store.updatesSince(id, 25);
-        expect(after25!.map((b) => (decodeBusFrame(b) as UpdateFrame).version)).toEqual([26, 27, 28, 29, 30]);
-        expect(await store.updatesSince(id, 30)).toEqual([]);
-        expect(await store.updatesSince(id, 2)).toBeNull(); // the log keeps ~20 here
-        expect(await store.updatesSince(id, 31)).toBeNull();
-        expect(await store.updatesSince(sid(), 0)).toEqual([]);
+        const epoch = (await store.head(id))!.epoch;
+        const after25 = await store.updatesSince(id, 25, epoch);
+        expect(after25!.epoch).toBe(epoch);
+        expect(after25!.frames.map((b) => (decodeBusFrame(b) as UpdateFrame).version)).toEqual([26, 27, 28, 29, 30]);
+        expect(after25!.frames.map((b) => (decodeBusFrame(b) as UpdateFrame).epoch)).toEqual(Array(5).fill(epoch));
+        expect(await store.updatesSince(id, 30, epoch)).toEqual({ epoch, frames: [] });
+        const anyEpoch = await store.updatesSince(id, 25, null);
+        expect(anyEpoch!.frames.map((b) => (decodeBusFrame(b) as UpdateFrame).version)).toEqual([26, 27, 28, 29, 30]);
+        expect(await store.updatesSince(id, 25, 'another-epoch')).toBeNull();
+        expect(await store.updatesSince(id, 2, epoch)).toBeNull(); // the log keeps ~20 here
+        expect(await store.updatesSince(id, 31, epoch)).toBeNull();
+        expect(await store.updatesSince(sid(), 0, null)).toBeNull();
       });
     });
 
     describe('sessions of a user', () => {
       it('claims an unknown session at version 0 for its first user only', async () => {
         const id = sid();
-        expect(await store.claim(id, 'carol')).toEqual({ userId: 'carol', version: 0, created: true });
-        expect(await store.claim(id, 'dave')).toEqual({ userId: 'carol', version: 0, created: false });
+        const first = await store.claim(id, 'carol', 'phone');
+        expect(first).toMatchObject({ status: 'ok', userId: 'carol', version: 0, created: true, lastMutationId: 0 });
+        const epoch = first.status === 'ok' ? first.epoch : '';
+        expect(await store.claim(id, 'dave')).toEqual({ status: 'ok', userId: 'carol', version: 0, epoch, created: false, lastMutationId: 0 });
         expect(await store.mutate(req(id, { op: 'set', key: 'a', value: 1 }, { actor: { userId: 'dave', admin: false }, ownerId: 'dave' }))).toEqual({ status: 'not_found' });
         expect(await store.mutate(req(id, { op: 'replace', state: { a: 1 } }, { actor: { userId: 'carol', admin: false }, ownerId: 'carol', expectVersion: 1 }))).toMatchObject({ status: 'ok', version: 1, created: true });
       });
@@ -366,18 +534,18 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
       it('consumes a handoff token exactly once', async () => {
         const id = sid();
         const token = randomUUID();
-        await store.createHandoff({ token, sessionId: id, sourceDevice: 'phone', targetDevice: 'tablet', version: 4, state: { a: 1 }, createdAt: Date.now(), expiresAt: Date.now() + 60_000 });
+        expect(await store.createHandoff({ token, sessionId: id, sourceDevice: 'phone', targetDevice: 'tablet', version: 4, epoch: 'e1', state: { a: 1 }, createdAt: Date.now(), expiresAt: Date.now() + 60_000 })).toBe('ok');
         const results = await Promise.all([store.consumeHandoff(id, token), store.consumeHandoff(id, token), store.consumeHandoff(id, token)]);
         expect(results.filter((r) => r.status === 'ok')).toHaveLength(1);
         expect(results.filter((r) => r.status === 'used')).toHaveLength(2);
-        expect(results.find((r) => r.status === 'ok')).toMatchObject({ handoff: { sourceDevice: 'phone', targetDevice: 'tablet', version: 4, state: { a: 1 } } });
+        expect(results.find((r) => r.status === 'ok')).toMatchObject({ handoff: { sourceDevice: 'phone', targetDevice: 'tablet', version: 4, epoch: 'e1', state: { a: 1 } } });
         expect(await store.consumeHandoff(id, 'nope')).toEqual({ status: 'not_found' });
         expect(await store.consumeHandoff(sid(), token)).toEqual({ status: 'not_found' });
       });
 
       it('forgets an expired handoff token', async () => {
         const id = sid();
-        await store.createHandoff({ token: 't', sessionId: id, sourceDevice: 'a', targetDevice: 'b', version: 0, state: {}, createdAt: Date.now(), expiresAt: Date.now() + 150 });
+        await store.createHandoff({ token: 't', sessionId: id, sourceDevice: 'a', targetDevice: 'b', version: 0, epoch: 'e', state: {}, createdAt: Date.now(), expiresAt: Date.now() + 150 });
         await eventually(async () => (await store.consumeHandoff(id, 't')).status === 'not_found', 3000);
       });
     });

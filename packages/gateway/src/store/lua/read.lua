@@ -1,5 +1,5 @@
--- Atomic read of a session: meta and state from the same instant, plus the remaining TTL.
--- KEYS: 1 meta, 2 state.  Returns false or {metaFlat, stateFlat, pttl}.
-local meta = redis.call('HGETALL', KEYS[1])
-if #meta == 0 then return false end
-return {meta, redis.call('HGETALL', KEYS[2]), redis.call('PTTL', KEYS[1])}
+-- Atomic read of a session: meta and state from the same instant.
+-- KEYS: 1 meta, 2 state. Returns false or {{uid, v, epoch, created, updated, dev, app, exp}, stateRecordsFlat}.
+local meta = redis.call('HMGET', KEYS[1], 'uid', 'v', 'epoch', 'created', 'updated', 'dev', 'app', 'exp')
+if not meta[1] then return false end
+return {meta, redis.call('HGETALL', KEYS[2])}

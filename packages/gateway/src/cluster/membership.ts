@@ -1,0 +1,141 @@
+import type { Logger } from '../log';
+import type { PresenceRegistry } from '../presence/types';
+import { nodeIdOf } from './instance';
+import type { LocalConnection, NodeInfo, NodeRegistry } from './nodeRegistry';
+
+/** What membership needs to know about this node's own sockets and sessions. */
+export interface LocalView {
+  /** Sessions with a local socket now. */
+  sessionIds(): string[];
+  /** Sessions joined and left since the last call. */
+  drainSessionChanges(): { added: string[]; removed: string[] };
+  /** Authenticated local connections by connection id. */
+  connections(): Map<string, LocalConnection>;
+  /** The figures of NodeInfo this node reports. */
+  figures(): { active_connections: number; sessions: number; [extra: string]: unknown };
+}
+
+export interface MembershipOptions {
+  readonly instance: string;
+  readonly startedAt: number;
+  readonly heartbeatMs: number;
+  /** The connection list is sent as a delta each beat and whole every this many beats. */
+  readonly rewriteEvery?: number;
+}
+
+export interface MembershipHooks {
+  /** A reaped instance's device went offline: tell the session's other devices (DEVICE_LEFT timeout). */
+  deviceTimedOut(sessionId: string, deviceId: string): Promise<void>;
+  /** This instance was declared dead while alive (a long pause): count its devices back in. */
+  recount(): Promise<void>;
+}
+
+/**
+ * Cluster membership of one node incarnation: heartbeats into the registry, reaping of dead
+ * instances (their devices go offline and the others hear DEVICE_LEFT `timeout`, with no help from
+ * the dead node), takeover of previous incarnations of the same NODE_ID at start, and a clean
+ * leave on shutdown. Nothing depends on a node saying goodbye.
+ */
+export class Membership {
+  private beats = 0;
+  private reported = new Set<string>();
+  private timer: NodeJS.Timeout | null = null;
+  private beating = false;
+
+  constructor(
+    private readonly registry: NodeRegistry,
+    private readonly presence: PresenceRegistry,
+    private readonly local: LocalView,
+    private readonly hooks: MembershipHooks,
+    private readonly log: Logger,
+    private readonly opts: MembershipOptions,
+  ) {}
+
+  get instance(): string {
+    return this.opts.instance;
+  }
+
+  /**
+   * Registers this incarnation and reaps every earlier incarnation of the same NODE_ID at once
+   * (its devices are offline unless they are back), before this node accepts a connection.
+   */
+  async start(): Promise<void> {
+    await this.beat();
+    const { live, dead } = await this.registry.list(Date.now());
+    const mine = nodeIdOf(this.opts.instance);
+    for (const n of [...live, ...dead]) {
+      if (n.instance !== this.opts.instance && nodeIdOf(n.instance) === mine) await this.reap(n.instance, 'previous incarnation');
+    }
+    this.timer = setInterval(() => {
+      if (this.beating) return;
+      this.beating = true;
+      this.beat()
+        .then(() => this.reapDead())
+        .catch((err) => this.log.warn({ err: (err as Error).message }, 'heartbeat failed'))
+        .finally(() => (this.beating = false));
+    }, this.opts.heartbeatMs);
+    this.timer.unref();
+  }
+
+  /** One heartbeat: re-register if we were reaped, session set and connection list deltas, info. */
+  async beat(): Promise<void> {
+    const inst = this.opts.instance;
+    if (await this.registry.takeReapedMark(inst, this.opts.startedAt)) {
+      this.log.warn('this node was reaped while alive; re-registering its sessions and devices');
+      await this.registry.trackSessions(inst, this.local.sessionIds(), []);
+      this.beats = 0; // forget() dropped our connection list too
+      await this.hooks.recount();
+    }
+    const changes = this.local.drainSessionChanges();
+    if (changes.added.length || changes.removed.length) await this.registry.trackSessions(inst, changes.added, changes.removed);
+    const full = this.beats++ % (this.opts.rewriteEvery ?? 12) === 0;
+    const current = this.local.connections();
+    const added = [...current].filter(([id]) => full || !this.reported.has(id)).map(([, c]) => c);
+    const removed = full ? [] : [...this.reported].filter((id) => !current.has(id));
+    const info: NodeInfo = {
+      node_id: nodeIdOf(inst), instance: inst, ...this.local.figures(),
+      started_at: new Date(this.opts.startedAt).toISOString(), updated_at: Date.now(),
+    };
+    try {
+      await this.registry.heartbeat(info, { full, added, removed });
+      this.reported = new Set(current.keys());
+    } catch (err) {
+      this.beats = 0; // the stored list may now be off: rewrite it whole next time
+      throw err;
+    }
+  }
+
+  private async reapDead(): Promise<void> {
+    const { dead } = await this.registry.list(Date.now());
+    for (const n of dead) if (n.instance !== this.opts.instance) await this.reap(n.instance, 'dead');
+  }
+
+  private async reap(instance: string, why: string): Promise<void> {
+    if (!(await this.registry.claimReap(instance))) return;
+    const sessionIds = await this.registry.sessionsOf(instance);
+    const gone = await this.presence.reapNode(instance, sessionIds, Date.now());
+    for (const g of gone) await this.hooks.deviceTimedOut(g.sessionId, g.deviceId);
+    await this.registry.forget(instance);
+    this.log.warn({ reaped: instance, why, devices_offline: gone.length }, 'reaped a node incarnation');
+  }
+
+  /**
+   * Leaves cleanly once every local socket is closed: zeroes whatever this instance still counts
+   * (a disconnect that failed during the drain) and drops its registry entries. If Redis is
+   * unreachable the entries stay, and a survivor reaps them once our heartbeat is old.
+   */
+  async leave(): Promise<Array<{ sessionId: string; deviceId: string }>> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    const inst = this.opts.instance;
+    const sessionIds = [...new Set([...(await this.registry.sessionsOf(inst)), ...this.local.sessionIds()])];
+    const gone = await this.presence.reapNode(inst, sessionIds, Date.now());
+    await this.registry.forget(inst);
+    return gone;
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+}

@@ -1,0 +1,44 @@
+-- Prelude shared by the session scripts (prepended when a script is loaded; see redis.ts).
+-- Scripts that may refresh a session's expiry receive its keys first, in KeySpace.sessionKeyList
+-- order: 1 meta, 2 state, 3 tomb, 4 log, 5 devices, 6 idem, 7 idemPrev.
+
+-- Every key of the session expires at the same instant, so a session never half-expires.
+local function hf_refresh(exp)
+  for i = 1, 7 do redis.call('PEXPIREAT', KEYS[i], exp) end
+end
+
+-- The next expiry deadline when a refresh is due, else nil. A refresh happens at most once per
+-- eighth of the TTL (the per-write cost stays low) and sets the deadline an eighth beyond the TTL
+-- (a session always outlives its last activity by at least the TTL).
+local function hf_due(exp, now, ttl)
+  if exp < now + ttl then return now + ttl + math.floor(ttl / 8) end
+  return nil
+end
+
+-- A state record is "version|size|stored": returns version, size and where the stored value starts.
+local function hf_rec(raw)
+  local a = string.find(raw, '|', 1, true)
+  local b = string.find(raw, '|', a + 1, true)
+  return tonumber(string.sub(raw, 1, a - 1)), tonumber(string.sub(raw, a + 1, b - 1)), b + 1
+end
+
+-- HGETALL of the state hash → flat {key, stored, ...} without the record prefixes.
+local function hf_state_flat(flat)
+  for i = 2, #flat, 2 do
+    local _, _, p = hf_rec(flat[i])
+    flat[i] = string.sub(flat[i], p)
+  end
+  return flat
+end
+
+-- redis.call with a long argument list, in chunks: unpack() of thousands of values overflows
+-- Lua's C stack. `step` must be even for field/value lists.
+local function hf_chunked(cmd, key, list, step)
+  local n = #list
+  local i = 1
+  while i <= n do
+    local j = math.min(n, i + step - 1)
+    redis.call(cmd, key, unpack(list, i, j))
+    i = j + 1
+  end
+end

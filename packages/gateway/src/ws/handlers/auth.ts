@@ -1,0 +1,143 @@
+import { randomUUID } from 'node:crypto';
+import {
+  CloseCode, ErrorCode, MessageType, isUuid, isValidId, MAX_ID_LENGTH, type DeviceInfo,
+} from '@harmonyflow/protocol';
+import { canAccess, type Principal } from '../../auth/tokens';
+import { AppError } from '../../errors';
+import { connOf, type Conn, type QueryAuth, type WS } from '../conn';
+import type { WsContext } from '../context';
+import { errorFromThrown } from '../errors';
+import { TOPIC } from '../topics';
+
+/**
+ * AUTH: the first frame, the `?token=` query, or a token refresh on a live connection (SPEC §3,
+ * §5, §9). Frames that arrive while it is in flight are held and processed once it settles.
+ */
+export async function authenticate(ctx: WsContext, ws: WS, p: QueryAuth, correlationId: string | undefined): Promise<void> {
+  const c = connOf(ws);
+  if (c.authInFlight) {
+    ctx.io.error(ws, ErrorCode.INVALID_MESSAGE, 'AUTH already in progress', correlationId);
+    return;
+  }
+  if (!p || typeof p !== 'object' || typeof p.token !== 'string') {
+    fail(ctx, ws, correlationId, ErrorCode.INVALID_TOKEN, 'AUTH needs a token');
+    return;
+  }
+  c.authInFlight = true;
+  try {
+    let who: Principal;
+    try {
+      who = await ctx.tokens.verifyAccess(p.token);
+    } catch (err) {
+      fail(ctx, ws, correlationId, err instanceof AppError ? err.code : ErrorCode.INVALID_TOKEN, 'invalid or expired token');
+      return;
+    }
+    if (c.closed) return;
+    if (c.authed) reauthenticate(ctx, ws, who, correlationId);
+    else await join(ctx, ws, who, p, correlationId);
+  } finally {
+    c.authInFlight = false;
+    const held = c.held;
+    c.held = null;
+    if (held && c.authed && !c.closed) for (const m of held) ctx.dispatch(ws, m, c.binary);
+  }
+}
+
+function fail(ctx: WsContext, ws: WS, correlationId: string | undefined, code: string, message: string, close: number = CloseCode.AUTH): void {
+  ctx.io.sendEnv(ws, { type: MessageType.AUTH_FAILURE, timestamp: Date.now(), correlation_id: correlationId, payload: { code, message } });
+  ctx.io.close(ws, close, code);
+}
+
+/** A new token on a live connection: it must still grant this session (else 4403). */
+function reauthenticate(ctx: WsContext, ws: WS, who: Principal, correlationId: string | undefined): void {
+  const c = connOf(ws);
+  if (who.userId !== c.userId || !canAccess(who, c.ownerId)) {
+    fail(ctx, ws, correlationId, ErrorCode.FORBIDDEN, 'this token does not grant the connection\'s session', CloseCode.FORBIDDEN);
+    return;
+  }
+  c.tokenExpiresAt = who.expiresAt;
+  c.expiryNotified = false;
+  const admin = who.role === 'admin';
+  if (admin !== c.admin) {
+    if (admin) ws.subscribe(TOPIC.admins(c.binary));
+    else ws.unsubscribe(TOPIC.admins(c.binary));
+  }
+  c.admin = admin;
+  ctx.io.sendEnv(ws, {
+    type: MessageType.AUTH_SUCCESS, session_id: c.sessionId, timestamp: Date.now(), correlation_id: correlationId,
+    payload: successPayload(ctx, c, c.lastVersion, c.epoch, [], false, null),
+  });
+}
+
+async function join(ctx: WsContext, ws: WS, who: Principal, p: QueryAuth, correlationId: string | undefined): Promise<void> {
+  const c = connOf(ws);
+  const deviceId = p.device_id;
+  if (!isValidId(deviceId)) return fail(ctx, ws, correlationId, ErrorCode.INVALID_MESSAGE, `AUTH needs a device_id (1-${MAX_ID_LENGTH} characters)`);
+  if (p.session_id !== undefined && p.session_id !== null && (typeof p.session_id !== 'string' || !isUuid(p.session_id))) {
+    return fail(ctx, ws, correlationId, ErrorCode.INVALID_MESSAGE, 'session_id must be a UUID');
+  }
+  const lastVersion = typeof p.last_version === 'number' && Number.isSafeInteger(p.last_version) && p.last_version >= 0 ? p.last_version : null;
+  const lastEpoch = typeof p.last_epoch === 'string' && p.last_epoch.length > 0 && p.last_epoch.length <= 64 ? p.last_epoch : null;
+  const store = ctx.sessions.store;
+  try {
+    const sessionId = (p.session_id as string | undefined)?.toLowerCase() ?? (await store.latestSessionOf(who.userId)) ?? randomUUID();
+    const claimed = await store.claim(sessionId, who.userId, deviceId);
+    if (claimed.status === 'quota_exceeded') {
+      return fail(ctx, ws, correlationId, ErrorCode.QUOTA_EXCEEDED, 'too many live sessions for this user', CloseCode.RATE_LIMITED);
+    }
+    if (!canAccess(who, claimed.userId)) return fail(ctx, ws, correlationId, ErrorCode.FORBIDDEN, 'session belongs to another user', CloseCode.FORBIDDEN);
+    if (c.closed) return;
+    c.userId = who.userId;
+    c.admin = who.role === 'admin';
+    c.ownerId = claimed.userId;
+    c.sessionId = sessionId;
+    c.deviceId = deviceId;
+    c.tokenExpiresAt = who.expiresAt;
+    c.authed = true;
+    await ctx.hub.join(ws);
+    if (c.closed) return; // close() already left the hub; nothing was counted yet
+    const now = Date.now();
+    const first = await ctx.tracker.join(c, {
+      deviceId, deviceType: text(p.device_type), deviceName: text(p.device_name), osVersion: text(p.os_version), appVersion: text(p.app_version),
+    }, now);
+    if (c.closed) return;
+    const devices = await ctx.presence.list(sessionId, now);
+    await ctx.hub.catchUp(ws, lastVersion, lastEpoch, ({ resumed, version, epoch }) => {
+      // Synchronously before the snapshot or replay frames: AUTH_SUCCESS always comes first.
+      ctx.io.sendEnv(ws, {
+        type: MessageType.AUTH_SUCCESS, session_id: sessionId, user_id: who.userId, device_id: deviceId, timestamp: Date.now(),
+        correlation_id: correlationId, payload: successPayload(ctx, c, version, epoch, devices, resumed, claimed.lastMutationId),
+      });
+      ws.subscribe(TOPIC.all(c.binary));
+      if (c.admin) ws.subscribe(TOPIC.admins(c.binary));
+    });
+    // Joined and told so: a failed announcement must not undo that, so it is only logged.
+    if (first) ctx.tracker.joined(sessionId, deviceId).catch((err) => ctx.log.warn({ err: (err as Error).message }, 'DEVICE_JOINED announcement failed'));
+  } catch (err) {
+    const { env, known } = errorFromThrown(err, correlationId);
+    if (!known) ctx.log.error({ err }, 'AUTH failed unexpectedly');
+    const code = (env.payload as { code: string }).code;
+    if (c.authed) {
+      // Partially joined: undo so the client can retry cleanly on a new connection.
+      ctx.hub.leave(ws);
+      ctx.tracker.leave(c, 'disconnected');
+      c.authed = false;
+    }
+    fail(ctx, ws, correlationId, code, code === ErrorCode.STORE_UNAVAILABLE ? 'session store unavailable, retry shortly' : 'authentication failed');
+  }
+}
+
+function successPayload(
+  ctx: WsContext, c: Conn, version: number, epoch: string, devices: DeviceInfo[], resumed: boolean, lastMutationId: number | null,
+) {
+  return {
+    session_id: c.sessionId, user_id: c.userId, device_id: c.deviceId, node_id: ctx.config.nodeId, version, devices,
+    heartbeat_interval_ms: ctx.config.heartbeatIntervalMs, resumed, epoch,
+    ...(lastMutationId !== null ? { last_mutation_id: lastMutationId } : {}),
+    max_message_bytes: ctx.config.maxMessageBytes,
+  };
+}
+
+function text(v: unknown): string | undefined {
+  return typeof v === 'string' && v.length <= 256 ? v : undefined;
+}

@@ -1,0 +1,75 @@
+import {
+  ErrorCode, MessageType, isValidId, jsonDepth, MAX_ID_LENGTH, MAX_STATE_DEPTH, stateKeyProblem, type Envelope, type JsonValue,
+} from '@harmonyflow/protocol';
+import type { StateOp } from '../../store/types';
+import { connOf, type WS } from '../conn';
+import type { WsContext } from '../context';
+import { corked } from '../io';
+
+type Parsed = { op: StateOp; baseVersion?: number; mutationId?: number } | { problem: string };
+
+/** Validates a STATE_UPDATE payload into one store operation, or says what is wrong with it. */
+export function parseStateUpdate(p: Record<string, unknown>, correlationId: string | undefined): Parsed {
+  if (correlationId !== undefined && !isValidId(correlationId)) return { problem: `correlation_id must be 1-${MAX_ID_LENGTH} characters` };
+  const keyProblem = stateKeyProblem(p.key);
+  if (keyProblem) return { problem: keyProblem };
+  const key = p.key as string;
+  const base = p.base_version;
+  if (base !== undefined && base !== null && (!Number.isSafeInteger(base) || (base as number) < 0)) return { problem: 'base_version must be a whole number' };
+  const mid = p.mutation_id;
+  if (mid !== undefined && mid !== null && (!Number.isSafeInteger(mid) || (mid as number) < 1)) return { problem: 'mutation_id must be a positive whole number' };
+  let op: StateOp;
+  switch (p.operation) {
+    case 'SET':
+      if (p.value === undefined) return { problem: 'SET needs a value' };
+      // A value sits one level below the state, which sits two below the envelope.
+      if (jsonDepth(p.value, MAX_STATE_DEPTH - 1) > MAX_STATE_DEPTH - 1) return { problem: `value nested deeper than ${MAX_STATE_DEPTH - 1} levels` };
+      op = { op: 'set', key, value: p.value as JsonValue };
+      break;
+    case 'DELETE':
+      op = { op: 'delete', key };
+      break;
+    case 'INCREMENT': {
+      const delta = p.value === undefined || p.value === null ? 1 : p.value;
+      if (typeof delta !== 'number' || !Number.isFinite(delta)) return { problem: 'INCREMENT value must be a finite number' };
+      op = { op: 'incr', key, delta };
+      break;
+    }
+    default:
+      return { problem: 'operation must be SET, DELETE or INCREMENT' };
+  }
+  return { op, baseVersion: (base as number | null | undefined) ?? undefined, mutationId: (mid as number | null | undefined) ?? undefined };
+}
+
+/**
+ * STATE_UPDATE (c→s): one store mutation; the writer gets STATE_UPDATE_ACK (with `duplicate`
+ * when the write had been processed before), the session's other devices get the change from the
+ * bus. Identity of a write: (session, device_id, mutation_id) or (session, device_id, correlation_id).
+ */
+export async function stateUpdate(ctx: WsContext, ws: WS, env: Envelope): Promise<void> {
+  const c = connOf(ws);
+  const corr = env.correlation_id;
+  const parsed = parseStateUpdate(env.payload, corr);
+  if ('problem' in parsed) {
+    ctx.limits.strike(ws, ErrorCode.INVALID_MESSAGE, parsed.problem, isValidId(corr) ? corr : undefined);
+    return;
+  }
+  ctx.inflight.count++;
+  try {
+    const r = await ctx.sessions.mutate({
+      sessionId: c.sessionId, actor: { userId: c.userId, admin: c.admin }, ownerId: c.ownerId, op: parsed.op,
+      baseVersion: parsed.baseVersion, deviceId: c.deviceId, originConn: c.id, correlationId: corr,
+      mutationId: parsed.mutationId,
+    }, 'ws');
+    const payload: Record<string, unknown> = { correlation_id: corr, version: r.version };
+    if (r.value !== undefined) payload.value = r.value;
+    if (parsed.mutationId !== undefined) payload.mutation_id = parsed.mutationId;
+    if (r.duplicate) payload.duplicate = true;
+    // After an await: cork, so the ACK leaves in one syscall with whatever else is queued.
+    corked(ws, () => ctx.io.sendEnv(ws, { type: MessageType.STATE_UPDATE_ACK, session_id: c.sessionId, timestamp: Date.now(), correlation_id: corr, payload }));
+  } catch (err) {
+    corked(ws, () => ctx.io.failed(ws, err, corr));
+  } finally {
+    ctx.inflight.count--;
+  }
+}

@@ -1,0 +1,161 @@
+import { BusKind, type ControlFrame, type DeviceLeftReason } from '@harmonyflow/protocol';
+import type { Hub } from '../hub';
+import type { Logger } from '../log';
+import type { DeviceDescriptor, PresenceRegistry } from '../presence/types';
+import { connOf, type Conn } from './conn';
+
+export type PublishControl = (sessionId: string, kind: ControlFrame['kind'], body: Record<string, unknown>) => Promise<void>;
+
+/**
+ * The one owner of this node's presence counting. A connection is `counted` exactly while the
+ * registry holds one count for it on this instance; DEVICE_JOINED goes out when a count brings a
+ * device online, DEVICE_LEFT when one takes it offline. A count update that fails is not lost:
+ * the device is marked and its count on this instance is set outright from the local sockets on
+ * the next reconciliation (every `touchEveryMs`), announcing whatever that changes.
+ */
+export class PresenceTracker {
+  /** Devices whose stored count on this instance may be off: sessionId → device ids. */
+  private readonly dirty = new Map<string, Set<string>>();
+  private timer: NodeJS.Timeout | null = null;
+  private reconciling = false;
+
+  constructor(
+    private readonly presence: PresenceRegistry,
+    private readonly hub: Hub,
+    private readonly instance: string,
+    private readonly publish: PublishControl,
+    private readonly log: Logger,
+  ) {}
+
+  /** Starts the periodic `last_seen` touch and reconciliation. */
+  start(touchEveryMs: number, sockets: () => Iterable<import('./conn').WS>): void {
+    this.timer = setInterval(() => {
+      this.touch(sockets(), Date.now());
+      this.reconcile().catch((err) => this.log.warn({ err: (err as Error).message }, 'presence reconciliation failed'));
+    }, touchEveryMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /**
+   * Counts a newly authenticated connection. Counted only once the registry says so: if the
+   * socket closed meanwhile, the count is taken back at once. Returns whether the device came online.
+   */
+  async join(c: Conn, device: DeviceDescriptor, now: number): Promise<boolean> {
+    const { first } = await this.presence.connect(c.sessionId, device, this.instance, now);
+    c.counted = true;
+    if (c.closed) this.leave(c, 'disconnected');
+    return first;
+  }
+
+  /** Takes a connection's count back (closed, kicked, silent); announces when the device went offline. */
+  leave(c: Conn, reason: DeviceLeftReason): void {
+    if (!c.counted) return;
+    c.counted = false;
+    this.presence.disconnect(c.sessionId, c.deviceId, this.instance, Date.now())
+      .then(({ last }) => (last ? this.left(c.sessionId, c.deviceId, reason) : undefined))
+      .catch((err) => {
+        this.log.warn({ err: (err as Error).message }, 'presence disconnect failed; will reconcile');
+        this.markDirty(c.sessionId, c.deviceId);
+      });
+  }
+
+  /** Traffic from a connection that went silent past the presence timeout: online again. */
+  heard(c: Conn, now: number): void {
+    if (!c.authed || c.counted || c.closed || c.authInFlight) return;
+    c.counted = true;
+    this.presence.connect(c.sessionId, { deviceId: c.deviceId }, this.instance, now)
+      .then(({ first }) => (first ? this.joined(c.sessionId, c.deviceId) : undefined))
+      .catch((err) => {
+        this.log.warn({ err: (err as Error).message }, 'presence reconnect failed; will reconcile');
+        this.markDirty(c.sessionId, c.deviceId);
+      });
+  }
+
+  /** Refreshes `last_seen` of devices with traffic since the last touch, batched. */
+  touch(sockets: Iterable<import('./conn').WS>, now: number): void {
+    const entries: Array<{ sessionId: string; deviceId: string }> = [];
+    for (const ws of sockets) {
+      const c = connOf(ws);
+      if (c.active && c.counted && !c.closed) entries.push({ sessionId: c.sessionId, deviceId: c.deviceId });
+      c.active = false;
+    }
+    if (entries.length > 0) this.presence.touch(entries, now).catch((err) => this.log.warn({ err: (err as Error).message }, 'presence touch failed'));
+  }
+
+  /** Every device with a local connection in the session gets its count here set anew (its data was lost). */
+  recountSession(sessionId: string): void {
+    for (const ws of this.hub.socketsOf(sessionId) ?? []) {
+      const c = connOf(ws);
+      if (c.counted) this.markDirty(sessionId, c.deviceId);
+    }
+    this.reconcile().catch((err) => this.log.warn({ err: (err as Error).message }, 'presence recount failed'));
+  }
+
+  /** After this instance was reaped while alive: every local count is set anew. */
+  async recountAll(): Promise<void> {
+    for (const id of this.hub.localSessionIds()) {
+      for (const ws of this.hub.socketsOf(id) ?? []) {
+        const c = connOf(ws);
+        if (c.authed && !c.closed) {
+          c.counted = true;
+          this.markDirty(id, c.deviceId);
+        }
+      }
+    }
+    await this.reconcile();
+  }
+
+  private markDirty(sessionId: string, deviceId: string): void {
+    let s = this.dirty.get(sessionId);
+    if (!s) this.dirty.set(sessionId, (s = new Set()));
+    s.add(deviceId);
+  }
+
+  /** Sets the stored count of every marked device to what this node really holds. */
+  async reconcile(): Promise<void> {
+    if (this.reconciling || this.dirty.size === 0) return;
+    this.reconciling = true;
+    try {
+      const work = [...this.dirty];
+      this.dirty.clear();
+      for (const [sessionId, devices] of work) {
+        for (const deviceId of devices) {
+          try {
+            const change = await this.presence.setCount(sessionId, deviceId, this.instance, this.localCount(sessionId, deviceId), Date.now());
+            if (change === 1) await this.joined(sessionId, deviceId);
+            else if (change === -1) await this.left(sessionId, deviceId, 'disconnected');
+          } catch (err) {
+            this.markDirty(sessionId, deviceId);
+            throw err;
+          }
+        }
+      }
+    } finally {
+      this.reconciling = false;
+    }
+  }
+
+  private localCount(sessionId: string, deviceId: string): number {
+    let n = 0;
+    for (const ws of this.hub.socketsOf(sessionId) ?? []) {
+      const c = connOf(ws);
+      if (c.counted && !c.closed && c.deviceId === deviceId) n++;
+    }
+    return n;
+  }
+
+  /** DEVICE_JOINED with the device's stored record, to the session's devices on every node. */
+  async joined(sessionId: string, deviceId: string): Promise<void> {
+    const device = (await this.presence.list(sessionId, Date.now())).find((d) => d.device_id === deviceId);
+    if (device) await this.publish(sessionId, BusKind.DEVICE_JOINED, { device });
+  }
+
+  left(sessionId: string, deviceId: string, reason: DeviceLeftReason): Promise<void> {
+    return this.publish(sessionId, BusKind.DEVICE_LEFT, { device_id: deviceId, reason });
+  }
+}
