@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
+import { configEnvNames } from './configEnvNames';
 
 const ROOT = path.resolve(__dirname, '../../..');
 const K8S = path.join(ROOT, 'deploy/k8s');
@@ -17,17 +18,6 @@ function render(dir: string): Obj[] {
   return YAML.parseAllDocuments(r.stdout).map((d) => d.toJS()).filter(Boolean);
 }
 
-/**
- * Every environment variable name config.ts reads: quoted names ('SNAPSHOT_TTL_SECONDS') and
- * property reads (env.REDIS_URL). Read as text, whatever the merged file holds today.
- */
-function configEnvNames(): Set<string> {
-  const text = readFileSync(path.join(ROOT, 'packages/gateway/src/config.ts'), 'utf8');
-  const names = new Set<string>();
-  for (const m of text.matchAll(/['"`]([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|[A-Z]{4,})['"`]/g)) names.add(m[1]);
-  for (const m of text.matchAll(/\benv\.([A-Z][A-Z0-9_]+)/g)) names.add(m[1]);
-  return names;
-}
 /** Read by Node itself, not by config.ts. */
 const RUNTIME_ENV = new Set(['NODE_OPTIONS']);
 
