@@ -120,3 +120,46 @@ export function openDevice(opts) {
 
   return device;
 }
+
+/** The correlation id an ACK or ERROR answers: the payload's, else the envelope's. */
+export function correlationOf(msg) {
+  const p = msg.payload || {};
+  return p.correlation_id !== undefined ? p.correlation_id : msg.correlation_id;
+}
+
+/**
+ * Writes awaiting their STATE_UPDATE_ACK. Each one ends exactly once in `ackOk`: true when
+ * acknowledged (its latency goes to `ackLatency`), false when answered by an ERROR, older than
+ * `expire(ms)` allows, or still pending when its socket closes (`failAll`).
+ */
+export function ackTracker(ackOk, ackLatency) {
+  const pending = new Map(); // correlation_id -> send time (ms)
+  const fail = (cid) => {
+    if (pending.delete(cid)) ackOk.add(false);
+  };
+  return {
+    sent(cid) {
+      pending.set(cid, Date.now());
+    },
+    /** True when `msg` acknowledged one of ours. */
+    acked(msg) {
+      const cid = correlationOf(msg);
+      const sentAt = pending.get(cid);
+      if (sentAt === undefined) return false; // not ours, or already timed out
+      pending.delete(cid);
+      ackOk.add(true);
+      ackLatency.add(Date.now() - sentAt);
+      return true;
+    },
+    errored(msg) {
+      fail(correlationOf(msg));
+    },
+    expire(olderThanMs) {
+      const now = Date.now();
+      for (const [cid, sentAt] of pending) if (now - sentAt > olderThanMs) fail(cid);
+    },
+    failAll() {
+      for (const cid of [...pending.keys()]) fail(cid);
+    },
+  };
+}

@@ -16,7 +16,7 @@ import { check, sleep } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import exec from 'k6/execution';
 import { envNumber, loadTokens, randomHex8, sessionUuid, wsUrl, T } from './lib.js';
-import { openDevice } from './device.js';
+import { ackTracker, openDevice } from './device.js';
 
 const TOKENS = loadTokens();
 const URL = wsUrl();
@@ -66,28 +66,18 @@ export default function (data) {
   const deviceId = `k6-${data.run}-vu${vu}`;
   const myKey = `lat_vu${vu}`;
 
-  const pending = new Map(); // correlation_id -> send time (ms)
+  const acks = ackTracker(ackOk, ackLatency);
   const known = Object.create(null); // key -> last value seen (fallback when `delta` is absent)
   let seq = 0;
   let lastAckVersion = 0;
   let stopping = false;
-
-  const failPending = (olderThanMs) => {
-    const now = Date.now();
-    for (const [cid, sentAt] of pending) {
-      if (olderThanMs === undefined || now - sentAt > olderThanMs) {
-        ackOk.add(false);
-        pending.delete(cid);
-      }
-    }
-  };
 
   const startWriting = (dev, heartbeatMs) => {
     dev.every(1000 / RATE, () => {
       if (stopping) return;
       const sentAt = Date.now();
       const correlationId = `${vu}-${++seq}`;
-      pending.set(correlationId, sentAt);
+      acks.sent(correlationId);
       updatesSent.add(1);
       dev.send(
         T.STATE_UPDATE,
@@ -96,7 +86,7 @@ export default function (data) {
       );
     });
     dev.every(heartbeatMs, () => dev.send(T.HEARTBEAT, { client_time: Date.now() }));
-    dev.every(1000, () => failPending(ACK_TIMEOUT_MS));
+    dev.every(1000, () => acks.expire(ACK_TIMEOUT_MS));
   };
 
   const device = openDevice({
@@ -132,31 +122,20 @@ export default function (data) {
           check(p, { 'STATE_UPDATE carries a version': (x) => typeof x.version === 'number' });
           break;
         }
-        case T.STATE_UPDATE_ACK: {
-          const cid = p.correlation_id !== undefined ? p.correlation_id : msg.correlation_id;
-          const sentAt = pending.get(cid);
-          if (sentAt === undefined) break; // already timed out
-          pending.delete(cid);
-          ackOk.add(true);
-          ackLatency.add(now - sentAt);
+        case T.STATE_UPDATE_ACK:
+          if (!acks.acked(msg)) break;
           check(p, { 'ACK version increases': (x) => typeof x.version === 'number' && x.version > lastAckVersion });
           if (typeof p.version === 'number') lastAckVersion = p.version;
           break;
-        }
-        case T.ERROR: {
-          const cid = p.correlation_id !== undefined ? p.correlation_id : msg.correlation_id;
-          if (cid !== undefined && pending.has(cid)) {
-            pending.delete(cid);
-            ackOk.add(false);
-          }
+        case T.ERROR:
+          acks.errored(msg);
           break;
-        }
         default:
           break; // HEARTBEAT_ACK, DEVICE_*, BROADCAST, ...
       }
     },
     onClose: (code, byUs) => {
-      failPending();
+      acks.failAll();
       // Refused or dropped at once: do not hot-loop against a server that says no.
       if (!byUs) sleep(1);
     },

@@ -15,7 +15,7 @@ import { check } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import exec from 'k6/execution';
 import { envDuration, envNonNegative, envNumber, loadTokens, randomHex8, sessionUuid, wsUrl, T } from './lib.js';
-import { openDevice } from './device.js';
+import { ackTracker, openDevice } from './device.js';
 
 const TOKENS = loadTokens();
 const URL = wsUrl();
@@ -77,19 +77,9 @@ export default function (data) {
   const group = Math.floor((vu - 1) / DEVICES_PER_SESSION);
   const sessionId = sessionUuid(data.run, group);
   const deviceId = `k6-soak-${data.run}-vu${vu}`;
-  const pending = new Map(); // correlation_id -> send time
+  const acks = ackTracker(ackOk, ackLatency);
   let heartbeatOutstanding = false;
   let seq = 0;
-
-  const failPending = (olderThanMs) => {
-    const now = Date.now();
-    for (const [cid, sentAt] of pending) {
-      if (olderThanMs === undefined || now - sentAt > olderThanMs) {
-        ackOk.add(false);
-        pending.delete(cid);
-      }
-    }
-  };
 
   openDevice({
     url: URL,
@@ -112,13 +102,13 @@ export default function (data) {
         dev.after(Math.random() * everyMs, () => {
           const write = () => {
             const cid = `${vu}-${++seq}`;
-            pending.set(cid, Date.now());
+            acks.sent(cid);
             dev.send(T.STATE_UPDATE, { key: `soak_vu${vu}`, value: 1, operation: 'INCREMENT' }, { session_id: sessionId, device_id: deviceId, correlation_id: cid });
           };
           write();
           dev.every(everyMs, write);
         });
-        dev.every(1000, () => failPending(ACK_TIMEOUT_MS));
+        dev.every(1000, () => acks.expire(ACK_TIMEOUT_MS));
       }
     },
     onFrame: (msg) => {
@@ -129,30 +119,19 @@ export default function (data) {
           heartbeatOutstanding = false;
           if (typeof p.client_time === 'number') heartbeatRtt.add(Date.now() - p.client_time);
           break;
-        case T.STATE_UPDATE_ACK: {
-          const cid = p.correlation_id !== undefined ? p.correlation_id : msg.correlation_id;
-          const sentAt = pending.get(cid);
-          if (sentAt === undefined) break;
-          pending.delete(cid);
-          ackOk.add(true);
-          ackLatency.add(Date.now() - sentAt);
+        case T.STATE_UPDATE_ACK:
+          acks.acked(msg);
           break;
-        }
         case T.STATE_UPDATE:
           updatesReceived.add(1);
           break;
-        case T.ERROR: {
-          const cid = p.correlation_id !== undefined ? p.correlation_id : msg.correlation_id;
-          if (pending.has(cid)) {
-            pending.delete(cid);
-            ackOk.add(false);
-          }
+        case T.ERROR:
+          acks.errored(msg);
           break;
-        }
         default:
           break; // SNAPSHOT_RESPONSE, DEVICE_*, BROADCAST, ADMIN_UPDATE
       }
     },
-    onClose: () => failPending(),
+    onClose: () => acks.failAll(),
   });
 }
