@@ -1,12 +1,13 @@
 import WebSocket from 'ws';
 import { randomUUID } from 'node:crypto';
 import { SessionClient, SessionError, type WebSocketFactory } from '../src';
+import { protoCodec } from '../src/proto';
 import { freePort, startNode, useRedis, type StartedNode } from '@harmonyflow/testkit';
 
 const redis = useRedis();
 
 function client(n: { wsUrl: string }, token: string, deviceId: string, sessionId: string, codec: 'json' | 'proto' = 'json') {
-  return new SessionClient({ url: n.wsUrl, token, deviceId, sessionId, codec, WebSocket: WebSocket as unknown as WebSocketFactory, reconnect: { minDelayMs: 50, maxDelayMs: 500 } });
+  return new SessionClient({ url: n.wsUrl, token, deviceId, sessionId, codec: codec === 'proto' ? protoCodec : 'json', WebSocket: WebSocket as unknown as WebSocketFactory, reconnect: { minDelayMs: 50, maxDelayMs: 500 } });
 }
 
 async function until(check: () => boolean, ms = 5000): Promise<void> {

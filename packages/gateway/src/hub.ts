@@ -2,12 +2,16 @@ import {
   BusKind, MessageType, decodeBusFrame, encodeJson, encodeProto, type ControlFrame, type Envelope, type UpdateFrame,
 } from '@harmonyflow/protocol';
 import type { Bus } from './bus/types';
+import { StoreUnavailableError } from './errors';
 import type { Logger } from './log';
 import type { Metrics } from './metrics';
 import type { SessionStore } from './store/types';
 import { connOf, type Conn, type WS } from './ws/conn';
 import { Encoded, snapshotPayload, updateEnvelope, updateJsonFast } from './ws/frames';
 import { send } from './ws/io';
+
+/** Store-unavailable retries of a resync (100 ms doubling to 1.6 s: about 5 s in all). */
+const RESYNC_ATTEMPTS = 6;
 
 interface LocalSession {
   readonly conns: Set<WS>;
@@ -206,12 +210,33 @@ export class Hub {
     const c = connOf(ws);
     if (c.closed || !c.authed || c.pending !== null) return;
     this.metrics.fanout.inc({ outcome: 'resync' });
-    this.catchUp(ws, snapshot || c.stale ? null : c.lastVersion, c.epoch).catch((err) => {
-      this.log.warn({ err: (err as Error).message, reason }, 'resync failed; closing so the client resumes');
-      const cc = connOf(ws);
-      cc.pending = null;
-      if (!cc.closed) ws.end(1011, 'resync failed');
-    });
+    void this.resyncWithRetry(ws, reason, snapshot);
+  }
+
+  /**
+   * A store that is briefly away (Redis restarting: its subscriber connection may be back before
+   * the command connection) is retried for a few seconds, deltas held meanwhile, before the
+   * socket is closed for the client to resume elsewhere.
+   */
+  private async resyncWithRetry(ws: WS, reason: string, snapshot: boolean): Promise<void> {
+    const c = connOf(ws);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        c.pending ??= [];
+        await this.catchUp(ws, snapshot || c.stale ? null : c.lastVersion, c.epoch);
+        return;
+      } catch (err) {
+        if (c.closed) return;
+        if (!(err instanceof StoreUnavailableError) || attempt >= RESYNC_ATTEMPTS) {
+          this.log.warn({ err: (err as Error).message, reason }, 'resync failed; closing so the client resumes');
+          c.pending = null;
+          ws.end(1011, 'resync failed');
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 100 * 2 ** Math.min(attempt, 4)));
+        if (c.closed) return;
+      }
+    }
   }
 
   resyncAll(reason: string): void {

@@ -8,6 +8,7 @@ describe('loadConfig', () => {
     expect(c).toMatchObject({
       host: '0.0.0.0', port: 8080, redis: null, snapshotTtlSeconds: 604800, presenceTimeoutMs: 120000, handoffTtlMs: 300000,
       maxMessageBytes: 65536, maxStateBytes: 1048576, logLevel: 'info', production: false,
+      logMaxBytes: 8 * 1024 * 1024, logLength: 1000, maxSessionsPerUser: 100, maxHandoffsPerSession: 20,
     });
     expect(c.jwt.ephemeral).toBe(true);
     expect(c.jwt.accessTtlSeconds).toBe(900);
@@ -37,6 +38,10 @@ describe('loadConfig', () => {
     ['LOG_LEVEL', { LOG_LEVEL: 'loud' }],
     ['NODE_ID', { NODE_ID: 'has space' }],
     ['JWT_JWKS_URL', { JWT_JWKS_URL: 'not a url' }],
+    ['JWT_AUDIENCE', { NODE_ENV: 'production', JWT_SECRET: 'a'.repeat(40), JWT_REFRESH_SECRET: 'b'.repeat(40), JWT_JWKS_URL: 'https://idp.example/jwks' }],
+    ['LOG_MAX_BYTES', { LOG_MAX_BYTES: '12' }],
+    ['MAX_SESSIONS_PER_USER', { MAX_SESSIONS_PER_USER: 'many' }],
+    ['MAX_HANDOFFS_PER_SESSION', { MAX_HANDOFFS_PER_SESSION: '-1' }],
   ])('names %s when it is bad', (variable, env) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     try {
@@ -55,6 +60,9 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'a'.repeat(40), JWT_REFRESH_SECRET: 'a'.repeat(40) })).toThrow(/must differ/);
     const c = loadConfig({ NODE_ENV: 'production', ...strong });
     expect(c.production).toBe(true);
+    // An identity provider's tokens need an audience in production; in development it is optional.
+    expect(loadConfig({ NODE_ENV: 'production', ...strong, JWT_JWKS_URL: 'https://idp.example/jwks', JWT_AUDIENCE: 'harmonyflow' }).jwt.audience).toBe('harmonyflow');
+    expect(loadConfig({ JWT_JWKS_URL: 'https://idp.example/jwks' }).jwt.audience).toBeNull();
     expect(c.jwt.ephemeral).toBe(false);
   });
 });

@@ -31,11 +31,15 @@ describe.each(stores)('WebSocket protocol (%s)', (_name, storeEnv) => {
     it('AUTH → AUTH_SUCCESS with the SPEC fields, then SNAPSHOT_RESPONSE', async () => {
       const sid = randomUUID();
       const { d, ok } = await device('phone', sid);
-      expect(ok.payload).toMatchObject({ session_id: sid, user_id: 'alice', device_id: 'phone', node_id: n.node.config.nodeId, version: 0, resumed: false });
+      expect(ok.payload).toMatchObject({
+        session_id: sid, user_id: 'alice', device_id: 'phone', node_id: n.node.config.nodeId, version: 0, resumed: false,
+        last_mutation_id: 0, max_message_bytes: n.node.config.maxMessageBytes,
+      });
+      expect(ok.payload.epoch).toMatch(/^[A-Za-z0-9_-]{12,}$/);
       expect(typeof ok.payload.heartbeat_interval_ms).toBe('number');
       expect((ok.payload.devices as { device_id: string }[]).map((x) => x.device_id)).toEqual(['phone']);
       const snap = await d.next(T.SNAPSHOT_RESPONSE);
-      expect(snap.payload).toMatchObject({ session_id: sid, version: 0, state_data: {} });
+      expect(snap.payload).toMatchObject({ session_id: sid, version: 0, state_data: {}, epoch: ok.payload.epoch });
       expect(d.frames.findIndex((f) => f.type === T.AUTH_SUCCESS)).toBeLessThan(d.frames.findIndex((f) => f.type === T.SNAPSHOT_RESPONSE));
     });
 
@@ -219,6 +223,23 @@ describe.each(stores)('WebSocket protocol (%s)', (_name, storeEnv) => {
       const { d: far, ok: farOk } = await device('web', sid, { extra: { last_version: 99 } });
       expect(farOk.payload.resumed).toBe(false);
       expect((await far.next(T.SNAPSHOT_RESPONSE)).payload).toMatchObject({ version: 5, state_data: { n: 5 } });
+    });
+
+    it('resumes only within the same epoch: a foreign last_epoch gets a snapshot (resumed:false), the right one a replay', async () => {
+      const sid = randomUUID();
+      const { d: writer, ok: first } = await device('phone', sid);
+      const epoch = first.payload.epoch as string;
+      for (let i = 0; i < 4; i++) writer.send({ type: T.STATE_UPDATE, correlation_id: `w${i}`, payload: { key: `k${i}`, value: i, operation: 'SET' } });
+      await writer.waitFor((e) => e.type === T.STATE_UPDATE_ACK && e.payload.version === 4);
+      const { d: foreign, ok: foreignOk } = await device('tablet', sid, { extra: { last_version: 2, last_epoch: 'some-other-epoch-0' } });
+      expect(foreignOk.payload).toMatchObject({ resumed: false, version: 4, epoch });
+      expect((await foreign.next(T.SNAPSHOT_RESPONSE)).payload).toMatchObject({ version: 4, epoch, state_data: { k0: 0, k1: 1, k2: 2, k3: 3 } });
+      expect(foreign.ofType(T.STATE_UPDATE)).toHaveLength(0);
+      const { d: same, ok: sameOk } = await device('web', sid, { extra: { last_version: 2, last_epoch: epoch } });
+      expect(sameOk.payload).toMatchObject({ resumed: true, version: 4, epoch });
+      await same.waitFor(() => same.ofType(T.STATE_UPDATE).length === 2);
+      expect(same.ofType(T.STATE_UPDATE).map((e) => e.payload.key)).toEqual(['k2', 'k3']);
+      expect(same.ofType(T.SNAPSHOT_RESPONSE)).toHaveLength(0);
     });
   });
 

@@ -1,0 +1,30 @@
+import { SUBPROTOCOL_JSON, decodeFailure, decodeJson, encodeJson, type Codec } from '@harmonyflow/protocol/lite';
+
+/**
+ * The JSON codec (`harmonyflow.v1.json`), the SDK's default. It is built on
+ * `@harmonyflow/protocol/lite` so the main entry never loads protobufjs; the binary codec is
+ * `protoCodec` from `@harmonyflow/client/proto`. The subprotocol's frames are text frames, which
+ * browsers and the `ws` package both hand over as strings.
+ */
+export const jsonCodec: Codec = {
+  name: SUBPROTOCOL_JSON,
+  binary: false,
+  encode: encodeJson,
+  decode: (data) => (typeof data === 'string' ? decodeJson(data) : decodeFailure('invalid_message', 'expected a text frame')),
+};
+
+/** Size of a frame on the wire: UTF-8 bytes for text, bytes for binary. */
+export function frameBytes(frame: string | Uint8Array): number {
+  if (typeof frame !== 'string') return frame.byteLength;
+  let n = 0;
+  for (let i = 0; i < frame.length; i++) {
+    const c = frame.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < frame.length) {
+      n += 4; // a surrogate pair is one 4-byte character
+      i++;
+    } else n += 3;
+  }
+  return n;
+}

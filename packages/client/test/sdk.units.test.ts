@@ -1,0 +1,71 @@
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { jwtTimes, MemoryStorage, refreshDelayMs } from '../src';
+import { FileStorage } from '../src/node';
+import { frameBytes } from '../src/wire';
+
+function jwt(claims: Record<string, unknown>): string {
+  const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return `${b64({ alg: 'HS256' })}.${b64(claims)}.sig`;
+}
+
+describe('token timing', () => {
+  const now = 1_000_000_000_000;
+  const s = now / 1000;
+  it.each([
+    ['15-minute token: 60 s before exp', { iat: s, exp: s + 900 }, 60_000, 840_000],
+    ['8-second token: at half-life, not at once', { iat: s, exp: s + 8 }, 60_000, 4000],
+    ['already expired: now', { iat: s - 100, exp: s - 10 }, 60_000, 0],
+    ['no iat: lifetime counted from receipt', { exp: s + 10 }, 60_000, 5000],
+    ['margin 0: never proactively', { iat: s, exp: s + 900 }, 0, null],
+  ])('%s', (_name, claims, margin, expected) => {
+    expect(refreshDelayMs(jwt(claims), now, margin)).toBe(expected);
+  });
+
+  it('reads exp/iat from a JWT payload and nothing from opaque tokens', () => {
+    expect(jwtTimes(jwt({ exp: 10, iat: 5, name: 'Zoë' }))).toEqual({ exp: 10_000, iat: 5000 });
+    expect(jwtTimes('opaque')).toBeNull();
+    expect(jwtTimes('a.b.c')).toBeNull();
+    expect(jwtTimes(jwt({ exp: 'soon' }))).toBeNull();
+    expect(refreshDelayMs('opaque', 0, 60_000)).toBeNull();
+  });
+});
+
+describe('frame size', () => {
+  it.each([['abc', 3], ['é', 2], ['€', 3], ['😀', 4], ['a😀é', 7]])('%s is %d bytes', (text, bytes) => {
+    expect(frameBytes(text)).toBe(bytes);
+    expect(frameBytes(text)).toBe(Buffer.byteLength(text));
+  });
+});
+
+describe('storage adapters', () => {
+  it('MemoryStorage has the Web Storage shape', () => {
+    const m = new MemoryStorage();
+    expect(m.getItem('k')).toBeNull();
+    m.setItem('k', 'v');
+    expect(m.getItem('k')).toBe('v');
+    m.removeItem('k');
+    expect(m.keys()).toEqual([]);
+  });
+
+  it('FileStorage keeps each key in its own file inside its directory, replaced atomically', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'hf-fs-'));
+    try {
+      const fs = new FileStorage(path.join(dir, 'nested'));
+      expect(await fs.getItem('a')).toBeNull();
+      await fs.setItem('../../escape', 'x');
+      await fs.setItem('a:b/c', 'one');
+      await Promise.all(Array.from({ length: 20 }, (_, i) => fs.setItem('a:b/c', `v${i}`)));
+      expect(await fs.getItem('a:b/c')).toMatch(/^v\d+$/);
+      expect(await fs.getItem('../../escape')).toBe('x');
+      expect(readdirSync(dir)).toEqual(['nested']);
+      expect(readdirSync(path.join(dir, 'nested')).sort()).toEqual(['%2E%2E%2F%2E%2E%2Fescape.json', 'a%3Ab%2Fc.json']);
+      await fs.removeItem('a:b/c');
+      await fs.removeItem('never-set');
+      expect(await fs.getItem('a:b/c')).toBeNull();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

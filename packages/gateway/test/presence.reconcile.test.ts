@@ -1,0 +1,79 @@
+import { randomUUID } from 'node:crypto';
+import { MessageType as T } from '@harmonyflow/protocol';
+import {
+  api, closeAllDevices, connectDevice, eventually, startNode, startRedis, type PrivateRedis, type StartedNode, type TestDevice,
+} from '@harmonyflow/testkit';
+
+/**
+ * SPEC §9: presence counts never leak. A disconnect that fails during a Redis blip is reconciled
+ * once Redis is back; a node that cannot leave the registry cleanly at shutdown is reaped by a
+ * survivor instead of leaving its devices online for good.
+ */
+describe('presence survives failed updates', () => {
+  let redis: PrivateRedis;
+  const started: StartedNode[] = [];
+  beforeEach(async () => {
+    // Durable, so the blip loses no data (what is tested is the failed presence update itself).
+    redis = await startRedis(['--appendonly', 'yes', '--appendfsync', 'always']);
+  });
+  afterEach(async () => {
+    await closeAllDevices();
+    for (const n of started.splice(0)) await n.stop().catch(() => undefined);
+    await redis.stop();
+  });
+
+  async function node(nodeId: string): Promise<StartedNode> {
+    const n = await startNode({ REDIS_URL: redis.url, PRESENCE_TIMEOUT_MS: '1200', NODE_ID: nodeId });
+    started.push(n);
+    return n;
+  }
+
+  async function join(n: StartedNode, deviceId: string, sid: string): Promise<TestDevice> {
+    const d = await connectDevice(n.wsUrl);
+    await d.auth({ token: await n.token('alice'), device_id: deviceId, session_id: sid });
+    await d.next(T.SNAPSHOT_RESPONSE);
+    return d;
+  }
+
+  async function status(n: StartedNode, sid: string): Promise<Record<string, string>> {
+    const r = await api(n.url, 'GET', `/session/${sid}/devices`, { token: await n.token('alice') });
+    return Object.fromEntries((r.body.devices ?? []).map((d: { device_id: string; status: string }) => [d.device_id, d.status]));
+  }
+
+  it('a disconnect that failed while Redis was down is reconciled: the device goes offline and the others hear it', async () => {
+    const a = await node(`a-${randomUUID().slice(0, 4)}`);
+    const b = await node(`b-${randomUUID().slice(0, 4)}`);
+    const sid = randomUUID();
+    const phone = await join(a, 'phone', sid);
+    const watcher = await join(b, 'watcher', sid);
+    await redis.kill();
+    // Keep the device's socket busy closing while Redis is away: its disconnect fails.
+    await phone.close();
+    await new Promise((r) => setTimeout(r, 300));
+    await redis.restart();
+    const left = await watcher.waitFor((e) => e.type === T.DEVICE_LEFT && e.payload.device_id === 'phone', 10_000);
+    expect(left.payload.reason).toBe('disconnected');
+    await eventually(async () => (await status(b, sid)).phone === 'offline', 5000, 100);
+    // Nothing counts the device any more: it joins and leaves normally afterwards.
+    const before = watcher.frames.length;
+    const again = await join(a, 'phone', sid);
+    await watcher.waitFor((e) => e.type === T.DEVICE_JOINED, 5000, before);
+    await again.close();
+    await watcher.waitFor((e) => e.type === T.DEVICE_LEFT && e.payload.device_id === 'phone', 5000, before);
+  }, 40_000);
+
+  it('a node that shuts down while Redis is away is reaped by a survivor: its devices go offline with DEVICE_LEFT timeout', async () => {
+    const a = await node(`a-${randomUUID().slice(0, 4)}`);
+    const b = await node(`b-${randomUUID().slice(0, 4)}`);
+    const sid = randomUUID();
+    await join(a, 'phone', sid);
+    const watcher = await join(b, 'watcher', sid);
+    await redis.kill();
+    await a.stop(); // its disconnects and its clean leave both fail
+    started.splice(started.indexOf(a), 1);
+    await redis.restart();
+    const left = await watcher.waitFor((e) => e.type === T.DEVICE_LEFT && e.payload.device_id === 'phone', 15_000);
+    expect(left.payload.reason).toBe('timeout');
+    await eventually(async () => (await status(b, sid)).phone === 'offline', 5000, 100);
+  }, 40_000);
+});
