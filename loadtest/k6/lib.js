@@ -9,6 +9,23 @@ export function envNumber(name, fallback) {
   return n;
 }
 
+/** Reads an env var as a number >= 0 (0 allowed, e.g. an idle soak's write rate), or the fallback. */
+export function envNonNegative(name, fallback) {
+  const raw = __ENV[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a number >= 0, got "${raw}"`);
+  return n;
+}
+
+/** A k6 duration ("90s", "10m", "1h30m") from an env var, checked, or the fallback. */
+export function envDuration(name, fallback) {
+  const raw = __ENV[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^(\d+h)?(\d+m)?(\d+s)?$/.test(raw)) throw new Error(`${name} must be a duration like 90s, 10m or 1h30m, got "${raw}"`);
+  return raw;
+}
+
 /**
  * Access tokens from TOKENS_FILE (one per line, or a JSON array of strings; blank lines and
  * lines starting with # are ignored) or TOKEN. Must be called in the init context (k6 `open`).

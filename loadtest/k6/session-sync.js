@@ -12,11 +12,11 @@
 //
 // Latency is measured across VUs of one k6 process (one clock). Do not split a pair across
 // machines in distributed runs unless their clocks are tightly synchronised.
-import ws from 'k6/ws';
 import { check, sleep } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import exec from 'k6/execution';
 import { envNumber, loadTokens, randomHex8, sessionUuid, wsUrl, T } from './lib.js';
+import { ackTracker, openDevice } from './device.js';
 
 const TOKENS = loadTokens();
 const URL = wsUrl();
@@ -40,7 +40,7 @@ export const options = {
     hf_sync_latency: [`p(95)<${envNumber('SYNC_P95_MS', 25)}`, `p(99)<${envNumber('SYNC_P99_MS', 50)}`],
     hf_ack_latency: [`p(99)<${envNumber('ACK_P99_MS', 50)}`],
     hf_ack_ok: ['rate>0.99'],
-    hf_auth_ok: ['rate>0.99'],
+    hf_connect_ok: ['rate>0.99'],
     checks: ['rate>0.99'],
   },
   summaryTrendStats: ['avg', 'min', 'med', 'p(90)', 'p(95)', 'p(99)', 'max', 'count'],
@@ -48,13 +48,9 @@ export const options = {
 
 const syncLatency = new Trend('hf_sync_latency', true); // writer send -> other device receive
 const ackLatency = new Trend('hf_ack_latency', true); // send -> STATE_UPDATE_ACK
-const authLatency = new Trend('hf_auth_latency', true); // socket open -> AUTH_SUCCESS
 const ackOk = new Rate('hf_ack_ok'); // every update gets its ACK within ACK_TIMEOUT_MS
-const authOk = new Rate('hf_auth_ok');
 const updatesSent = new Counter('hf_updates_sent');
 const updatesReceived = new Counter('hf_updates_received');
-const errorFrames = new Counter('hf_error_frames'); // tagged with the ERROR code
-const serverCloses = new Counter('hf_server_closes'); // tagged with the close code
 
 export function setup() {
   if (VUS % PAIR_SIZE !== 0) console.warn(`VUS=${VUS} is not a multiple of PAIR_SIZE=${PAIR_SIZE}: the last session has fewer devices`);
@@ -66,94 +62,47 @@ export function setup() {
 export default function (data) {
   const vu = exec.vu.idInTest; // 1-based
   const group = Math.floor((vu - 1) / PAIR_SIZE);
-  const token = TOKENS[group % TOKENS.length]; // all devices of a session act for the same user
   const sessionId = sessionUuid(data.run, group);
   const deviceId = `k6-${data.run}-vu${vu}`;
   const myKey = `lat_vu${vu}`;
 
-  const pending = new Map(); // correlation_id -> send time (ms)
+  const acks = ackTracker(ackOk, ackLatency);
   const known = Object.create(null); // key -> last value seen (fallback when `delta` is absent)
   let seq = 0;
   let lastAckVersion = 0;
-  let authed = false;
-  let authCounted = false; // hf_auth_ok gets exactly one sample per connection
-  let closingByUs = false;
-  let openedAt = 0;
+  let stopping = false;
 
-  const res = ws.connect(URL, { tags: { name: 'ws /ws' } }, (socket) => {
-    const send = (type, payload, extra) =>
-      socket.send(JSON.stringify(Object.assign({ type, timestamp: Date.now(), payload }, extra || {})));
-
-    const failPending = (olderThanMs) => {
-      const now = Date.now();
-      for (const [cid, sentAt] of pending) {
-        if (olderThanMs === undefined || now - sentAt > olderThanMs) {
-          ackOk.add(false);
-          pending.delete(cid);
-        }
-      }
-    };
-
-    const startWriting = (heartbeatMs) => {
-      socket.setInterval(() => {
-        const sentAt = Date.now();
-        const correlationId = `${vu}-${++seq}`;
-        pending.set(correlationId, sentAt);
-        updatesSent.add(1);
-        send(
-          T.STATE_UPDATE,
-          { key: myKey, value: sentAt - data.epoch, operation: 'INCREMENT' },
-          { session_id: sessionId, device_id: deviceId, correlation_id: correlationId },
-        );
-      }, 1000 / RATE);
-      socket.setInterval(() => send(T.HEARTBEAT, { client_time: Date.now() }), heartbeatMs);
-      socket.setInterval(() => failPending(ACK_TIMEOUT_MS), 1000);
-    };
-
-    socket.on('open', () => {
-      openedAt = Date.now();
-      send(T.AUTH, { token, device_id: deviceId, device_type: 'k6', device_name: `k6 VU ${vu}`, session_id: sessionId });
-      // Hold the connection for HOLD_SECONDS, stop writing, let the last ACKs arrive, close.
-      socket.setTimeout(() => {
-        closingByUs = true;
-        socket.setTimeout(() => socket.close(), Math.min(ACK_TIMEOUT_MS, 2000));
-      }, HOLD_S * 1000);
-      socket.setTimeout(() => {
-        if (!authed) {
-          if (!authCounted) authOk.add(false);
-          authCounted = true;
-          console.error(`VU ${vu}: no AUTH_SUCCESS within 10 s`);
-          socket.close();
-        }
-      }, 10000);
+  const startWriting = (dev, heartbeatMs) => {
+    dev.every(1000 / RATE, () => {
+      if (stopping) return;
+      const sentAt = Date.now();
+      const correlationId = `${vu}-${++seq}`;
+      acks.sent(correlationId);
+      updatesSent.add(1);
+      dev.send(
+        T.STATE_UPDATE,
+        { key: myKey, value: sentAt - data.epoch, operation: 'INCREMENT' },
+        { session_id: sessionId, device_id: deviceId, correlation_id: correlationId },
+      );
     });
+    dev.every(heartbeatMs, () => dev.send(T.HEARTBEAT, { client_time: Date.now() }));
+    dev.every(1000, () => acks.expire(ACK_TIMEOUT_MS));
+  };
 
-    socket.on('message', (raw) => {
+  const device = openDevice({
+    url: URL,
+    token: TOKENS[group % TOKENS.length], // all devices of a session act for the same user
+    deviceId,
+    sessionId,
+    authTimeoutMs: 10000,
+    onAuthSuccess: (p, dev) => {
+      check(p, { 'AUTH_SUCCESS joins the pair session': (x) => String(x.session_id).toLowerCase() === sessionId });
+      dev.after(WARMUP_MS, () => startWriting(dev, Math.max(1000, Number(p.heartbeat_interval_ms) || 25000)));
+    },
+    onFrame: (msg) => {
       const now = Date.now();
-      let msg;
-      try {
-        msg = JSON.parse(raw);
-      } catch (e) {
-        check(null, { 'server frame is JSON': () => false });
-        return;
-      }
       const p = msg.payload || {};
       switch (msg.type) {
-        case T.AUTH_SUCCESS:
-          authed = true;
-          authCounted = true;
-          authOk.add(true);
-          authLatency.add(now - openedAt);
-          check(p, { 'AUTH_SUCCESS joins the pair session': (x) => String(x.session_id).toLowerCase() === sessionId });
-          socket.setTimeout(() => {
-            if (!closingByUs) startWriting(Math.max(1000, Number(p.heartbeat_interval_ms) || 25000));
-          }, WARMUP_MS);
-          break;
-        case T.AUTH_FAILURE:
-          if (!authCounted) authOk.add(false);
-          authCounted = true;
-          console.error(`VU ${vu}: AUTH_FAILURE ${p.code}: ${p.message}`);
-          break;
         case T.SNAPSHOT_RESPONSE: {
           const state = p.state_data || {};
           for (const k of Object.keys(state)) known[k] = state[k];
@@ -173,48 +122,29 @@ export default function (data) {
           check(p, { 'STATE_UPDATE carries a version': (x) => typeof x.version === 'number' });
           break;
         }
-        case T.STATE_UPDATE_ACK: {
-          const cid = p.correlation_id !== undefined ? p.correlation_id : msg.correlation_id;
-          const sentAt = pending.get(cid);
-          if (sentAt === undefined) break; // already timed out
-          pending.delete(cid);
-          ackOk.add(true);
-          ackLatency.add(now - sentAt);
+        case T.STATE_UPDATE_ACK:
+          if (!acks.acked(msg)) break;
           check(p, { 'ACK version increases': (x) => typeof x.version === 'number' && x.version > lastAckVersion });
           if (typeof p.version === 'number') lastAckVersion = p.version;
           break;
-        }
-        case T.ERROR: {
-          errorFrames.add(1, { code: String(p.code) });
-          const cid = p.correlation_id !== undefined ? p.correlation_id : msg.correlation_id;
-          if (cid !== undefined && pending.has(cid)) {
-            pending.delete(cid);
-            ackOk.add(false);
-          }
-          break;
-        }
-        case T.RECONNECT:
-          // The node is draining: close now and reconnect (next iteration) rather than wait for 1012.
-          closingByUs = true;
-          socket.close();
+        case T.ERROR:
+          acks.errored(msg);
           break;
         default:
           break; // HEARTBEAT_ACK, DEVICE_*, BROADCAST, ...
       }
-    });
-
-    socket.on('close', (code) => {
-      if (!authCounted) authOk.add(false);
-      authCounted = true;
-      if (!closingByUs) serverCloses.add(1, { code: String(code) });
-      failPending();
-    });
-
-    socket.on('error', (e) => {
-      if (e.error() !== 'websocket: close sent') console.error(`VU ${vu}: ws error: ${e.error()}`);
-    });
+    },
+    onClose: (code, byUs) => {
+      acks.failAll();
+      // Refused or dropped at once: do not hot-loop against a server that says no.
+      if (!byUs) sleep(1);
+    },
   });
 
-  check(res, { 'ws upgrade is 101': (r) => r && r.status === 101 });
-  if (!res || res.status !== 101) sleep(1); // do not hot-loop against a refusing server
+  // Hold the connection for HOLD_SECONDS, stop writing, let the last ACKs arrive, close; the next
+  // iteration reconnects (exercises AUTH + resync).
+  device.after(HOLD_S * 1000, () => {
+    stopping = true;
+    device.after(Math.min(ACK_TIMEOUT_MS, 2000), () => device.close());
+  });
 }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 
 /** Every knob of a gateway node. Built once by `loadConfig`, validated and frozen. */
@@ -34,9 +35,18 @@ export interface Config {
   readonly maxHandoffsPerSession: number;
 }
 
+/**
+ * Redis connection. `single.url` carries everything (password from REDIS_PASSWORD included);
+ * `tls` is present when TLS is on (`rediss://`, or REDIS_TLS=1), `ca` from REDIS_TLS_CA_FILE.
+ */
 export type RedisConfig =
-  | { readonly mode: 'single'; readonly url: string }
-  | { readonly mode: 'cluster'; readonly nodes: ReadonlyArray<{ host: string; port: number }>; readonly password?: string };
+  | { readonly mode: 'single'; readonly url: string; readonly tls?: RedisTls }
+  | { readonly mode: 'cluster'; readonly nodes: ReadonlyArray<{ host: string; port: number }>; readonly password?: string; readonly tls?: RedisTls };
+
+export interface RedisTls {
+  /** PEM bundle to verify the server certificate with, instead of the system CAs. */
+  readonly ca?: string;
+}
 
 export interface JwtConfig {
   readonly secret: Uint8Array;
@@ -87,7 +97,40 @@ function parseListen(env: Env): { host: string; port: number } {
   return { host, port };
 }
 
+/** REDIS_TLS: 1/true/yes or 0/false/no; undefined when unset. */
+function parseTlsFlag(env: Env): boolean | undefined {
+  const raw = (env.REDIS_TLS ?? '').trim().toLowerCase();
+  if (raw === '') return undefined;
+  if (['1', 'true', 'yes'].includes(raw)) return true;
+  if (['0', 'false', 'no'].includes(raw)) return false;
+  throw new ConfigError('REDIS_TLS', `must be 1 or 0 (true/false, yes/no), got "${env.REDIS_TLS}"`);
+}
+
+function redisTls(env: Env, on: boolean): RedisTls | undefined {
+  const file = env.REDIS_TLS_CA_FILE;
+  if (!on) {
+    if (file) throw new ConfigError('REDIS_TLS_CA_FILE', 'is set but TLS to Redis is off: use a rediss:// URL or REDIS_TLS=1');
+    return undefined;
+  }
+  if (!file) return Object.freeze({});
+  let ca: string;
+  try {
+    ca = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError('REDIS_TLS_CA_FILE', `cannot read "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError('REDIS_TLS_CA_FILE', `"${file}" holds no PEM certificate`);
+  return Object.freeze({ ca });
+}
+
+/**
+ * REDIS_CLUSTER_NODES, else REDIS_URL, else REDIS_ADDR (+ REDIS_DB). REDIS_PASSWORD applies to
+ * each: it fills in a REDIS_URL without a password, and one that carries a different password is
+ * refused rather than silently preferring either.
+ */
 function parseRedis(env: Env): RedisConfig | null {
+  const tlsFlag = parseTlsFlag(env);
+  const password = env.REDIS_PASSWORD || undefined;
   if (env.REDIS_CLUSTER_NODES) {
     const nodes = env.REDIS_CLUSTER_NODES.split(',').map((s) => s.trim()).filter(Boolean).map((hp) => {
       const m = /^([^:]+):(\d{1,5})$/.exec(hp);
@@ -95,23 +138,34 @@ function parseRedis(env: Env): RedisConfig | null {
       return { host: m[1], port: Number(m[2]) };
     });
     if (nodes.length === 0) throw new ConfigError('REDIS_CLUSTER_NODES', 'needs at least one host:port');
-    return Object.freeze({ mode: 'cluster', nodes: Object.freeze(nodes), password: env.REDIS_PASSWORD || undefined });
+    return Object.freeze({ mode: 'cluster', nodes: Object.freeze(nodes), password, tls: redisTls(env, tlsFlag === true) });
   }
   if (env.REDIS_URL) {
+    let u: URL;
     try {
-      const u = new URL(env.REDIS_URL);
-      if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error('scheme');
+      u = new URL(env.REDIS_URL);
     } catch {
-      throw new ConfigError('REDIS_URL', `must be a redis:// or rediss:// URL, got "${env.REDIS_URL}"`);
+      throw new ConfigError('REDIS_URL', 'must be a redis:// or rediss:// URL (it does not parse as a URL)');
     }
-    return Object.freeze({ mode: 'single', url: env.REDIS_URL });
+    if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new ConfigError('REDIS_URL', `must be a redis:// or rediss:// URL, got scheme "${u.protocol}"`);
+    const tls = u.protocol === 'rediss:';
+    if (tlsFlag !== undefined && tlsFlag !== tls) {
+      throw new ConfigError('REDIS_TLS', `is ${tlsFlag ? 'on' : 'off'} but REDIS_URL is ${u.protocol}//; make them agree (rediss:// is TLS)`);
+    }
+    if (password) {
+      const inUrl = u.password ? decodeURIComponent(u.password) : '';
+      if (inUrl && inUrl !== password) throw new ConfigError('REDIS_PASSWORD', 'differs from the password inside REDIS_URL; set it in one place only');
+      if (!inUrl) u.password = encodeURIComponent(password);
+    }
+    return Object.freeze({ mode: 'single', url: u.toString(), tls: redisTls(env, tls) });
   }
   if (env.REDIS_ADDR) {
     const m = /^([^:]+):(\d{1,5})$/.exec(env.REDIS_ADDR.trim());
     if (!m) throw new ConfigError('REDIS_ADDR', `must be host:port, got "${env.REDIS_ADDR}"`);
     const db = env.REDIS_DB ? positiveInt(env, 'REDIS_DB', 0, 0) : 0;
-    const auth = env.REDIS_PASSWORD ? `:${encodeURIComponent(env.REDIS_PASSWORD)}@` : '';
-    return Object.freeze({ mode: 'single', url: `redis://${auth}${m[1]}:${m[2]}/${db}` });
+    const auth = password ? `:${encodeURIComponent(password)}@` : '';
+    const tls = tlsFlag === true;
+    return Object.freeze({ mode: 'single', url: `${tls ? 'rediss' : 'redis'}://${auth}${m[1]}:${m[2]}/${db}`, tls: redisTls(env, tls) });
   }
   return null;
 }

@@ -12,5 +12,5 @@ export { MemoryBroker, MemoryBus } from './bus/memory';
 export type { Bus } from './bus/types';
 export type * from './store/types';
 export { TokenService, type Principal, type Role } from './auth/tokens';
-export { uwsIsNative } from './uwsRuntime';
+export { uwsBuild, uwsIsNative, uwsLoadError } from './uwsRuntime';
 export { createLogger, type Logger } from './log';

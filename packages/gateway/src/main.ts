@@ -1,8 +1,13 @@
 #!/usr/bin/env node
 import { ConfigError, loadConfig } from './config';
 import { createNode } from './node';
+import { uwsLoadError } from './uwsRuntime';
 
 async function main(): Promise<void> {
+  if (uwsLoadError) {
+    process.stderr.write(`harmonyflow: cannot start: ${uwsLoadError.message}\n`);
+    process.exit(1);
+  }
   let config;
   try {
     config = loadConfig();

@@ -1,4 +1,17 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { redisConnectionStates } from './store/redisClient';
+import { uwsBuild, uwsIsNative } from './uwsRuntime';
+
+const PACKAGE_VERSION: string = JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')).version;
+
+/**
+ * prom-client's default gauges that end in `_total`, which Prometheus reserves for counters
+ * (`promtool check metrics` rejects them). Each is the sum of the `{type}`-labelled gauge of the
+ * same name without the suffix, e.g. `sum(hf_nodejs_active_handles)`, so nothing is lost.
+ */
+const NON_COUNTER_TOTALS = ['hf_nodejs_active_handles_total', 'hf_nodejs_active_requests_total', 'hf_nodejs_active_resources_total'];
 
 /** Every metric of a node, in one registry. Labels are bounded: never a session or user id. */
 export class Metrics {
@@ -81,7 +94,35 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /**
+   * Constant 1; the labels say what runs. `uws_native` is "true" on every node that started: start-up
+   * refuses uWS's pure-JS fallback (uwsRuntime.ts). `uws_build` names the uWS package in use.
+   */
+  readonly buildInfo = new Gauge({
+    name: 'hf_build_info',
+    help: 'Build and runtime of this node: service version, Node.js version, uWebSockets.js build and whether it is native',
+    labelNames: ['version', 'node_version', 'uws_native', 'uws_build'] as const,
+    registers: [this.registry],
+  });
+
+  /**
+   * 1 while every Redis connection of the role (`command`, `subscriber`) is ready, 0 while one is
+   * down (reconnecting). No series at all with the embedded store (no Redis configured).
+   */
+  readonly redisConnected = new Gauge({
+    name: 'hf_redis_connected',
+    help: 'Whether the Redis connections of this node are ready (1) or down (0), by role; absent with the embedded store',
+    labelNames: ['role'] as const,
+    registers: [this.registry],
+    collect() {
+      this.reset();
+      for (const [role, up] of redisConnectionStates()) this.set({ role }, up ? 1 : 0);
+    },
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'hf_' });
+    for (const name of NON_COUNTER_TOTALS) this.registry.removeSingleMetric(name);
+    this.buildInfo.set({ version: PACKAGE_VERSION, node_version: process.version, uws_native: String(uwsIsNative), uws_build: uwsBuild?.name ?? 'none' }, 1);
   }
 }

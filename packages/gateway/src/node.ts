@@ -14,6 +14,7 @@ import { notFound } from './errors';
 import { registerAdminRoutes } from './http/admin';
 import { registerAuthRoutes } from './http/auth';
 import { registerDeviceRoutes } from './http/devices';
+import { registerDocsRoutes } from './http/docs';
 import { registerOpsRoutes } from './http/ops';
 import { registerSessionRoutes } from './http/session';
 import { route, type HttpDeps } from './http/uws';
@@ -205,6 +206,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
   registerSessionRoutes(app, deps, sessions);
   registerDeviceRoutes(app, deps, { sessions, presence, handoffTtlMs: config.handoffTtlMs, publish });
   registerAdminRoutes(app, deps, adminMetrics, store, publishGlobal);
+  registerDocsRoutes(app, deps);
   for (const m of ['get', 'post', 'del', 'put'] as const) {
     route(app, deps, m, '/*', { name: 'unmatched', auth: 'none' }, () => {
       throw notFound('no such route');

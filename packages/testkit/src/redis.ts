@@ -30,7 +30,8 @@ function waitForPort(port: number, timeoutMs: number, proc: ChildProcess): Promi
         s.write('PING\r\n');
         s.once('data', (d) => {
           s.destroy();
-          if (d.toString().startsWith('+PONG')) resolve();
+          // -NOAUTH: up, and started with --requirepass.
+          if (/^(\+PONG|-NOAUTH)/.test(d.toString())) resolve();
           else retry();
         });
       });

@@ -58,6 +58,9 @@ export function statusLine(status: number): string {
 
 type Method = 'get' | 'post' | 'del' | 'put';
 
+/** Every (method, pattern) registered through `route()`, per app: what the API reference is checked against. */
+export const registeredRoutes = new WeakMap<TemplatedApp, Array<{ readonly method: string; readonly pattern: string }>>();
+
 /**
  * Registers an HTTP route with the uWS habits in one place: copy from `req` synchronously,
  * `onAborted` before any await, streaming body with a cap, auth, error mapping, `cork` around the
@@ -66,6 +69,8 @@ type Method = 'get' | 'post' | 'del' | 'put';
 export function route(app: TemplatedApp, deps: HttpDeps, method: Method, pattern: string, opts: RouteOptions, handler: Handler): void {
   const paramCount = (pattern.match(/\/:/g) ?? []).length;
   const methodName = method === 'del' ? 'DELETE' : method.toUpperCase();
+  if (!registeredRoutes.has(app)) registeredRoutes.set(app, []);
+  registeredRoutes.get(app)!.push({ method: methodName, pattern });
   app[method](pattern, (res: HttpResponse, req: HttpRequest) => {
     const started = process.hrtime.bigint();
     const headers: Record<string, string> = { authorization: req.getHeader('authorization') };
