@@ -1,40 +1,31 @@
 -- A device joins a session (AUTH): creates it empty (version 0, a new epoch) for ARGV[2] unless it
--- exists, within the user's quota; refreshes its expiry when due; makes it the owner's most recent.
--- KEYS: 1-7 the session's keys (lib.lua), [8 user index, 9 global index: single Redis only]
--- ARGV: 1 sessionId, 2 user, 3 now, 4 ttl(ms), 5 epoch for a new session,
---       6 creation rule ('' | 'R' | n, as in mutate.lua), 7 deviceId
+-- exists; refreshes its expiry when due; makes it the owner's most recent.
+-- KEYS: 1-7 the session's keys (lib.lua).
+-- ARGV: 1 user, 2 now, 3 instance (for a new epoch), 4 creation rule ('' create | 'R' answer
+--       needs_reservation: the caller reserves quota in the owner's index first), 5 deviceId
 -- Returns {'ok', owner, version, epoch, created(0/1), lastMutationId, refreshedExpiry(0: none)}
---   | {'quota_exceeded'} | {'needs_reservation'}
-local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
-local m = redis.call('HMGET', KEYS[1], 'uid', 'v', 'epoch', 'exp', 'm:' .. ARGV[7])
+--   | {'needs_reservation'}
+local now = tonumber(ARGV[2])
+local m = redis.call('HMGET', KEYS[1], 'h', 'm:' .. ARGV[5])
 if m[1] then
-  local exp = hf_due(tonumber(m[4]) or 0, now, ttl)
-  local mset = {}
-  if m[1] == ARGV[2] then
-    mset[#mset + 1] = 'recent'
-    mset[#mset + 1] = now
+  local h = cmsgpack.unpack(m[1])
+  local exp = hf_due(h[H_EXP], now)
+  local touched = false
+  if h[H_UID] == ARGV[1] then
+    h[H_RECENT] = now
+    touched = true
   end
   if exp then
-    mset[#mset + 1] = 'exp'
-    mset[#mset + 1] = exp
+    h[H_EXP] = exp
+    touched = true
   end
-  if #mset > 0 then redis.call('HSET', KEYS[1], unpack(mset)) end
+  if touched then redis.call('HSET', KEYS[1], 'h', cmsgpack.pack(h)) end
   if exp then hf_refresh(exp) end
-  return {'ok', m[1], tonumber(m[2]) or 0, m[3] or '', 0, tonumber(m[5]) or 0, exp or 0}
+  return {'ok', h[H_UID], h[H_V], h[H_EPOCH], 0, tonumber(m[2]) or 0, exp or 0}
 end
-local rule = ARGV[6]
-if rule == 'R' then return {'needs_reservation'} end
-if rule ~= '' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
-  if redis.call('ZCARD', KEYS[8]) >= tonumber(rule) then return {'quota_exceeded'} end
-end
-local exp = now + ttl + math.floor(ttl / 8)
-redis.call('HSET', KEYS[1], 'uid', ARGV[2], 'v', 0, 'epoch', ARGV[5], 'created', now, 'updated', now,
-  'recent', now, 'bytes', 0, 'exp', exp)
+if ARGV[4] == 'R' then return {'needs_reservation'} end
+local exp = now + TTL + math.floor(TTL / 8)
+local epoch = hf_new_epoch(ARGV[3], now)
+redis.call('HSET', KEYS[1], 'h', cmsgpack.pack({ARGV[1], 0, epoch, now, now, now, 0, '', '', exp, 0, 0, 0, 0, 0, 0}))
 redis.call('PEXPIREAT', KEYS[1], exp)
-if KEYS[8] then
-  redis.call('ZADD', KEYS[8], exp, ARGV[1])
-  redis.call('PEXPIREAT', KEYS[8], exp)
-  redis.call('ZADD', KEYS[9], exp, ARGV[1])
-end
-return {'ok', ARGV[2], 0, ARGV[5], 1, 0, exp}
+return {'ok', ARGV[1], 0, epoch, 1, 0, exp}

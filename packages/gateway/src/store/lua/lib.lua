@@ -1,6 +1,12 @@
--- Prelude shared by the session scripts (prepended when a script is loaded; see redis.ts).
+-- Prelude shared by the session scripts (prepended when a script is loaded; see redis.ts, which
+-- also prepends the per-deployment constants TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB and WINDOW).
 -- Scripts that may refresh a session's expiry receive its keys first, in KeySpace.sessionKeyList
 -- order: 1 meta, 2 state, 3 tomb, 4 log, 5 devices, 6 idem, 7 idemPrev.
+--
+-- The session header is one field of the meta hash, `h`: a cmsgpack array (one HGET and one
+-- HSET per write instead of a field per figure), indexed by these constants.
+local H_UID, H_V, H_EPOCH, H_CREATED, H_UPDATED, H_RECENT, H_BYTES, H_DEV, H_APP = 1, 2, 3, 4, 5, 6, 7, 8, 9
+local H_EXP, H_LF, H_LB, H_TF, H_TN, H_IN, H_IT = 10, 11, 12, 13, 14, 15, 16
 
 -- Every key of the session expires at the same instant, so a session never half-expires.
 local function hf_refresh(exp)
@@ -10,8 +16,8 @@ end
 -- The next expiry deadline when a refresh is due, else nil. A refresh happens at most once per
 -- eighth of the TTL (the per-write cost stays low) and sets the deadline an eighth beyond the TTL
 -- (a session always outlives its last activity by at least the TTL).
-local function hf_due(exp, now, ttl)
-  if exp < now + ttl then return now + ttl + math.floor(ttl / 8) end
+local function hf_due(exp, now)
+  if exp < now + TTL then return now + TTL + math.floor(TTL / 8) end
   return nil
 end
 
@@ -41,4 +47,10 @@ local function hf_chunked(cmd, key, list, step)
     redis.call(cmd, key, unpack(list, i, j))
     i = j + 1
   end
+end
+
+-- The session's epoch when this script creates it: the writing process's 64 random bits
+-- (its instance id's suffix) and the time, so a session created again never reuses one.
+local function hf_new_epoch(instance, now)
+  return (string.match(instance, '/([%x]+)$') or instance) .. string.format('%x', now)
 end

@@ -1,57 +1,55 @@
 -- One atomic state change of one session (SessionStore.mutate; store/memory.ts mirrors it).
 -- Redis does not roll a script back, so every check runs before the first write.
 --
--- KEYS: 1 meta, 2 state, 3 tomb, 4 log, 5 devices, 6 idem, 7 idemPrev,
---       [8 owner's session index, 9 global index: single Redis only, written when this creates the session]
--- ARGV: 1 sessionId, 2 actor, 3 admin(0/1), 4 owner, 5 op, 6 expectVersion|'', 7 baseVersion|'',
---       8 deviceId, 9 appVersion, 10 originNode, 11 originConn, 12 correlationId, 13 mutationId|'',
---       14 now(ms), 15 ttl(ms), 16 maxStateBytes, 17 logLength, 18 logMaxBytes, 19 channel,
---       20 PUBLISH|SPUBLISH, 21 dedupe window(ms), 22 epoch for a new session,
---       23 creation rule: '' create freely | 'R' do not create, answer needs_reservation (Redis
---          Cluster: the caller reserves quota in the owner's index, in another slot, first)
---          | n create only while KEYS[8] holds fewer than n live sessions,
---       24.. op arguments:
+-- KEYS: 1 meta, 2 state, 3 tomb, 4 log, 5 devices, 6 idem, 7 idemPrev (the session id and its
+--       channel are read off KEYS[1])
+-- ARGV: 1 control: "op admin rule expectVersion baseVersion mutationId originConn now", tokens
+--         separated by one space, '-' for none; rule: '-' create freely | 'R' do not create, answer
+--         needs_reservation (the caller reserves quota in the owner's index, another slot, first)
+--       2 actor, 3 owner, 4 deviceId, 5 appVersion, 6 originNode (instance id), 7 correlationId,
+--       8.. op arguments:
 --         set: key, stored, size | delete: key | incr: key, delta
 --         patch: nChanges, (key, stored, size)*, deleted keys* | merge: nChanges, (key, stored, size)*
 --         replace: nKeys, (key, stored, size)*
+--       Per-deployment constants come from the prelude: TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB, WINDOW.
 -- Returns one cmsgpack array:
 --   {'ok', version, created, rebased, valueText, duplicate, updatedAt, createdAt, deviceId, appVersion,
 --    stateFlat (merge only), owner, epoch, expiry, refreshed (0/1: the expiry moved; indexes follow)}
 --   | {'conflict', current, conflictingKeys|false, stateFlat} | {'not_found'} | {'not_a_number', key}
---   | {'too_large', bytes} | {'quota_exceeded'} | {'needs_reservation'}
+--   | {'too_large', bytes} | {'needs_reservation'}
 --
--- Meta fields: uid, v, epoch, created, updated, recent (last write or claim by the owner), bytes,
--- dev, app, exp (expiry deadline of every key), lf/lb (first logged version, log bytes),
--- tf/tn (tombstone floor and count), in/it (dedupe records and generation start),
--- 'm:'..device (highest mutation id processed for the device).
+-- The meta hash holds the header `h` (lib.lua: owner, version, epoch, times, state bytes, expiry,
+-- log bookkeeping lf/lb, tombstone floor and count tf/tn, dedupe count and generation start
+-- in/it) and, per device that used mutation ids, 'm:'..device = the highest one processed.
 
 local TOMB_MAX = 1024
 local IDEM_MAX = 256
 
 local meta, stateKey, tombKey, logKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local dev, corr, mid = ARGV[8], ARGV[12], ARGV[13]
-local useMid = mid ~= '' and dev ~= ''
+local op, admin, rule, ev, bv, mid, connS, nowS = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+local actor, ownerArg, dev, app, origin, corr = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local useMid = mid ~= '-' and dev ~= ''
 local useIdem = not useMid and corr ~= '' and dev ~= ''
-local now, ttl = tonumber(ARGV[14]), tonumber(ARGV[15])
+local now = tonumber(nowS)
 
-local m = redis.call('HMGET', meta, 'uid', 'v', 'epoch', 'created', 'updated', 'bytes', 'dev', 'app', 'exp',
-  'lf', 'lb', 'tf', 'tn', 'in', 'it', useMid and ('m:' .. dev) or 'v')
-local exists = m[1] ~= false
-if exists and m[1] ~= ARGV[2] and ARGV[3] ~= '1' then
+local m = redis.call('HMGET', meta, 'h', useMid and ('m:' .. dev) or 'h')
+local h = m[1] and cmsgpack.unpack(m[1])
+local exists = h ~= false and h ~= nil
+if exists and h[H_UID] ~= actor and admin ~= '1' then
   return cmsgpack.pack({'not_found'})
 end
-local owner = exists and m[1] or ARGV[4]
-local current = exists and tonumber(m[2]) or 0
-local epoch = exists and m[3] or ARGV[22]
-local createdAt = exists and tonumber(m[4]) or now
+local owner = exists and h[H_UID] or ownerArg
+local current = exists and h[H_V] or 0
+local epoch = exists and h[H_EPOCH] or hf_new_epoch(origin, now)
+local createdAt = exists and h[H_CREATED] or now
 
 -- Retries: a mutation id at or below the device's mark, or a (device, correlation id) pair seen
 -- within the dedupe window, is answered without applying it again.
 local function duplicate(version, valueText)
-  return cmsgpack.pack({'ok', version, 0, 0, valueText, 1, tonumber(m[5]) or now, createdAt, m[7] or '', m[8] or '',
-    {}, owner, epoch, tonumber(m[9]) or 0, 0})
+  return cmsgpack.pack({'ok', version, 0, 0, valueText, 1, h[H_UPDATED], createdAt, h[H_DEV], h[H_APP],
+    {}, owner, epoch, h[H_EXP], 0})
 end
-if exists and useMid and tonumber(mid) <= (tonumber(m[16]) or 0) then
+if exists and useMid and tonumber(mid) <= (tonumber(m[2]) or 0) then
   return duplicate(current, '')
 end
 local idemField
@@ -60,7 +58,7 @@ if useIdem then
   idemField = #dev .. ':' .. dev .. corr
   if exists then
     local hit = redis.call('HGET', KEYS[6], idemField)
-    if not hit and now - (tonumber(m[15]) or 0) < tonumber(ARGV[21]) then hit = redis.call('HGET', KEYS[7], idemField) end
+    if not hit and now - h[H_IT] < WINDOW then hit = redis.call('HGET', KEYS[7], idemField) end
     if hit then
       local bar = string.find(hit, '|', 1, true)
       return duplicate(tonumber(string.sub(hit, 1, bar - 1)), string.sub(hit, bar + 1))
@@ -97,18 +95,17 @@ local function rec(k)
 end
 
 -- Parse the op into writes {key, stored|false, size}.
-local op = ARGV[5]
 local writes = {}
 local deleted = {}
 local incrValue = ''
 local delta = 0
 if op == 'set' then
-  writes[1] = {ARGV[24], ARGV[25], tonumber(ARGV[26])}
+  writes[1] = {ARGV[8], ARGV[9], tonumber(ARGV[10])}
 elseif op == 'delete' then
-  writes[1] = {ARGV[24], false, 0}
+  writes[1] = {ARGV[8], false, 0}
 elseif op == 'incr' then
-  local key = ARGV[24]
-  delta = tonumber(ARGV[25])
+  local key = ARGV[8]
+  delta = tonumber(ARGV[9])
   local r = rec(key)
   local base = 0
   if r then
@@ -130,8 +127,8 @@ elseif op == 'incr' then
   end
   writes[1] = {key, incrValue, #key + #incrValue}
 else
-  local n = tonumber(ARGV[24])
-  local i = 25
+  local n = tonumber(ARGV[8])
+  local i = 9
   for _ = 1, n do
     writes[#writes + 1] = {ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])}
     i = i + 3
@@ -146,13 +143,13 @@ else
 end
 
 -- Version checks.
-if ARGV[6] ~= '' and tonumber(ARGV[6]) ~= current + 1 then
+if ev ~= '-' and tonumber(ev) ~= current + 1 then
   return refuse({'conflict', current, false, stateNow()})
 end
 local rebased = 0
-local tf = tonumber(m[12]) or 0
-if ARGV[7] ~= '' then
-  local base = tonumber(ARGV[7])
+local tf = exists and h[H_TF] or 0
+if bv ~= '-' then
+  local base = tonumber(bv)
   if base > current then
     return refuse({'conflict', current, {}, stateNow()})
   elseif base < current then
@@ -182,7 +179,7 @@ if ARGV[7] ~= '' then
 end
 
 -- Size accounting, and which keys leave the state (tombstones are kept only for keys that existed).
-local prevBytes = exists and tonumber(m[6]) or 0
+local prevBytes = exists and h[H_BYTES] or 0
 local bytes = prevBytes
 local gone = {}
 if op == 'replace' then
@@ -212,25 +209,18 @@ else
     end
   end
 end
-if bytes > tonumber(ARGV[16]) then
+if bytes > MAX_STATE then
   return refuse({'too_large', bytes})
 end
 
--- Creating the session: within the owner's quota.
-if not exists then
-  local rule = ARGV[23]
-  if rule == 'R' then return cmsgpack.pack({'needs_reservation'}) end
-  if rule ~= '' then
-    redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
-    if redis.call('ZCARD', KEYS[8]) >= tonumber(rule) then return cmsgpack.pack({'quota_exceeded'}) end
-  end
-end
+-- Creating the session: the caller reserves the owner's quota first when it is limited.
+if not exists and rule == 'R' then return cmsgpack.pack({'needs_reservation'}) end
 
 -- All checks passed: write.
 local version = current + 1
 local vs = tostring(version)
-local exp = exists and tonumber(m[9]) or 0
-local refreshed = hf_due(exp, now, ttl)
+local exp = exists and h[H_EXP] or 0
+local refreshed = hf_due(exp, now)
 if refreshed then exp = refreshed end
 local createdKeys = {}
 
@@ -253,7 +243,7 @@ if #sets > 0 then
   if prevBytes == 0 or op == 'replace' then createdKeys[#createdKeys + 1] = stateKey end
 end
 
-local tn = tonumber(m[13]) or 0
+local tn = exists and h[H_TN] or 0
 if #gone > 0 then
   if tn + #gone > TOMB_MAX then
     -- Bounded: drop every tombstone and raise the floor to this version instead.
@@ -287,12 +277,13 @@ elseif op == 'patch' or op == 'replace' then
 else
   fields = hf_state_flat(redis.call('HGETALL', stateKey))
 end
-local frame = cmsgpack.pack({1, ARGV[1], version, ARGV[10], tonumber(ARGV[11]), dev, corr,
+local sessionId = string.match(meta, '{([^}]*)}')
+local frame = cmsgpack.pack({1, sessionId, version, origin, tonumber(connS), dev, corr,
   op, key, value, delta, fields, deleted, now, epoch})
 
 -- Log id = version, so resume is XRANGE (last+1)-0 + with no bookkeeping.
-local lf = tonumber(m[10]) or 0
-local lb = tonumber(m[11]) or 0
+local lf = exists and h[H_LF] or 0
+local lb = exists and h[H_LB] or 0
 if lf == 0 then
   redis.call('DEL', logKey) -- left over from an earlier incarnation, if anything
   lf, lb = version, 0
@@ -307,7 +298,7 @@ if type(added) == 'table' and added.err then
 end
 lb = lb + #frame
 -- Trim by entries (in batches of an eighth, so not on every write) and by bytes; keep the newest.
-local logLength, logMax = tonumber(ARGV[17]), tonumber(ARGV[18])
+local logLength, logMax = LOG_LEN, LOG_MAX
 local count = version - lf + 1
 if count > logLength + math.max(1, math.floor(logLength / 8)) or lb > logMax then
   local first, freed, cursor = lf, 0, '-'
@@ -332,61 +323,36 @@ if count > logLength + math.max(1, math.floor(logLength / 8)) or lb > logMax the
   end
 end
 
-local mset = {'v', version, 'updated', now, 'bytes', bytes, 'lf', lf, 'lb', lb}
-if not exists then
-  for _, x in ipairs({'uid', owner, 'epoch', epoch, 'created', now}) do mset[#mset + 1] = x end
-end
-if owner == ARGV[4] then
-  mset[#mset + 1] = 'recent'
-  mset[#mset + 1] = now
-end
-if dev ~= '' then
-  mset[#mset + 1] = 'dev'
-  mset[#mset + 1] = dev
-end
-if ARGV[9] ~= '' then
-  mset[#mset + 1] = 'app'
-  mset[#mset + 1] = ARGV[9]
-end
-if useMid then
-  mset[#mset + 1] = 'm:' .. dev
-  mset[#mset + 1] = mid
-end
-if refreshed then
-  mset[#mset + 1] = 'exp'
-  mset[#mset + 1] = exp
-end
-if #gone > 0 then
-  for _, x in ipairs({'tf', tf, 'tn', tn}) do mset[#mset + 1] = x end
-end
-
 -- Dedupe records: two generations of at most IDEM_MAX each, the older dropped when a generation is
 -- full or a window old, so a session keeps at most 2 x IDEM_MAX of them.
+local idemN, idemSince = exists and h[H_IN] or 0, exists and h[H_IT] or now
 if useIdem then
-  local n, since = tonumber(m[14]) or 0, tonumber(m[15]) or 0
-  if n >= IDEM_MAX or now - since >= tonumber(ARGV[21]) then
-    if n > 0 then redis.pcall('RENAME', KEYS[6], KEYS[7]) end
-    n, since = 0, now
+  if idemN >= IDEM_MAX or now - idemSince >= WINDOW then
+    if idemN > 0 then redis.pcall('RENAME', KEYS[6], KEYS[7]) end
+    idemN, idemSince = 0, now
   end
   redis.call('HSET', KEYS[6], idemField, vs .. '|' .. incrValue)
-  if n == 0 then createdKeys[#createdKeys + 1] = KEYS[6] end
-  for _, x in ipairs({'in', n + 1, 'it', since}) do mset[#mset + 1] = x end
+  if idemN == 0 then createdKeys[#createdKeys + 1] = KEYS[6] end
+  idemN = idemN + 1
 end
-redis.call('HSET', meta, unpack(mset))
+
+local header = {owner, version, epoch, createdAt, now, exists and h[H_RECENT] or now, bytes,
+  dev ~= '' and dev or (exists and h[H_DEV] or ''), app ~= '' and app or (exists and h[H_APP] or ''),
+  exp, lf, lb, tf, tn, idemN, idemSince}
+if owner == ownerArg then header[H_RECENT] = now end
+if useMid then
+  redis.call('HSET', meta, 'h', cmsgpack.pack(header), 'm:' .. dev, mid)
+else
+  redis.call('HSET', meta, 'h', cmsgpack.pack(header))
+end
 
 if refreshed then
   hf_refresh(exp)
 else
   for j = 1, #createdKeys do redis.call('PEXPIREAT', createdKeys[j], exp) end
 end
-if not exists and KEYS[8] then
-  redis.call('ZADD', KEYS[8], exp, ARGV[1])
-  redis.call('PEXPIREAT', KEYS[8], exp)
-  redis.call('ZADD', KEYS[9], exp, ARGV[1])
-end
 
-redis.call(ARGV[20], ARGV[19], frame)
+redis.call(PUB, string.sub(meta, 1, -5) .. 'ch', frame)
 
 return cmsgpack.pack({'ok', version, current == 0 and 1 or 0, rebased, incrValue, 0, now, createdAt,
-  dev ~= '' and dev or (m[7] or ''), ARGV[9] ~= '' and ARGV[9] or (m[8] or ''),
-  op == 'merge' and fields or {}, owner, epoch, exp, refreshed and 1 or 0})
+  header[H_DEV], header[H_APP], op == 'merge' and fields or {}, owner, epoch, exp, refreshed and 1 or 0})

@@ -28,10 +28,10 @@ local function save(id, r)
   redis.call('HSET', key, id, cjson.encode(r))
 end
 
--- The registry lives and dies with its session: same expiry instant.
+-- The registry lives and dies with its session: same expiry instant (header field 10, lib.lua).
 local function expire()
-  local exp = redis.call('HGET', KEYS[2], 'exp')
-  if exp then redis.call('PEXPIREAT', key, exp) else redis.call('PEXPIRE', key, ttl) end
+  local h = redis.call('HGET', KEYS[2], 'h')
+  if h then redis.call('PEXPIREAT', key, cmsgpack.unpack(h)[10]) else redis.call('PEXPIRE', key, ttl) end
 end
 
 local function fresh(id)

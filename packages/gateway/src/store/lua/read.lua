@@ -1,5 +1,5 @@
--- Atomic read of a session: meta and state from the same instant.
--- KEYS: 1 meta, 2 state. Returns false or {{uid, v, epoch, created, updated, dev, app, exp}, stateRecordsFlat}.
-local meta = redis.call('HMGET', KEYS[1], 'uid', 'v', 'epoch', 'created', 'updated', 'dev', 'app', 'exp')
-if not meta[1] then return false end
-return {meta, redis.call('HGETALL', KEYS[2])}
+-- Atomic read of a session: its header and state from the same instant.
+-- KEYS: 1 meta, 2 state. Returns false or {header (cmsgpack, see lib.lua), stateRecordsFlat}.
+local h = redis.call('HGET', KEYS[1], 'h')
+if not h then return false end
+return {h, redis.call('HGETALL', KEYS[2])}
