@@ -19,7 +19,7 @@ try {
   const log = createLogger('silent', 'bench');
   const client = createRedis({ mode: 'single', url: `redis://127.0.0.1:${port}` }, log, 'command', 'bench');
   await whenReady(client, 5000);
-  const store = new RedisStore(client, new KeySpace('b:'), { ttlSeconds: 604800, maxStateBytes: 1 << 20, logLength: 1000, logMaxBytes: 8 << 20, idempotencyTtlMs: 300000, maxSessionsPerUser: 100, maxHandoffsPerSession: 20 });
+  const store = new RedisStore(client, new KeySpace('b:'), { ttlSeconds: 604800, maxStateBytes: 1 << 20, logLength: 1000, logMaxBytes: 8 << 20, maxSessionsPerUser: 100, maxHandoffsPerSession: 20 });
   const sessions = Array.from({ length: 1000 }, () => randomUUID());
   const admin = new Redis(port);
   const run = async (count, corr) => {

@@ -7,14 +7,15 @@ import type { Logger } from './log';
 import type { Metrics } from './metrics';
 import type { SessionStore } from './store/types';
 import { connOf, type Conn, type WS } from './ws/conn';
-import { Encoded, snapshotPayload, updateEnvelope, updateJsonFast } from './ws/frames';
+import { EncodedUpdate, snapshotPayload, type EncodedFrame } from './ws/frames';
 import { send } from './ws/io';
 
 /** Store-unavailable retries of a resync (100 ms doubling to 1.6 s: about 5 s in all). */
 const RESYNC_ATTEMPTS = 6;
 
 interface LocalSession {
-  readonly conns: Set<WS>;
+  /** Connections, not sockets: a delivery reads Conn fields without a call into uWS per socket. */
+  readonly conns: Set<Conn>;
   /** When the last state frame for this session arrived over the bus. */
   lastFrameAt: number;
   /** The session's epoch as last seen here ('' until known). */
@@ -70,7 +71,8 @@ export class Hub {
     return [...this.sessions.keys()];
   }
 
-  socketsOf(sessionId: string): ReadonlySet<WS> | undefined {
+  /** The session's connections on this node (`c.ws` is null once a socket closed). */
+  connsOf(sessionId: string): ReadonlySet<Conn> | undefined {
     return this.sessions.get(sessionId)?.conns;
   }
 
@@ -97,7 +99,7 @@ export class Hub {
       this.metrics.localSessions.set(this.sessions.size);
       this.metrics.busSubscriptions.set(this.sessions.size);
     }
-    s.conns.add(ws);
+    s.conns.add(c);
     const ready = s.ready;
     try {
       await ready;
@@ -117,7 +119,7 @@ export class Hub {
   leave(ws: WS): void {
     const c = connOf(ws);
     const s = this.sessions.get(c.sessionId);
-    if (!s || !s.conns.delete(ws)) return;
+    if (!s || !s.conns.delete(c)) return;
     if (s.conns.size === 0) {
       this.sessions.delete(c.sessionId);
       this.sessionsChanged.removed.add(c.sessionId);
@@ -182,7 +184,7 @@ export class Hub {
     c.pending = null;
     c.stale = false;
     for (let i = 0; i < held.length; i++) {
-      this.deliverTo(ws, held[i], encodedUpdate(held[i]));
+      this.deliverTo(c, held[i], encodedUpdate(held[i]));
       if (c.pending !== null) {
         // That frame revealed a gap and started another catch-up: it owns the rest.
         (c.pending as UpdateFrame[]).push(...held.slice(i + 1));
@@ -209,7 +211,7 @@ export class Hub {
   resync(ws: WS, reason: string, snapshot = false): void {
     const c = connOf(ws);
     if (c.closed || !c.authed || c.pending !== null) return;
-    this.metrics.fanout.inc({ outcome: 'resync' });
+    this.metrics.hot.resync.inc();
     void this.resyncWithRetry(ws, reason, snapshot);
   }
 
@@ -241,7 +243,7 @@ export class Hub {
 
   resyncAll(reason: string): void {
     this.log.info({ reason, sessions: this.sessions.size }, 'resyncing all local sockets');
-    for (const s of this.sessions.values()) for (const ws of s.conns) this.resync(ws, reason);
+    for (const s of this.sessions.values()) for (const c of s.conns) if (c.ws) this.resync(c.ws, reason);
   }
 
   /**
@@ -259,23 +261,24 @@ export class Hub {
       const head = await this.store.head(id);
       if (!head) return;
       this.noteEpoch(id, head.epoch);
-      for (const ws of s.conns) {
-        const c = connOf(ws);
-        if (!c.authed || c.closed || c.pending !== null || c.stale) continue;
+      for (const c of s.conns) {
+        if (!c.ws || !c.authed || c.closed || c.pending !== null || c.stale) continue;
         const regressed = head.epoch !== c.epoch || head.version < c.lastVersion;
         if (regressed || c.lastVersion < head.version) {
           healed++;
-          this.resync(ws, 'version check', regressed);
+          this.resync(c.ws, 'version check', regressed);
         }
       }
     }));
     return healed;
   }
 
-  /** A slow socket drained: give it the current state in one snapshot instead of the backlog. */
+  /** A socket drained: a slow one gets the current state in one snapshot instead of the backlog. */
   drained(ws: WS): void {
     const c = connOf(ws);
-    if (c.stale && ws.getBufferedAmount() < this.opts.slowConsumerBytes / 2) this.resync(ws, 'drain');
+    const buffered = ws.getBufferedAmount();
+    if (buffered === 0) c.backpressured = false;
+    if (c.stale && buffered < this.opts.slowConsumerBytes / 2) this.resync(ws, 'drain');
   }
 
   private onFrame(data: Uint8Array): void {
@@ -295,19 +298,18 @@ export class Hub {
     s.lastFrameAt = Date.now();
     this.noteEpoch(f.sessionId, f.epoch);
     const encoded = encodedUpdate(f);
-    for (const ws of s.conns) {
-      const c = connOf(ws);
+    for (const c of s.conns) {
       if (c.pending !== null) {
         c.pending.push(f);
         continue;
       }
-      this.deliverTo(ws, f, encoded);
+      this.deliverTo(c, f, encoded);
     }
   }
 
-  private deliverTo(ws: WS, f: UpdateFrame, encoded: Encoded): void {
-    const c = connOf(ws);
-    if (c.closed) return;
+  private deliverTo(c: Conn, f: UpdateFrame, encoded: EncodedFrame): void {
+    const ws = c.ws;
+    if (c.closed || !ws) return;
     if (f.epoch !== c.epoch) {
       // The session was created anew: versions restart, so compare nothing; one snapshot of now.
       this.resync(ws, 'epoch', true);
@@ -316,7 +318,7 @@ export class Hub {
     if (f.version <= c.lastVersion) return;
     if (c.stale) {
       // Only the drain handler brings a slow socket back (with one snapshot); a "gap" here is expected.
-      this.metrics.fanout.inc({ outcome: 'skipped_slow' });
+      this.metrics.hot.skippedSlow.inc();
       return;
     }
     if (f.version > c.lastVersion + 1) {
@@ -328,19 +330,22 @@ export class Hub {
       c.lastVersion = f.version; // the writer gets its ACK, never its own update
       return;
     }
-    if (ws.getBufferedAmount() > this.opts.slowConsumerBytes) {
+    // The buffer is asked only once a send reported backpressure: one call into uWS per delivery.
+    if (c.backpressured && ws.getBufferedAmount() > this.opts.slowConsumerBytes) {
       c.stale = true;
-      this.metrics.fanout.inc({ outcome: 'skipped_slow' });
+      this.metrics.hot.skippedSlow.inc();
       return;
     }
-    send(ws, encoded.for(c.binary));
+    const data = encoded.for(c.binary);
+    // uWS: 1 sent, 0 buffered (backpressure building up), 2 dropped past maxBackpressure.
+    c.backpressured = ws.send(data, typeof data !== 'string') !== 1;
     c.lastVersion = f.version;
-    this.metrics.fanout.inc({ outcome: 'delivered' });
+    this.metrics.hot.delivered.inc();
   }
 }
 
-function encodedUpdate(f: UpdateFrame): Encoded {
-  return new Encoded(() => updateEnvelope(f), () => updateJsonFast(f));
+function encodedUpdate(f: UpdateFrame): EncodedFrame {
+  return new EncodedUpdate(f);
 }
 
 export type { Conn };

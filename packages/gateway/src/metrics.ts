@@ -120,6 +120,40 @@ export class Metrics {
     },
   });
 
+  /**
+   * Labelled children for the per-update path: prom-client hashes a label object on every call,
+   * which costs more than the update it counts; a child is resolved once.
+   */
+  readonly hot = {
+    delivered: this.fanout.labels('delivered'),
+    skippedSlow: this.fanout.labels('skipped_slow'),
+    resync: this.fanout.labels('resync'),
+    /** By message type number (0..18). */
+    messages: [] as Array<ReturnType<Counter<'type'>['labels']>>,
+    mutate: new Map<string, ReturnType<Histogram<'op' | 'outcome'>['labels']>>(),
+    writes: new Map<string, ReturnType<Counter<'source' | 'op'>['labels']>>(),
+  };
+
+  /** The wsMessages child of a message type. */
+  message(type: number) {
+    return (this.hot.messages[type] ??= this.wsMessages.labels(String(type)));
+  }
+
+  /** The storeOps child of a mutate outcome. */
+  mutateDuration(outcome: string) {
+    let c = this.hot.mutate.get(outcome);
+    if (!c) this.hot.mutate.set(outcome, (c = this.storeOps.labels('mutate', outcome)));
+    return c;
+  }
+
+  /** The writes child of a (source, op) pair. */
+  write(source: string, op: string) {
+    const key = `${source} ${op}`;
+    let c = this.hot.writes.get(key);
+    if (!c) this.hot.writes.set(key, (c = this.writes.labels(source, op)));
+    return c;
+  }
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'hf_' });
     for (const name of NON_COUNTER_TOTALS) this.registry.removeSingleMetric(name);

@@ -75,7 +75,7 @@ export interface GatewayNode {
 export function storeLimits(config: Config): StoreLimits {
   return {
     ttlSeconds: config.snapshotTtlSeconds, maxStateBytes: config.maxStateBytes, logLength: config.logLength,
-    logMaxBytes: config.logMaxBytes, idempotencyTtlMs: 300_000, maxSessionsPerUser: config.maxSessionsPerUser,
+    logMaxBytes: config.logMaxBytes, maxSessionsPerUser: config.maxSessionsPerUser,
     maxHandoffsPerSession: config.maxHandoffsPerSession,
   };
 }

@@ -35,19 +35,19 @@ export class SessionService {
   ) {}
 
   async mutate(req: Omit<MutationRequest, 'originNode'>, source: 'http' | 'ws'): Promise<OkMutation> {
-    const end = this.metrics.storeOps.startTimer({ op: 'mutate' });
+    const started = performance.now();
     let result: MutationResult;
     try {
       result = await this.store.mutate({ ...req, originNode: this.instance });
     } catch (err) {
-      end({ outcome: 'error' });
+      this.metrics.mutateDuration('error').observe((performance.now() - started) / 1000);
       throw err;
     }
-    end({ outcome: result.status });
+    this.metrics.mutateDuration(result.status).observe((performance.now() - started) / 1000);
     switch (result.status) {
       case 'ok':
         if (!result.duplicate) {
-          this.metrics.writes.inc({ source, op: req.op.op });
+          this.metrics.write(source, req.op.op).inc();
           this.store.incrCounter('writes');
         }
         return result;

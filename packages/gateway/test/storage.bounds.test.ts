@@ -67,16 +67,20 @@ describe('bounded storage per session (Redis)', () => {
     await closeAllDevices();
   }, 30_000);
 
-  it('correlation-id dedupe records are bounded per session, not one key per write', async () => {
+  it('correlation-id dedupe records are bounded per device, not one key per write', async () => {
     const token = await n.token('alice');
     const sid = randomUUID();
     const d = await connectDevice(n.wsUrl);
     await d.auth({ token, device_id: 'writer', session_id: sid });
     for (let i = 0; i < 1500; i++) d.send({ type: T.STATE_UPDATE, correlation_id: `c-${i}`, payload: { key: 'n', operation: 'INCREMENT' } });
     await d.waitFor(() => d.ofType(T.STATE_UPDATE_ACK).length === 1500, 20_000);
-    const records = (await r.hlen(`hf:{${sid}}:idem`)) + (await r.hlen(`hf:{${sid}}:idem0`));
-    expect(records).toBeLessThanOrEqual(512);
-    expect((await r.keys(`hf:{${sid}}:*`)).length).toBeLessThanOrEqual(8);
+    // One field of the meta hash per device, a few KiB at most; no key per write.
+    expect((await r.hget(`hf:{${sid}}:meta`, 'c:writer'))!.length).toBeLessThanOrEqual(4096);
+    expect((await r.keys(`hf:{${sid}}:*`)).sort()).toEqual([`hf:{${sid}}:devices`, `hf:{${sid}}:log`, `hf:{${sid}}:meta`, `hf:{${sid}}:state`]);
+    // The most recent writes are still recognised as retries.
+    d.send({ type: T.STATE_UPDATE, correlation_id: 'c-1499', payload: { key: 'n', operation: 'INCREMENT' } });
+    await d.waitFor(() => d.ofType(T.STATE_UPDATE_ACK).length === 1501);
+    expect(d.ofType(T.STATE_UPDATE_ACK)[1500].payload).toMatchObject({ correlation_id: 'c-1499', version: 1500, value: 1500 });
     await closeAllDevices();
   }, 30_000);
 
@@ -101,7 +105,7 @@ describe('bounded storage per session (Redis)', () => {
 
 describe('bounded storage (embedded)', () => {
   const limits: StoreLimits = {
-    ttlSeconds: 3600, maxStateBytes: 64 * 1024 * 1024, logLength: 1000, logMaxBytes: 8 * 1024 * 1024, idempotencyTtlMs: 300_000,
+    ttlSeconds: 3600, maxStateBytes: 64 * 1024 * 1024, logLength: 1000, logMaxBytes: 8 * 1024 * 1024,
     maxSessionsPerUser: 0, maxHandoffsPerSession: 0,
   };
 

@@ -5,7 +5,7 @@
  * instant (the `exp` field of its meta hash), so a session never half-expires.
  */
 export interface SessionKeys {
-  /** Hash: owner, version, epoch, sizes, expiry, log bookkeeping, per-device mutation marks. */
+  /** Hash: the header `h` (owner, version, epoch, sizes, expiry, log bookkeeping), and per device its mutation mark and dedupe records. */
   readonly meta: string;
   /** Hash: state key → "version|size|stored value". */
   readonly state: string;
@@ -15,9 +15,6 @@ export interface SessionKeys {
   readonly log: string;
   /** Hash: device id → presence record. */
   readonly devices: string;
-  /** Hashes: correlation-id dedupe, current and previous generation. */
-  readonly idem: string;
-  readonly idemPrev: string;
   /** Sorted set: live handoff tokens by expiry. */
   readonly handoffs: string;
   readonly channel: string;
@@ -34,8 +31,6 @@ export class KeySpace {
       tomb: p + 'tomb',
       log: p + 'log',
       devices: p + 'devices',
-      idem: p + 'idem',
-      idemPrev: p + 'idem0',
       handoffs: p + 'handoffs',
       channel: p + 'ch',
     };
@@ -44,7 +39,7 @@ export class KeySpace {
   /** The keys every session script that may refresh the session's expiry receives, in this order. */
   sessionKeyList(sessionId: string): string[] {
     const k = this.session(sessionId);
-    return [k.meta, k.state, k.tomb, k.log, k.devices, k.idem, k.idemPrev];
+    return [k.meta, k.state, k.tomb, k.log, k.devices];
   }
 
   handoff(sessionId: string, token: string): string {

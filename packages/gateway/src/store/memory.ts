@@ -10,9 +10,9 @@ import { byteLength, loadValue } from './valueCodec';
 
 export type { StoreLimits } from './types';
 
-/** Same bounds as mutate.lua. */
+/** Same bounds as mutate.lua and lua/lib.lua. */
 const TOMB_MAX = 1024;
-const IDEM_MAX = 256;
+const RING_MAX = 4096;
 
 interface KeyRecord {
   /** JSON text of the value. */
@@ -44,10 +44,13 @@ interface SessionRecord {
   logBytes: number;
   /** Highest mutation id processed per device. */
   readonly marks: Map<string, number>;
-  /** Correlation-id dedupe, two bounded generations: "device\0correlation" → [version, valueText]. */
-  idem: Map<string, [number, string]>;
-  idemPrev: Map<string, [number, string]>;
-  idemSince: number;
+  /** Correlation-id dedupe records per device, newest first, bounded by bytes (lua/lib.lua hf_ring_*). */
+  readonly rings: Map<string, DedupeRing>;
+}
+
+interface DedupeRing {
+  records: Array<{ correlationId: string; version: number; valueText: string }>;
+  bytes: number;
 }
 
 interface Expiring<T> {
@@ -150,7 +153,7 @@ export class MemoryStore implements SessionStore {
       seq: ++this.seq, userId, epoch: this.epochBase + (this.epochSeq++).toString(36), createdAt: now, version: 0,
       updatedAt: now, recentAt: now, deviceId: '', appVersion: '', bytes: 0, expiresAt: now + this.ttlMs + Math.floor(this.ttlMs / 8),
       state: new Map(), tombs: new Map(), tombFloor: 0, log: [], logBytes: 0, marks: new Map(),
-      idem: new Map(), idemPrev: new Map(), idemSince: now,
+      rings: new Map(),
     };
     this.sessions.set(sessionId, s);
     this.order.push({ seq: s.seq, id: sessionId });
@@ -171,7 +174,7 @@ export class MemoryStore implements SessionStore {
     if (s && s.userId !== req.actor.userId && !req.actor.admin) return { status: 'not_found' };
     const dev = req.deviceId ?? '';
     const useMid = req.mutationId !== undefined && dev !== '';
-    const idemKey = !useMid && req.correlationId && dev ? `${dev}\0${req.correlationId}` : null;
+    const corr = !useMid && req.correlationId && dev ? req.correlationId : null;
 
     if (s) {
       const duplicate = (version: number, valueText: string): MutationResult => ({
@@ -180,9 +183,9 @@ export class MemoryStore implements SessionStore {
         appVersion: s.appVersion || null, epoch: s.epoch, expiresAt: s.expiresAt,
       });
       if (useMid && req.mutationId! <= (s.marks.get(dev) ?? 0)) return duplicate(s.version, '');
-      if (idemKey) {
-        const hit = s.idem.get(idemKey) ?? (now - s.idemSince < this.limits.idempotencyTtlMs ? s.idemPrev.get(idemKey) : undefined);
-        if (hit) return duplicate(hit[0], hit[1]);
+      if (corr) {
+        const hit = s.rings.get(dev)?.records.find((r) => r.correlationId === corr);
+        if (hit) return duplicate(hit.version, hit.valueText);
       }
     }
     // A refusal a retry would repeat still counts as processing the mutation id (SPEC §10).
@@ -279,14 +282,7 @@ export class MemoryStore implements SessionStore {
     if (req.appVersion) rec.appVersion = req.appVersion;
     rec.expiresAt = this.due(rec.expiresAt, now) ?? rec.expiresAt;
     if (useMid) rec.marks.set(dev, req.mutationId!);
-    if (idemKey) {
-      if (rec.idem.size >= IDEM_MAX || now - rec.idemSince >= this.limits.idempotencyTtlMs) {
-        rec.idemPrev = rec.idem;
-        rec.idem = new Map();
-        rec.idemSince = now;
-      }
-      rec.idem.set(idemKey, [version, incrText]);
-    }
+    if (corr) addToRing(rec, dev, corr, version, incrText);
 
     const frame = this.frameFor(req, rec, version, now, writes, incrText);
     this.appendLog(rec, version, frame);
@@ -483,6 +479,23 @@ export class MemoryStore implements SessionStore {
   async close(): Promise<void> {
     clearInterval(this.sweeper);
   }
+}
+
+/** Like lua/lib.lua hf_ring_add: newest first, cut back to about half past RING_MAX bytes. */
+function addToRing(s: SessionRecord, device: string, correlationId: string, version: number, valueText: string): void {
+  let ring = s.rings.get(device);
+  if (!ring) s.rings.set(device, (ring = { records: [], bytes: 0 }));
+  ring.records.unshift({ correlationId, version, valueText });
+  ring.bytes += correlationId.length + String(version).length + valueText.length + 3;
+  if (ring.bytes <= RING_MAX) return;
+  let kept = 0;
+  let n = 0;
+  while (n < ring.records.length && kept < RING_MAX / 2) {
+    const r = ring.records[n++];
+    kept += r.correlationId.length + String(r.version).length + r.valueText.length + 3;
+  }
+  ring.records.length = n;
+  ring.bytes = kept;
 }
 
 function summary(id: string, s: SessionRecord): SessionSummary {

@@ -26,11 +26,21 @@ const TRANSIENT_REPLY = /^(LOADING|BUSY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY
 // cmsgpack emits strings as msgpack str; state values are JSON text, so decode them as strings.
 const unpackr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
-/** How long a Redis Cluster quota reservation holds a place for a session being created. */
+/** How long a quota reservation holds a place for a session being created. */
 const RESERVATION_MS = 60_000;
+/** Bounds of one batched script call: it blocks Redis while it runs. */
+const MAX_BATCH = 64;
+const MAX_BATCH_BYTES = 512 * 1024;
+
+interface PendingMutation {
+  readonly keys: string[];
+  readonly args: (string | number)[];
+  resolve(reply: Buffer): void;
+  reject(err: unknown): void;
+}
 
 type Scripts = {
-  hfMutateBuffer(numKeys: number, ...args: (string | number | Buffer)[]): Promise<Buffer>;
+  hfMutateBatchBuffer(numKeys: number, ...args: (string | number | Buffer)[]): Promise<Buffer[]>;
   hfReadBuffer(numKeys: number, ...args: string[]): Promise<[Buffer, Buffer[]] | null>;
   hfClaim(numKeys: number, ...args: (string | number)[]): Promise<Array<string | number>>;
   hfKeepAlive(numKeys: number, ...args: (string | number)[]): Promise<[string, number] | null>;
@@ -57,6 +67,10 @@ export class RedisStore implements SessionStore {
   private readonly cluster: boolean;
   private readonly pending = { writes: 0, reads: 0 };
   private readonly flusher: NodeJS.Timeout;
+  /** Mutations of the current event-loop turn, sent together (single Redis; see `enqueue`). */
+  private batch: PendingMutation[] = [];
+  private batchBytes = 0;
+  private flushScheduled = false;
   /** 64 random bits a session created by `claim` takes its epoch from (see lib.lua hf_new_epoch). */
   private readonly epochSource = `store/${randomBytes(8).toString('hex')}`;
 
@@ -71,10 +85,10 @@ export class RedisStore implements SessionStore {
     // Per-deployment constants live in the script text rather than in every call's arguments
     // (each argument costs Redis about 0.1 µs per call); nodes of one deployment share the SHA.
     const ttl = this.limits.ttlSeconds * 1000;
-    const constants = `local TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB, WINDOW = ${ttl}, ${limits.maxStateBytes}, ${limits.logLength}, ` +
-      `${limits.logMaxBytes}, '${this.cluster ? 'SPUBLISH' : 'PUBLISH'}', ${limits.idempotencyTtlMs}\n`;
+    const constants = `local TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB = ${ttl}, ${limits.maxStateBytes}, ${limits.logLength}, ` +
+      `${limits.logMaxBytes}, '${this.cluster ? 'SPUBLISH' : 'PUBLISH'}'\n`;
     const sessionLua = (name: string) => `${constants}${lua('lib')}\n${lua(name)}`;
-    client.defineCommand('hfMutate', { lua: sessionLua('mutate') });
+    client.defineCommand('hfMutateBatch', { lua: `${constants}${lua('lib')}\n${lua('mutate')}\n${lua('mutateBatch')}` });
     client.defineCommand('hfClaim', { lua: sessionLua('claim') });
     client.defineCommand('hfKeepAlive', { lua: sessionLua('keepAlive') });
     client.defineCommand('hfUpdatesSince', { lua: sessionLua('updatesSince') });
@@ -134,10 +148,52 @@ export class RedisStore implements SessionStore {
       control, req.actor.userId, req.ownerId, req.deviceId ?? '', req.appVersion ?? '', req.originNode, req.correlationId ?? '',
     ];
     opArguments(req.op, args);
-    const raw = await this.call(() => this.r.hfMutateBuffer(keys.length, ...keys, ...args));
+    const raw = await this.enqueue(keys, args);
     const res = unpackr.unpack(raw) as unknown[];
+    if (res[0] === 'error') throw new Error(`mutate script failed: ${String(res[1])}`);
     if (res[0] === 'needs_reservation') return 'needs_reservation';
     return decodeMutation(res);
+  }
+
+  /**
+   * Runs one mutation through mutateBatch.lua. On one Redis, the mutations of one event-loop turn
+   * (every frame uWS read in that turn) share one script call: Redis pays a fixed cost per call,
+   * and the gateway one command instead of many. On Redis Cluster sessions sit in different slots,
+   * so each goes alone. Order per session is kept: a batch applies in arrival order.
+   */
+  private enqueue(keys: string[], args: (string | number)[]): Promise<Buffer> {
+    if (this.cluster) {
+      return this.call(() => this.r.hfMutateBatchBuffer(keys.length, ...keys, args.length, ...args)).then((r) => r[0]);
+    }
+    return new Promise((resolve, reject) => {
+      let bytes = 0;
+      for (const a of args) bytes += typeof a === 'string' ? a.length : 8;
+      if (this.batch.length >= MAX_BATCH || this.batchBytes + bytes > MAX_BATCH_BYTES) this.flush();
+      this.batch.push({ keys, args, resolve, reject });
+      this.batchBytes += bytes;
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const items = this.batch;
+    if (items.length === 0) return;
+    this.batch = [];
+    this.batchBytes = 0;
+    const keys: string[] = [];
+    const argv: (string | number)[] = [];
+    for (const m of items) {
+      keys.push(...m.keys);
+      argv.push(m.args.length, ...m.args);
+    }
+    this.call(() => this.r.hfMutateBatchBuffer(keys.length, ...keys, ...argv)).then(
+      (replies) => items.forEach((m, i) => m.resolve(replies[i])),
+      (err) => items.forEach((m) => m.reject(err)),
+    );
   }
 
   /** Redis Cluster: 2 reserved now, 1 already listed, 0 over quota. */

@@ -37,7 +37,8 @@ export interface MutationRequest {
   readonly originConn?: number;
   /**
    * With `deviceId` and no `mutationId`: a retry with the same pair is acknowledged, not
-   * re-applied, within the dedupe window (see StoreLimits.idempotencyTtlMs).
+   * re-applied, while it is among the device's recent writes (the last few KiB of its dedupe
+   * records: dozens of writes). Mutation ids are the exactly-once mechanism (SPEC §10).
    */
   readonly correlationId?: string;
   /**
@@ -142,8 +143,6 @@ export interface StoreLimits {
   readonly logLength: number;
   /** Update log bytes kept per session; resume falls back to a snapshot past it. */
   readonly logMaxBytes: number;
-  /** Correlation-id dedupe window (SPEC §10: 5 minutes). */
-  readonly idempotencyTtlMs: number;
   /** Live sessions one user may own; 0 = no limit. */
   readonly maxSessionsPerUser: number;
   /** Live handoff tokens per session; 0 = no limit. */

@@ -20,6 +20,8 @@ export interface QueryAuth {
  */
 export interface Conn {
   readonly id: number;
+  /** The socket, set on open: the hub walks Conns, so a delivery costs no getUserData() call. */
+  ws: WS | null;
   /** Protobuf subprotocol (binary frames) instead of JSON text. */
   readonly binary: boolean;
   readonly openedAt: number;
@@ -49,6 +51,8 @@ export interface Conn {
   pending: UpdateFrame[] | null;
   /** Slow consumer: deltas are skipped until drain, then one fresh snapshot is sent. */
   stale: boolean;
+  /** The last send() reported buffered bytes: check the buffer before the next delivery. */
+  backpressured: boolean;
   bucket: number;
   bucketAt: number;
   limitedAt: number;
@@ -76,6 +80,7 @@ let nextId = 1;
 export function newConn(binary: boolean, query: QueryAuth | null, now: number, burst: number): Conn {
   return {
     id: nextId++,
+    ws: null,
     binary,
     openedAt: now,
     authed: false,
@@ -96,6 +101,7 @@ export function newConn(binary: boolean, query: QueryAuth | null, now: number, b
     epoch: '',
     pending: null,
     stale: false,
+    backpressured: false,
     bucket: burst,
     bucketAt: now,
     limitedAt: 0,

@@ -1,7 +1,7 @@
 import { BusKind, CloseCode, MessageType, type ControlFrame, type Envelope } from '@harmonyflow/protocol';
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { Hub } from '../hub';
-import { connOf, type WS } from './conn';
+import type { Conn } from './conn';
 import { Encoded } from './frames';
 import { TOPIC } from './topics';
 import { send } from './io';
@@ -24,7 +24,7 @@ export function deliverControl(f: ControlFrame, hub: Hub, app: TemplatedApp, met
       return;
     }
     if (sessionId) {
-      for (const ws of hub.socketsOf(sessionId) ?? []) sendTo(ws, enc);
+      for (const c of hub.connsOf(sessionId) ?? []) sendTo(c, enc);
     } else {
       for (const binary of [false, true]) app.publish(TOPIC.all(binary), enc.for(binary), binary);
       // Admins hear about broadcasts too (SPEC: ADMIN_UPDATE on broadcasts).
@@ -34,43 +34,41 @@ export function deliverControl(f: ControlFrame, hub: Hub, app: TemplatedApp, met
     metrics.fanout.inc({ outcome: 'broadcast' });
     return;
   }
-  const sockets = hub.socketsOf(f.sessionId);
-  if (!sockets) return;
+  const conns = hub.connsOf(f.sessionId);
+  if (!conns) return;
   const env = (type: MessageType, payload: Record<string, unknown>): Envelope => ({ type, session_id: f.sessionId, timestamp: Date.now(), payload });
   switch (f.kind) {
     case BusKind.DEVICE_JOINED: {
       const device = b.device as { device_id?: string };
       const enc = new Encoded(() => env(MessageType.DEVICE_JOINED, { device }));
-      for (const ws of sockets) if (connOf(ws).deviceId !== device.device_id) sendTo(ws, enc);
+      for (const c of conns) if (c.deviceId !== device.device_id) sendTo(c, enc);
       return;
     }
     case BusKind.DEVICE_LEFT: {
       const enc = new Encoded(() => env(MessageType.DEVICE_LEFT, { device_id: b.device_id, reason: b.reason }));
-      for (const ws of sockets) if (connOf(ws).deviceId !== b.device_id) sendTo(ws, enc);
+      for (const c of conns) if (c.deviceId !== b.device_id) sendTo(c, enc);
       return;
     }
     case BusKind.KICK:
-      for (const ws of [...sockets]) {
-        const c = connOf(ws);
-        if (c.deviceId !== b.device_id || c.closed) continue;
+      for (const c of [...conns]) {
+        if (c.deviceId !== b.device_id || c.closed || !c.ws) continue;
         c.leaveReason = 'kicked';
         c.counted = false; // the kicker already removed the device and announced DEVICE_LEFT
         metrics.wsCloses.inc({ code: String(CloseCode.KICKED) });
-        ws.end(CloseCode.KICKED, 'kicked');
+        c.ws.end(CloseCode.KICKED, 'kicked');
       }
       return;
     case BusKind.HANDOFF_REQUESTED: {
       const enc = new Encoded(() => env(MessageType.HANDOFF_REQUESTED, { token: b.token, source_device: b.source_device, expires_at: b.expires_at }));
-      for (const ws of sockets) if (connOf(ws).deviceId === b.target_device) sendTo(ws, enc);
+      for (const c of conns) if (c.deviceId === b.target_device) sendTo(c, enc);
       return;
     }
     case BusKind.HANDOFF_COMPLETED: {
       const enc = new Encoded(() => env(MessageType.HANDOFF_COMPLETED, { target_device: b.target_device }));
-      for (const ws of sockets) {
-        const c = connOf(ws);
+      for (const c of conns) {
         if (c.deviceId !== b.source_device) continue;
         c.leaveReason = 'handoff';
-        sendTo(ws, enc);
+        sendTo(c, enc);
       }
       return;
     }
@@ -79,8 +77,7 @@ export function deliverControl(f: ControlFrame, hub: Hub, app: TemplatedApp, met
   }
 }
 
-function sendTo(ws: WS, enc: Encoded): void {
-  const c = connOf(ws);
-  if (c.closed || !c.authed) return;
-  send(ws, enc.for(c.binary));
+function sendTo(c: Conn, enc: Encoded): void {
+  if (c.closed || !c.authed || !c.ws) return;
+  send(c.ws, enc.for(c.binary));
 }

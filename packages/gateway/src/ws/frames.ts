@@ -1,5 +1,5 @@
 import {
-  MessageType, encodeJson, encodeProto, type Envelope, type JsonObject, type UpdateFrame,
+  MessageType, encodeJson, encodeProto, type Envelope, type JsonObject, type JsonValue, type UpdateFrame,
 } from '@harmonyflow/protocol';
 import { loadValueText, stateFromFlat } from '../store/valueCodec';
 
@@ -56,8 +56,42 @@ export function updateJsonFast(f: UpdateFrame): string | null {
   );
 }
 
+/**
+ * The STATE_UPDATE_ACK a writer gets, as JSON text built directly: one per write, so it skips the
+ * envelope object and JSON.stringify of it. Equivalent to encodeJson of the ACK envelope.
+ */
+export function ackJson(
+  sessionId: string, correlationId: string | undefined, version: number, value: JsonValue | undefined,
+  mutationId: number | undefined, duplicate: boolean, now: number,
+): string {
+  const corr = correlationId === undefined ? '' : `"correlation_id":${JSON.stringify(correlationId)},`;
+  return (
+    `{"type":15,"session_id":${JSON.stringify(sessionId)},"timestamp":${now},${corr}"payload":{${corr}"version":${version}` +
+    `${value === undefined ? '' : `,"value":${JSON.stringify(value)}`}${mutationId === undefined ? '' : `,"mutation_id":${mutationId}`}` +
+    `${duplicate ? ',"duplicate":true' : ''}}}`
+  );
+}
+
+/** A frame encoded once per codec, on demand: what a fan-out hands every socket. */
+export interface EncodedFrame {
+  for(binary: boolean): string | Uint8Array;
+}
+
+/** A committed update, encoded once per codec on demand (no closures: one per delivered frame). */
+export class EncodedUpdate implements EncodedFrame {
+  private json: string | null = null;
+  private proto: Uint8Array | null = null;
+
+  constructor(private readonly f: UpdateFrame) {}
+
+  for(binary: boolean): string | Uint8Array {
+    if (binary) return (this.proto ??= encodeProto(updateEnvelope(this.f)));
+    return (this.json ??= updateJsonFast(this.f) ?? encodeJson(updateEnvelope(this.f)));
+  }
+}
+
 /** An envelope encoded once per codec, on demand. */
-export class Encoded {
+export class Encoded implements EncodedFrame {
   private json: string | null = null;
   private proto: Uint8Array | null = null;
   private envelope: Envelope | null = null;

@@ -86,6 +86,7 @@ export class WsGateway {
     this.sockets.add(ws);
     this.ctx.metrics.wsConnections.inc({ state: 'open' });
     const c = connOf(ws);
+    c.ws = ws;
     if (c.query) {
       const q = c.query;
       c.query = null;
@@ -97,6 +98,7 @@ export class WsGateway {
   private close(ws: WS): void {
     const c = connOf(ws);
     c.closed = true;
+    c.ws = null; // uWS throws on any use of a closed socket
     c.held = null;
     this.sockets.delete(ws);
     this.ctx.metrics.wsConnections.dec({ state: 'open' });
@@ -137,7 +139,7 @@ export class WsGateway {
       return;
     }
     const env: Envelope = decoded.envelope;
-    this.ctx.metrics.wsMessages.inc({ type: String(env.type) });
+    this.ctx.metrics.message(env.type).inc();
     if (env.type === MessageType.AUTH) {
       void authenticate(this.ctx, ws, env.payload as unknown as QueryAuth, env.correlation_id);
       return;

@@ -2,7 +2,7 @@ import { BusKind, type ControlFrame, type DeviceLeftReason } from '@harmonyflow/
 import type { Hub } from '../hub';
 import type { Logger } from '../log';
 import type { DeviceDescriptor, PresenceRegistry } from '../presence/types';
-import { connOf, type Conn } from './conn';
+import { connOf, type Conn, type WS } from './conn';
 
 export type PublishControl = (sessionId: string, kind: ControlFrame['kind'], body: Record<string, unknown>) => Promise<void>;
 
@@ -28,7 +28,7 @@ export class PresenceTracker {
   ) {}
 
   /** Starts the periodic `last_seen` touch and reconciliation. */
-  start(touchEveryMs: number, sockets: () => Iterable<import('./conn').WS>): void {
+  start(touchEveryMs: number, sockets: () => Iterable<WS>): void {
     this.timer = setInterval(() => {
       this.touch(sockets(), Date.now());
       this.reconcile().catch((err) => this.log.warn({ err: (err as Error).message }, 'presence reconciliation failed'));
@@ -77,7 +77,7 @@ export class PresenceTracker {
   }
 
   /** Refreshes `last_seen` of devices with traffic since the last touch, batched. */
-  touch(sockets: Iterable<import('./conn').WS>, now: number): void {
+  touch(sockets: Iterable<WS>, now: number): void {
     const entries: Array<{ sessionId: string; deviceId: string }> = [];
     for (const ws of sockets) {
       const c = connOf(ws);
@@ -89,8 +89,7 @@ export class PresenceTracker {
 
   /** Every device with a local connection in the session gets its count here set anew (its data was lost). */
   recountSession(sessionId: string): void {
-    for (const ws of this.hub.socketsOf(sessionId) ?? []) {
-      const c = connOf(ws);
+    for (const c of this.hub.connsOf(sessionId) ?? []) {
       if (c.counted) this.markDirty(sessionId, c.deviceId);
     }
     this.reconcile().catch((err) => this.log.warn({ err: (err as Error).message }, 'presence recount failed'));
@@ -99,8 +98,7 @@ export class PresenceTracker {
   /** After this instance was reaped while alive: every local count is set anew. */
   async recountAll(): Promise<void> {
     for (const id of this.hub.localSessionIds()) {
-      for (const ws of this.hub.socketsOf(id) ?? []) {
-        const c = connOf(ws);
+      for (const c of this.hub.connsOf(id) ?? []) {
         if (c.authed && !c.closed) {
           c.counted = true;
           this.markDirty(id, c.deviceId);
@@ -142,8 +140,7 @@ export class PresenceTracker {
 
   private localCount(sessionId: string, deviceId: string): number {
     let n = 0;
-    for (const ws of this.hub.socketsOf(sessionId) ?? []) {
-      const c = connOf(ws);
+    for (const c of this.hub.connsOf(sessionId) ?? []) {
       if (c.counted && !c.closed && c.deviceId === deviceId) n++;
     }
     return n;

@@ -15,7 +15,7 @@ export interface StoreHarness {
 export type StoreFactory = (limits: StoreLimits) => Promise<StoreHarness>;
 
 export const CONTRACT_LIMITS: StoreLimits = {
-  ttlSeconds: 3600, maxStateBytes: 64 * 1024, logLength: 20, logMaxBytes: 1024 * 1024, idempotencyTtlMs: 300_000,
+  ttlSeconds: 3600, maxStateBytes: 64 * 1024, logLength: 20, logMaxBytes: 1024 * 1024,
   maxSessionsPerUser: 0, maxHandoffsPerSession: 0,
 };
 

@@ -1,6 +1,6 @@
 -- A device joins a session (AUTH): creates it empty (version 0, a new epoch) for ARGV[2] unless it
 -- exists; refreshes its expiry when due; makes it the owner's most recent.
--- KEYS: 1-7 the session's keys (lib.lua).
+-- KEYS: 1-5 the session's keys (lib.lua).
 -- ARGV: 1 user, 2 now, 3 instance (for a new epoch), 4 creation rule ('' create | 'R' answer
 --       needs_reservation: the caller reserves quota in the owner's index first), 5 deviceId
 -- Returns {'ok', owner, version, epoch, created(0/1), lastMutationId, refreshedExpiry(0: none)}
@@ -20,12 +20,12 @@ if m[1] then
     touched = true
   end
   if touched then redis.call('HSET', KEYS[1], 'h', cmsgpack.pack(h)) end
-  if exp then hf_refresh(exp) end
+  if exp then hf_refresh(KEYS, exp) end
   return {'ok', h[H_UID], h[H_V], h[H_EPOCH], 0, tonumber(m[2]) or 0, exp or 0}
 end
 if ARGV[4] == 'R' then return {'needs_reservation'} end
 local exp = now + TTL + math.floor(TTL / 8)
 local epoch = hf_new_epoch(ARGV[3], now)
-redis.call('HSET', KEYS[1], 'h', cmsgpack.pack({ARGV[1], 0, epoch, now, now, now, 0, '', '', exp, 0, 0, 0, 0, 0, 0}))
+redis.call('HSET', KEYS[1], 'h', cmsgpack.pack({ARGV[1], 0, epoch, now, now, now, 0, '', '', exp, 0, 0, 0, 0}))
 redis.call('PEXPIREAT', KEYS[1], exp)
 return {'ok', ARGV[1], 0, epoch, 1, 0, exp}

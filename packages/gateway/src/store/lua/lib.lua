@@ -1,16 +1,16 @@
 -- Prelude shared by the session scripts (prepended when a script is loaded; see redis.ts, which
--- also prepends the per-deployment constants TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB and WINDOW).
+-- also prepends the per-deployment constants TTL, MAX_STATE, LOG_LEN, LOG_MAX and PUB).
 -- Scripts that may refresh a session's expiry receive its keys first, in KeySpace.sessionKeyList
--- order: 1 meta, 2 state, 3 tomb, 4 log, 5 devices, 6 idem, 7 idemPrev.
+-- order: 1 meta, 2 state, 3 tomb, 4 log, 5 devices.
 --
 -- The session header is one field of the meta hash, `h`: a cmsgpack array (one HGET and one
 -- HSET per write instead of a field per figure), indexed by these constants.
 local H_UID, H_V, H_EPOCH, H_CREATED, H_UPDATED, H_RECENT, H_BYTES, H_DEV, H_APP = 1, 2, 3, 4, 5, 6, 7, 8, 9
-local H_EXP, H_LF, H_LB, H_TF, H_TN, H_IN, H_IT = 10, 11, 12, 13, 14, 15, 16
+local H_EXP, H_LF, H_LB, H_TF, H_TN = 10, 11, 12, 13, 14
 
 -- Every key of the session expires at the same instant, so a session never half-expires.
-local function hf_refresh(exp)
-  for i = 1, 7 do redis.call('PEXPIREAT', KEYS[i], exp) end
+local function hf_refresh(keys, exp)
+  for i = 1, 5 do redis.call('PEXPIREAT', keys[i], exp) end
 end
 
 -- The next expiry deadline when a refresh is due, else nil. A refresh happens at most once per
@@ -53,4 +53,32 @@ end
 -- (its instance id's suffix) and the time, so a session created again never reuses one.
 local function hf_new_epoch(instance, now)
   return (string.match(instance, '/([%x]+)$') or instance) .. string.format('%x', now)
+end
+
+-- Correlation-id dedupe records of one device (meta field 'c:'..device): newest first, each
+-- "\1" .. escaped correlation id .. "\2" .. version .. "|" .. INCREMENT result. The escape keeps
+-- \1 and \2 out of the id, so a plain find of "\1"..id.."\2" matches exactly one whole id.
+local RING_ESC = {['\1'] = '\3a', ['\2'] = '\3b', ['\3'] = '\3c'}
+local function hf_ring_id(corr)
+  return '\1' .. string.gsub(corr, '[\1\2\3]', RING_ESC) .. '\2'
+end
+
+-- The "version|value" recorded for `id` (from hf_ring_id) in `ring`, or nil.
+local function hf_ring_find(ring, id)
+  local p = string.find(ring, id, 1, true)
+  if not p then return nil end
+  local from = p + #id
+  local to = string.find(ring, '\1', from, true)
+  return string.sub(ring, from, to and to - 1 or #ring)
+end
+
+-- The ring with a new record in front, cut back to about half when it outgrows RING_MAX bytes.
+local RING_MAX = 4096
+local function hf_ring_add(ring, id, record)
+  local r = id .. record .. (ring or '')
+  if #r > RING_MAX then
+    local cut = string.find(r, '\1', RING_MAX / 2, true)
+    if cut then r = string.sub(r, 1, cut - 1) end
+  end
+  return r
 end

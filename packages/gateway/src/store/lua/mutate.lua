@@ -1,7 +1,8 @@
--- One atomic state change of one session (SessionStore.mutate; store/memory.ts mirrors it).
+-- One atomic state change of one session (SessionStore.mutate; store/memory.ts mirrors it), as a
+-- function: mutateBatch.lua applies the changes of one event-loop turn in one script call.
 -- Redis does not roll a script back, so every check runs before the first write.
 --
--- KEYS: 1 meta, 2 state, 3 tomb, 4 log, 5 devices, 6 idem, 7 idemPrev (the session id and its
+-- KEYS (this change's): 1 meta, 2 state, 3 tomb, 4 log, 5 devices (the session id and its
 --       channel are read off KEYS[1])
 -- ARGV: 1 control: "op admin rule expectVersion baseVersion mutationId originConn now", tokens
 --         separated by one space, '-' for none; rule: '-' create freely | 'R' do not create, answer
@@ -11,7 +12,7 @@
 --         set: key, stored, size | delete: key | incr: key, delta
 --         patch: nChanges, (key, stored, size)*, deleted keys* | merge: nChanges, (key, stored, size)*
 --         replace: nKeys, (key, stored, size)*
---       Per-deployment constants come from the prelude: TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB, WINDOW.
+--       Per-deployment constants come from the prelude: TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB.
 -- Returns one cmsgpack array:
 --   {'ok', version, created, rebased, valueText, duplicate, updatedAt, createdAt, deviceId, appVersion,
 --    stateFlat (merge only), owner, epoch, expiry, refreshed (0/1: the expiry moved; indexes follow)}
@@ -19,12 +20,13 @@
 --   | {'too_large', bytes} | {'needs_reservation'}
 --
 -- The meta hash holds the header `h` (lib.lua: owner, version, epoch, times, state bytes, expiry,
--- log bookkeeping lf/lb, tombstone floor and count tf/tn, dedupe count and generation start
--- in/it) and, per device that used mutation ids, 'm:'..device = the highest one processed.
+-- log bookkeeping lf/lb, tombstone floor and count tf/tn), per device that used mutation ids
+-- 'm:'..device = the highest one processed, and per device that used correlation ids without them
+-- 'c:'..device = its dedupe records (lib.lua hf_ring_*). Everything a write reads is in one HMGET.
 
 local TOMB_MAX = 1024
-local IDEM_MAX = 256
 
+local function hf_mutate(KEYS, ARGV)
 local meta, stateKey, tombKey, logKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local op, admin, rule, ev, bv, mid, connS, nowS = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
 local actor, ownerArg, dev, app, origin, corr = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
@@ -32,7 +34,7 @@ local useMid = mid ~= '-' and dev ~= ''
 local useIdem = not useMid and corr ~= '' and dev ~= ''
 local now = tonumber(nowS)
 
-local m = redis.call('HMGET', meta, 'h', useMid and ('m:' .. dev) or 'h')
+local m = redis.call('HMGET', meta, 'h', useMid and ('m:' .. dev) or (useIdem and ('c:' .. dev) or 'h'))
 local h = m[1] and cmsgpack.unpack(m[1])
 local exists = h ~= false and h ~= nil
 if exists and h[H_UID] ~= actor and admin ~= '1' then
@@ -52,13 +54,13 @@ end
 if exists and useMid and tonumber(mid) <= (tonumber(m[2]) or 0) then
   return duplicate(current, '')
 end
-local idemField
+-- Records are per device (the field name), the id is matched whole: ('tab:1', 'x') and
+-- ('tab', '1:x') are different writes.
+local ringId
 if useIdem then
-  -- Length-prefixed: ('tab:1', 'x') and ('tab', '1:x') are different writes.
-  idemField = #dev .. ':' .. dev .. corr
-  if exists then
-    local hit = redis.call('HGET', KEYS[6], idemField)
-    if not hit and now - h[H_IT] < WINDOW then hit = redis.call('HGET', KEYS[7], idemField) end
+  ringId = hf_ring_id(corr)
+  if exists and m[2] then
+    local hit = hf_ring_find(m[2], ringId)
     if hit then
       local bar = string.find(hit, '|', 1, true)
       return duplicate(tonumber(string.sub(hit, 1, bar - 1)), string.sub(hit, bar + 1))
@@ -323,31 +325,20 @@ if count > logLength + math.max(1, math.floor(logLength / 8)) or lb > logMax the
   end
 end
 
--- Dedupe records: two generations of at most IDEM_MAX each, the older dropped when a generation is
--- full or a window old, so a session keeps at most 2 x IDEM_MAX of them.
-local idemN, idemSince = exists and h[H_IN] or 0, exists and h[H_IT] or now
-if useIdem then
-  if idemN >= IDEM_MAX or now - idemSince >= WINDOW then
-    if idemN > 0 then redis.pcall('RENAME', KEYS[6], KEYS[7]) end
-    idemN, idemSince = 0, now
-  end
-  redis.call('HSET', KEYS[6], idemField, vs .. '|' .. incrValue)
-  if idemN == 0 then createdKeys[#createdKeys + 1] = KEYS[6] end
-  idemN = idemN + 1
-end
-
 local header = {owner, version, epoch, createdAt, now, exists and h[H_RECENT] or now, bytes,
   dev ~= '' and dev or (exists and h[H_DEV] or ''), app ~= '' and app or (exists and h[H_APP] or ''),
-  exp, lf, lb, tf, tn, idemN, idemSince}
+  exp, lf, lb, tf, tn}
 if owner == ownerArg then header[H_RECENT] = now end
 if useMid then
   redis.call('HSET', meta, 'h', cmsgpack.pack(header), 'm:' .. dev, mid)
+elseif useIdem then
+  redis.call('HSET', meta, 'h', cmsgpack.pack(header), 'c:' .. dev, hf_ring_add(m[2], ringId, vs .. '|' .. incrValue))
 else
   redis.call('HSET', meta, 'h', cmsgpack.pack(header))
 end
 
 if refreshed then
-  hf_refresh(exp)
+  hf_refresh(KEYS, exp)
 else
   for j = 1, #createdKeys do redis.call('PEXPIREAT', createdKeys[j], exp) end
 end
@@ -356,3 +347,4 @@ redis.call(PUB, string.sub(meta, 1, -5) .. 'ch', frame)
 
 return cmsgpack.pack({'ok', version, current == 0 and 1 or 0, rebased, incrValue, 0, now, createdAt,
   header[H_DEV], header[H_APP], op == 'merge' and fields or {}, owner, epoch, exp, refreshed and 1 or 0})
+end

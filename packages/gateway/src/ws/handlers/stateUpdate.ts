@@ -4,7 +4,8 @@ import {
 import type { StateOp } from '../../store/types';
 import { connOf, type WS } from '../conn';
 import type { WsContext } from '../context';
-import { corked } from '../io';
+import { ackJson } from '../frames';
+import { corked, send } from '../io';
 
 type Parsed = { op: StateOp; baseVersion?: number; mutationId?: number } | { problem: string };
 
@@ -61,12 +62,20 @@ export async function stateUpdate(ctx: WsContext, ws: WS, env: Envelope): Promis
       baseVersion: parsed.baseVersion, deviceId: c.deviceId, originConn: c.id, correlationId: corr,
       mutationId: parsed.mutationId,
     }, 'ws');
+    if (c.closed) return;
+    const now = Date.now();
+    if (!c.binary) {
+      // The per-write reply of the default subprotocol: built as text, no envelope object.
+      const text = ackJson(c.sessionId, corr, r.version, r.value, parsed.mutationId, r.duplicate, now);
+      // After an await: cork, so the ACK leaves in one syscall with whatever else is queued.
+      ws.cork(() => send(ws, text));
+      return;
+    }
     const payload: Record<string, unknown> = { correlation_id: corr, version: r.version };
     if (r.value !== undefined) payload.value = r.value;
     if (parsed.mutationId !== undefined) payload.mutation_id = parsed.mutationId;
     if (r.duplicate) payload.duplicate = true;
-    // After an await: cork, so the ACK leaves in one syscall with whatever else is queued.
-    corked(ws, () => ctx.io.sendEnv(ws, { type: MessageType.STATE_UPDATE_ACK, session_id: c.sessionId, timestamp: Date.now(), correlation_id: corr, payload }));
+    ws.cork(() => ctx.io.sendEnv(ws, { type: MessageType.STATE_UPDATE_ACK, session_id: c.sessionId, timestamp: now, correlation_id: corr, payload }));
   } catch (err) {
     corked(ws, () => ctx.io.failed(ws, err, corr));
   } finally {

@@ -1,0 +1,25 @@
+-- Applies the state changes of one event-loop turn, each as mutate.lua's hf_mutate, in order: one
+-- script call instead of one per change (Redis pays a fixed cost per call). Each change is
+-- isolated: a failure of one is its own reply and does not stop the others.
+-- KEYS: 5 per change, in KeySpace.sessionKeyList order, change after change.
+-- ARGV: for each change, its argument count, then its arguments (mutate.lua).
+-- Returns one reply per change: mutate.lua's cmsgpack reply, or cmsgpack {'error', message}.
+local out = {}
+local a = 1
+local i = 0
+while a <= #ARGV do
+  local n = tonumber(ARGV[a])
+  local k = i * 5
+  local keys = {KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]}
+  local args = {}
+  for j = 1, n do args[j] = ARGV[a + j] end
+  local ok, reply = pcall(hf_mutate, keys, args)
+  i = i + 1
+  if ok then
+    out[i] = reply
+  else
+    out[i] = cmsgpack.pack({'error', type(reply) == 'table' and (reply.err or 'error') or tostring(reply)})
+  end
+  a = a + n + 1
+end
+return out
