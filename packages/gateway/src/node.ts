@@ -23,6 +23,7 @@ import { SessionKeepAlive } from './keepAlive';
 import { createLogger, type Logger } from './log';
 import { Metrics } from './metrics';
 import { every } from './periodic';
+import { perTick } from './perTick';
 import { MemoryPresence } from './presence/memory';
 import { RedisPresence } from './presence/redis';
 import type { PresenceRegistry } from './presence/types';
@@ -136,8 +137,9 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
   const hub = new Hub(bus, store, metrics, log, {
     instance,
     slowConsumerBytes: 256 * 1024,
-    // Recorded before any device of the session is counted here, so a reaper can always find them.
-    trackSession: (sessionId) => registry.trackSessions(instance, [sessionId], []),
+    // Recorded before any device of the session is counted here, so a reaper can always find them;
+    // the sessions joined in one event-loop turn are recorded together.
+    trackSession: perTick((sessionIds: string[]) => registry.trackSessions(instance, sessionIds, [])),
   });
   const publish = (sessionId: string, kind: ControlFrame['kind'], body: Record<string, unknown>) =>
     bus.publish(sessionId, encodeControlFrame({ kind, sessionId, originNode: instance, body }));

@@ -35,7 +35,7 @@ export class MemoryPresence implements PresenceRegistry {
     return this.sessions.size;
   }
 
-  async connect(sessionId: string, d: DeviceDescriptor, instance: string, now: number): Promise<{ first: boolean }> {
+  async connect(sessionId: string, d: DeviceDescriptor, instance: string, now: number): Promise<{ first: boolean; devices: DeviceInfo[] }> {
     const r = this.record(sessionId, d.deviceId, now);
     const wasOnline = total(r) > 0;
     if (!wasOnline) r.connected_at = now;
@@ -45,7 +45,7 @@ export class MemoryPresence implements PresenceRegistry {
     r.app_version = d.appVersion ?? r.app_version;
     r.nodes[instance] = (r.nodes[instance] ?? 0) + 1;
     r.last_seen = now;
-    return { first: !wasOnline };
+    return { first: !wasOnline, devices: await this.list(sessionId, now) };
   }
 
   async disconnect(sessionId: string, deviceId: string, instance: string, now: number): Promise<{ last: boolean }> {

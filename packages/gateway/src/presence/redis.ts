@@ -26,9 +26,12 @@ export class RedisPresence implements PresenceRegistry {
     }
   }
 
-  async connect(sessionId: string, d: DeviceDescriptor, instance: string, now: number): Promise<{ first: boolean }> {
+  async connect(sessionId: string, d: DeviceDescriptor, instance: string, now: number): Promise<{ first: boolean; devices: DeviceInfo[] }> {
     const desc = JSON.stringify({ device_type: d.deviceType, device_name: d.deviceName, os_version: d.osVersion, app_version: d.appVersion });
-    return { first: (await this.run(sessionId, 'connect', now, instance, d.deviceId, desc)) === 1 };
+    const [first, flat] = (await this.run(sessionId, 'connect', now, instance, d.deviceId, desc)) as unknown as [number, string[]];
+    const devices: DeviceInfo[] = [];
+    for (let i = 1; i < flat.length; i += 2) devices.push(this.view(flat[i], now));
+    return { first: first === 1, devices };
   }
 
   async disconnect(sessionId: string, deviceId: string, instance: string, now: number): Promise<{ last: boolean }> {
@@ -64,11 +67,13 @@ export class RedisPresence implements PresenceRegistry {
     } catch (err) {
       throw new StoreUnavailableError(err);
     }
-    return Object.values(all).map((raw) => {
-      const r = JSON.parse(raw) as DeviceRecord;
-      if (!r.nodes || Array.isArray(r.nodes)) r.nodes = {};
-      return deviceView(r, now, this.timeoutMs);
-    });
+    return Object.values(all).map((raw) => this.view(raw, now));
+  }
+
+  private view(raw: string, now: number): DeviceInfo {
+    const r = JSON.parse(raw) as DeviceRecord;
+    if (!r.nodes || Array.isArray(r.nodes)) r.nodes = {};
+    return deviceView(r, now, this.timeoutMs);
   }
 
   async reapNode(instance: string, sessionIds: readonly string[], now: number): Promise<Array<{ sessionId: string; deviceId: string }>> {

@@ -19,8 +19,11 @@ export interface DeviceDescriptor {
  * offline until it is kicked or the session expires.
  */
 export interface PresenceRegistry {
-  /** Counts a connection of the device on `instance`; `first` when the device was not online before. */
-  connect(sessionId: string, device: DeviceDescriptor, instance: string, now: number): Promise<{ first: boolean }>;
+  /**
+   * Counts a connection of the device on `instance`; `first` when the device was not online
+   * before. Also returns the session's devices as of that moment (what a joining device is told).
+   */
+  connect(sessionId: string, device: DeviceDescriptor, instance: string, now: number): Promise<{ first: boolean; devices: DeviceInfo[] }>;
   /** Drops one connection; `last` when the device has no connection left anywhere. */
   disconnect(sessionId: string, deviceId: string, instance: string, now: number): Promise<{ last: boolean }>;
   /**

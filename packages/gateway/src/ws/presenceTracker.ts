@@ -1,4 +1,4 @@
-import { BusKind, type ControlFrame, type DeviceLeftReason } from '@harmonyflow/protocol';
+import { BusKind, type ControlFrame, type DeviceInfo, type DeviceLeftReason } from '@harmonyflow/protocol';
 import type { Hub } from '../hub';
 import type { Logger } from '../log';
 import type { DeviceDescriptor, PresenceRegistry } from '../presence/types';
@@ -43,13 +43,14 @@ export class PresenceTracker {
 
   /**
    * Counts a newly authenticated connection. Counted only once the registry says so: if the
-   * socket closed meanwhile, the count is taken back at once. Returns whether the device came online.
+   * socket closed meanwhile, the count is taken back at once. Returns whether the device came
+   * online, and the session's devices.
    */
-  async join(c: Conn, device: DeviceDescriptor, now: number): Promise<boolean> {
-    const { first } = await this.presence.connect(c.sessionId, device, this.instance, now);
+  async join(c: Conn, device: DeviceDescriptor, now: number): Promise<{ first: boolean; devices: DeviceInfo[] }> {
+    const joined = await this.presence.connect(c.sessionId, device, this.instance, now);
     c.counted = true;
     if (c.closed) this.leave(c, 'disconnected');
-    return first;
+    return joined;
   }
 
   /** Takes a connection's count back (closed, kicked, silent); announces when the device went offline. */
@@ -146,9 +147,12 @@ export class PresenceTracker {
     return n;
   }
 
-  /** DEVICE_JOINED with the device's stored record, to the session's devices on every node. */
-  async joined(sessionId: string, deviceId: string): Promise<void> {
-    const device = (await this.presence.list(sessionId, Date.now())).find((d) => d.device_id === deviceId);
+  /**
+   * DEVICE_JOINED with the device's stored record (read now, unless the caller has it), to the
+   * session's devices on every node.
+   */
+  async joined(sessionId: string, deviceId: string, known?: DeviceInfo[]): Promise<void> {
+    const device = (known ?? (await this.presence.list(sessionId, Date.now()))).find((d) => d.device_id === deviceId);
     if (device) await this.publish(sessionId, BusKind.DEVICE_JOINED, { device });
   }
 

@@ -51,10 +51,12 @@ export function describePresenceRegistry(name: string, factory: PresenceFactory)
 
     it('reports first on a device\'s first connection anywhere and last on its last one anywhere', async () => {
       const s = sid();
-      expect(await p.connect(s, dev('phone'), A, T0)).toEqual({ first: true });
-      expect(await p.connect(s, dev('phone'), A, T0 + 1)).toEqual({ first: false });
-      expect(await p.connect(s, dev('phone'), B, T0 + 2)).toEqual({ first: false });
-      expect(await p.connect(s, dev('tablet'), B, T0 + 3)).toEqual({ first: true });
+      expect(await p.connect(s, dev('phone'), A, T0)).toMatchObject({ first: true, devices: [{ device_id: 'phone', status: 'online', connections: 1 }] });
+      expect(await p.connect(s, dev('phone'), A, T0 + 1)).toMatchObject({ first: false, devices: [{ device_id: 'phone', connections: 2 }] });
+      expect(await p.connect(s, dev('phone'), B, T0 + 2)).toMatchObject({ first: false });
+      const both = await p.connect(s, dev('tablet'), B, T0 + 3);
+      expect(both.first).toBe(true);
+      expect(both.devices.map((d) => d.device_id).sort()).toEqual(['phone', 'tablet']);
       expect(await one(s, 'phone', T0 + 3)).toMatchObject({ status: 'online', connections: 3 });
       expect(await p.disconnect(s, 'phone', A, T0 + 4)).toEqual({ last: false });
       expect(await p.disconnect(s, 'phone', B, T0 + 5)).toEqual({ last: false });
@@ -63,7 +65,7 @@ export function describePresenceRegistry(name: string, factory: PresenceFactory)
       expect(await p.disconnect(s, 'phone', A, T0 + 8)).toEqual({ last: false }); // nothing left to drop
       expect(await p.disconnect(s, 'ghost', A, T0 + 8)).toEqual({ last: false });
       expect(await one(s, 'tablet', T0 + 8)).toMatchObject({ status: 'online', connections: 1 });
-      expect(await p.connect(s, dev('phone'), A2, T0 + 9)).toEqual({ first: true });
+      expect(await p.connect(s, dev('phone'), A2, T0 + 9)).toMatchObject({ first: true });
     });
 
     it('lists a device online on its NODE_ID, and keeps it listed offline with its last_seen once it left', async () => {

@@ -2,7 +2,8 @@
 -- open connections counted per node incarnation (`nodes`), so a restarted node never inherits the
 -- counts of its previous process.
 -- KEYS: 1 devices hash, 2 the session's meta (for its expiry). ARGV: 1 op, 2 now, 3 ttl(ms), then per op:
---   connect: instance, deviceId, descriptor JSON → 1 if the device was offline (first connection)
+--   connect: instance, deviceId, descriptor JSON → {1 if the device was offline (first connection)
+--            else 0, every record flat (id, JSON, …)}: the caller needs the device list anyway
 --   disconnect: instance, deviceId → 1 if that was its last connection anywhere
 --   set: instance, deviceId, count → 1 came online, -1 went offline, 0 no change (reconciliation)
 --   touch: deviceId* → 0
@@ -51,7 +52,7 @@ if op == 'connect' then
   r.last_seen = now
   save(id, r)
   expire()
-  return wasOnline and 0 or 1
+  return {wasOnline and 0 or 1, redis.call('HGETALL', key)}
 elseif op == 'disconnect' then
   local inst, id = ARGV[4], ARGV[5]
   local r = load(id)

@@ -97,11 +97,10 @@ async function join(ctx: WsContext, ws: WS, who: Principal, p: QueryAuth, correl
     await ctx.hub.join(ws);
     if (c.closed) return; // close() already left the hub; nothing was counted yet
     const now = Date.now();
-    const first = await ctx.tracker.join(c, {
+    const { first, devices } = await ctx.tracker.join(c, {
       deviceId, deviceType: text(p.device_type), deviceName: text(p.device_name), osVersion: text(p.os_version), appVersion: text(p.app_version),
     }, now);
     if (c.closed) return;
-    const devices = await ctx.presence.list(sessionId, now);
     await ctx.hub.catchUp(ws, lastVersion, lastEpoch, ({ resumed, version, epoch }) => {
       // Synchronously before the snapshot or replay frames: AUTH_SUCCESS always comes first.
       ctx.io.sendEnv(ws, {
@@ -112,7 +111,7 @@ async function join(ctx: WsContext, ws: WS, who: Principal, p: QueryAuth, correl
       if (c.admin) ws.subscribe(TOPIC.admins(c.binary));
     });
     // Joined and told so: a failed announcement must not undo that, so it is only logged.
-    if (first) ctx.tracker.joined(sessionId, deviceId).catch((err) => ctx.log.warn({ err: (err as Error).message }, 'DEVICE_JOINED announcement failed'));
+    if (first) ctx.tracker.joined(sessionId, deviceId, devices).catch((err) => ctx.log.warn({ err: (err as Error).message }, 'DEVICE_JOINED announcement failed'));
   } catch (err) {
     const { env, known } = errorFromThrown(err, correlationId);
     if (!known) ctx.log.error({ err }, 'AUTH failed unexpectedly');
