@@ -46,7 +46,8 @@ export interface HubOptions {
  */
 export class Hub {
   private readonly sessions = new Map<string, LocalSession>();
-  private sessionsChanged: { added: Set<string>; removed: Set<string> } = { added: new Set(), removed: new Set() };
+  /** Sessions left since the registry last heard (joins are recorded at once, see HubOptions). */
+  private sessionsLeft = new Set<string>();
   /** Control frames are routed to the node's handlers (kick, handoff, presence, broadcast). */
   onControl: (frame: ControlFrame) => void = () => {};
   /** The session was created anew under this node's sockets (its epoch changed). */
@@ -76,11 +77,11 @@ export class Hub {
     return this.sessions.get(sessionId)?.conns;
   }
 
-  /** Sessions joined and left since the last call (for the node registry). */
-  drainSessionChanges(): { added: string[]; removed: string[] } {
-    const c = this.sessionsChanged;
-    this.sessionsChanged = { added: new Set(), removed: new Set() };
-    return { added: [...c.added], removed: [...c.removed] };
+  /** Sessions left since the last call (for the node registry). */
+  drainLeftSessions(): string[] {
+    const left = [...this.sessionsLeft];
+    this.sessionsLeft = new Set();
+    return left;
   }
 
   /**
@@ -95,7 +96,7 @@ export class Hub {
     if (!s) {
       s = { conns: new Set(), ready: this.attach(c.sessionId), lastFrameAt: Date.now(), epoch: '' };
       this.sessions.set(c.sessionId, s);
-      this.sessionsChanged.removed.delete(c.sessionId);
+      this.sessionsLeft.delete(c.sessionId);
       this.metrics.localSessions.set(this.sessions.size);
       this.metrics.busSubscriptions.set(this.sessions.size);
     }
@@ -122,8 +123,7 @@ export class Hub {
     if (!s || !s.conns.delete(c)) return;
     if (s.conns.size === 0) {
       this.sessions.delete(c.sessionId);
-      this.sessionsChanged.removed.add(c.sessionId);
-      this.sessionsChanged.added.delete(c.sessionId);
+      this.sessionsLeft.add(c.sessionId);
       this.metrics.localSessions.set(this.sessions.size);
       this.metrics.busSubscriptions.set(this.sessions.size);
       this.bus.unsubscribe([c.sessionId]).catch((err) => this.log.warn({ err }, 'bus unsubscribe failed'));

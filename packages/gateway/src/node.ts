@@ -179,7 +179,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
   };
   const membership = new Membership(registry, presence, {
     sessionIds: () => hub.localSessionIds(),
-    drainSessionChanges: () => hub.drainSessionChanges(),
+    drainLeftSessions: () => hub.drainLeftSessions(),
     connections: localConnections,
     figures: () => ({ active_connections: ws.connectionCount, sessions: hub.sessionCount, store: store.kind }),
   }, {

@@ -1,8 +1,8 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { SignJWT, exportJWK, generateKeyPair, type KeyLike } from 'jose';
-import { api, startNode, type StartedNode } from '@harmonyflow/testkit';
+import { api, spawnNode, startNode, type StartedNode } from '@harmonyflow/testkit';
 
 describe('identity-provider tokens (JWT_JWKS_URL, RS256/ES256)', () => {
   let jwks: http.Server;
@@ -53,3 +53,48 @@ describe('identity-provider tokens (JWT_JWKS_URL, RS256/ES256)', () => {
     expect((await api(n.url, 'GET', `/session/${randomUUID()}`, { token: await n.token('alice') })).status).toBe(404);
   });
 });
+
+describe('a slow identity provider and a failing request body', () => {
+  it('a body refused while the token is still being checked (too large, aborted) does not take the node down', async () => {
+    const { publicKey, privateKey } = await generateKeyPair('RS256');
+    const keys = [{ ...(await exportJWK(publicKey)), kid: 'slow-1', alg: 'RS256', use: 'sig' }];
+    // Key set fetches take a while: authentication outlasts the body's failure.
+    const slow = http.createServer((_req, res) => setTimeout(() => {
+      res.writeHead(200, { 'content-type': 'application/json', connection: 'close' });
+      res.end(JSON.stringify({ keys }));
+    }, 400));
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    const node = await spawnNode({ JWT_JWKS_URL: `http://127.0.0.1:${(slow.address() as AddressInfo).port}/jwks`, LOG_LEVEL: 'warn' });
+    try {
+      const token = await new SignJWT({ role: 'user' }).setProtectedHeader({ alg: 'RS256', kid: 'slow-1' }).setSubject('u').setIssuedAt().setExpirationTime('5m').sign(privateKey);
+      const tooLarge = await rawRequest(node.port, `POST /session/snapshot HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\n\r\n{`);
+      expect(tooLarge).toMatch(/^HTTP\/1\.1 413/);
+      // Aborted mid-body while the key set is still being fetched.
+      await new Promise<void>((resolve) => {
+        const s = net.connect(node.port, '127.0.0.1', () => {
+          s.write(`POST /session/snapshot HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Length: 5000\r\n\r\n{"session_id":`);
+          setTimeout(() => { s.destroy(); resolve(); }, 50);
+        });
+      });
+      await new Promise((r) => setTimeout(r, 800));
+      expect(node.proc.exitCode).toBeNull();
+      expect((await api(node.url, 'GET', '/health')).status).toBe(200);
+    } finally {
+      node.kill('SIGKILL');
+      await node.exited;
+      slow.closeAllConnections();
+      await new Promise((r) => slow.close(r));
+    }
+  }, 20_000);
+});
+
+function rawRequest(port: number, head: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write(head));
+    let out = '';
+    s.on('data', (d) => (out += d.toString()));
+    s.on('close', () => resolve(out));
+    s.on('error', reject);
+    setTimeout(() => s.destroy(), 5000);
+  });
+}

@@ -84,6 +84,24 @@ describe.each([
       expect((await b.next(T.ERROR)).payload).toMatchObject({ code: 'invalid_message' });
       expect((await api(n.url, 'GET', `/session/${sid}`, { token: alice })).body).toMatchObject({ version: 2, state_data: { n: 2 } });
       expect((await api(n.url, 'POST', '/session/snapshot', { token: alice, body: { session_id: randomUUID(), state_data: {}, device_id: 'd'.repeat(129) } })).status).toBe(400);
+      // A lone surrogate would reach Redis as U+FFFD and merge two identities into one.
+      expect((await api(n.url, 'POST', '/session/snapshot', { token: alice, body: { session_id: randomUUID(), state_data: {}, device_id: 'tab\ud800' } })).status).toBe(400);
+      const lone = await connectDevice(n.wsUrl);
+      lone.send({ type: T.AUTH, payload: { token: alice, device_id: 'tab\udfff', session_id: sid } });
+      expect(await lone.closed).toBe(4401);
+      b.send({ type: T.STATE_UPDATE, correlation_id: 'x\ud800', payload: { key: 'n', operation: 'INCREMENT' } });
+      expect((await b.waitFor((e) => e.type === T.ERROR && b.ofType(T.ERROR).length === 2)).payload).toMatchObject({ code: 'invalid_message' });
+    });
+
+    it('a last_epoch that cannot be an epoch gets a snapshot, not a replay', async () => {
+      const sid = randomUUID();
+      const w = await device('w', sid);
+      w.send({ type: T.STATE_UPDATE, correlation_id: 'k', payload: { key: 'k', value: 1, operation: 'SET' } });
+      await w.next(T.STATE_UPDATE_ACK);
+      const d = await connectDevice(n.wsUrl);
+      const ok = await d.auth({ token: alice, device_id: 'r', session_id: sid, last_version: 0, last_epoch: 'e'.repeat(65) });
+      expect(ok.payload.resumed).toBe(false);
+      expect((await d.next(T.SNAPSHOT_RESPONSE)).payload).toMatchObject({ version: 1, state_data: { k: 1 } });
     });
 
     it('mutation ids: applied once, a copy is ACKed duplicate with the current version, AUTH_SUCCESS carries last_mutation_id', async () => {

@@ -40,20 +40,28 @@ describe('presence survives failed updates', () => {
     return Object.fromEntries((r.body.devices ?? []).map((d: { device_id: string; status: string }) => [d.device_id, d.status]));
   }
 
-  it('a disconnect that failed while Redis was down is reconciled: the device goes offline and the others hear it', async () => {
+  it('disconnects that failed while Redis was down are all reconciled: the devices go offline and the others hear it', async () => {
     const a = await node(`a-${randomUUID().slice(0, 4)}`);
     const b = await node(`b-${randomUUID().slice(0, 4)}`);
     const sid = randomUUID();
     const phone = await join(a, 'phone', sid);
+    const tablet = await join(a, 'tablet', sid);
     const watcher = await join(b, 'watcher', sid);
     await redis.kill();
-    // Keep the device's socket busy closing while Redis is away: its disconnect fails.
+    // The devices close while Redis is away: their disconnects fail, and so do a few rounds of
+    // reconciliation (each must keep every device it could not settle).
     await phone.close();
-    await new Promise((r) => setTimeout(r, 300));
+    await tablet.close();
+    await new Promise((r) => setTimeout(r, 1000));
     await redis.restart();
-    const left = await watcher.waitFor((e) => e.type === T.DEVICE_LEFT && e.payload.device_id === 'phone', 10_000);
-    expect(left.payload.reason).toBe('disconnected');
-    await eventually(async () => (await status(b, sid)).phone === 'offline', 5000, 100);
+    for (const id of ['phone', 'tablet']) {
+      const left = await watcher.waitFor((e) => e.type === T.DEVICE_LEFT && e.payload.device_id === id, 10_000);
+      expect(left.payload.reason).toBe('disconnected');
+    }
+    await eventually(async () => {
+      const st = await status(b, sid);
+      return st.phone === 'offline' && st.tablet === 'offline';
+    }, 5000, 100);
     // Nothing counts the device any more: it joins and leaves normally afterwards.
     const before = watcher.frames.length;
     const again = await join(a, 'phone', sid);
@@ -61,6 +69,22 @@ describe('presence survives failed updates', () => {
     await again.close();
     await watcher.waitFor((e) => e.type === T.DEVICE_LEFT && e.payload.device_id === 'phone', 5000, before);
   }, 40_000);
+
+  it('a node whose registry entry vanished while it was alive (reaped, its reap mark long gone) counts its devices again', async () => {
+    const a = await node(`a-${randomUUID().slice(0, 4)}`);
+    const b = await node(`b-${randomUUID().slice(0, 4)}`);
+    const sid = randomUUID();
+    await join(a, 'phone', sid);
+    const watcher = await join(b, 'watcher', sid);
+    // What a reaper does, minus the reap mark (it expires after a minute).
+    await b.node.presence.reapNode(a.node.instance, [sid], Date.now());
+    await b.node.registry.forget(a.node.instance);
+    expect((await status(b, sid)).phone).toBe('offline');
+    const joined = await watcher.waitFor((e) => e.type === T.DEVICE_JOINED && (e.payload.device as { device_id: string }).device_id === 'phone', 5000);
+    expect(joined.payload.device).toMatchObject({ status: 'online' });
+    await eventually(async () => (await status(b, sid)).phone === 'online', 5000, 100);
+    expect(await b.node.registry.sessionsOf(a.node.instance)).toContain(sid);
+  }, 30_000);
 
   it('a node that shuts down while Redis is away is reaped by a survivor: its devices go offline with DEVICE_LEFT timeout', async () => {
     const a = await node(`a-${randomUUID().slice(0, 4)}`);

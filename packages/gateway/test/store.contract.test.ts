@@ -7,10 +7,10 @@ import { createLogger } from '../src/log';
 import { MemoryStore, type StoreLimits } from '../src/store/memory';
 import { RedisStore } from '../src/store/redis';
 
-describeSessionStore('MemoryStore', async (limits) => {
+describeSessionStore('MemoryStore', async (limits, now = Date.now) => {
   const broker = new MemoryBroker();
   const bus = new MemoryBus(broker);
-  const store = new MemoryStore(limits, bus);
+  const store = new MemoryStore(limits, bus, now);
   const watchers = new Map<string, UpdateFrame[]>();
   bus.onFrame((data) => {
     const f = decodeBusFrame(data);
@@ -32,10 +32,10 @@ describeSessionStore('MemoryStore', async (limits) => {
 });
 
 /** Watches through a RedisBus, which subscribes the way the store publishes (SSUBSCRIBE on Redis Cluster). */
-async function redisStore(cfg: RedisConfig, limits: StoreLimits): Promise<StoreHarness> {
+async function redisStore(cfg: RedisConfig, limits: StoreLimits, now: () => number = Date.now): Promise<StoreHarness> {
   const [client, sub] = await Promise.all([connectRedis(cfg), connectRedis(cfg, 'subscriber')]);
   const keys = randomKeySpace();
-  const store = new RedisStore(client, keys, limits);
+  const store = new RedisStore(client, keys, limits, now);
   const bus = new RedisBus(sub, client, keys, createLogger('silent', 'test'));
   await bus.start();
   const watchers = new Map<string, UpdateFrame[]>();
@@ -61,4 +61,4 @@ async function redisStore(cfg: RedisConfig, limits: StoreLimits): Promise<StoreH
   };
 }
 
-for (const backend of useRedisBackends()) describeSessionStore(`RedisStore on ${backend.name}`, (limits) => redisStore(backend.config(), limits));
+for (const backend of useRedisBackends()) describeSessionStore(`RedisStore on ${backend.name}`, (limits, now) => redisStore(backend.config(), limits, now));

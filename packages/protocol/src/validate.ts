@@ -22,9 +22,12 @@ export function isUuid(s: string): boolean {
   return UUID_RE.test(s);
 }
 
-/** True for a device id or correlation id: a string of 1–{@link MAX_ID_LENGTH} characters. */
+/**
+ * True for a device id or correlation id: 1–{@link MAX_ID_LENGTH} characters of well-formed
+ * Unicode (a lone surrogate would arrive in Redis as U+FFFD and merge two ids into one).
+ */
 export function isValidId(v: unknown): v is string {
-  return typeof v === 'string' && v.length >= 1 && v.length <= MAX_ID_LENGTH;
+  return typeof v === 'string' && v.length >= 1 && v.length <= MAX_ID_LENGTH && isWellFormed(v);
 }
 
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;

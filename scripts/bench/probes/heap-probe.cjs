@@ -27,6 +27,8 @@ function clients(port, token, n, tag) {
   const node = await createNode(loadConfig({
     HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'silent', REDIS_URL: redisUrl, REDIS_PREFIX: 'heap:',
     JWT_SECRET: 'h'.repeat(40), JWT_REFRESH_SECRET: 'r'.repeat(40), WS_RATE_BURST: '1000',
+    // One user owns every measured session: no per-user quota in this probe.
+    MAX_SESSIONS_PER_USER: '0',
   }));
   await node.listen();
   const token = await node.tokens.signAccess('heap-user', 'user', 3600);

@@ -7,8 +7,8 @@ import type { LocalConnection, NodeInfo, NodeRegistry } from './nodeRegistry';
 export interface LocalView {
   /** Sessions with a local socket now. */
   sessionIds(): string[];
-  /** Sessions joined and left since the last call. */
-  drainSessionChanges(): { added: string[]; removed: string[] };
+  /** Sessions this node stopped hosting since the last call (joins are recorded as they happen). */
+  drainLeftSessions(): string[];
   /** Authenticated local connections by connection id. */
   connections(): Map<string, LocalConnection>;
   /** The figures of NodeInfo this node reports. */
@@ -38,6 +38,8 @@ export interface MembershipHooks {
  */
 export class Membership {
   private beats = 0;
+  /** The first heartbeat landed (an entry missing after it means we were reaped). */
+  private registered = false;
   private reported = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private beating = false;
@@ -77,17 +79,16 @@ export class Membership {
     this.timer.unref();
   }
 
-  /** One heartbeat: re-register if we were reaped, session set and connection list deltas, info. */
+  /**
+   * One heartbeat: session set and connection list deltas, info; and if a reaper took this
+   * instance for dead meanwhile (its entry was gone, or the reap mark says so), everything it
+   * holds is registered and counted again.
+   */
   async beat(): Promise<void> {
     const inst = this.opts.instance;
-    if (await this.registry.takeReapedMark(inst, this.opts.startedAt)) {
-      this.log.warn('this node was reaped while alive; re-registering its sessions and devices');
-      await this.registry.trackSessions(inst, this.local.sessionIds(), []);
-      this.beats = 0; // forget() dropped our connection list too
-      await this.hooks.recount();
-    }
-    const changes = this.local.drainSessionChanges();
-    if (changes.added.length || changes.removed.length) await this.registry.trackSessions(inst, changes.added, changes.removed);
+    if (await this.registry.takeReapedMark(inst, this.opts.startedAt)) await this.reregister();
+    const left = this.local.drainLeftSessions();
+    if (left.length) await this.registry.trackSessions(inst, [], left);
     const full = this.beats++ % (this.opts.rewriteEvery ?? 12) === 0;
     const current = this.local.connections();
     const added = [...current].filter(([id]) => full || !this.reported.has(id)).map(([, c]) => c);
@@ -96,13 +97,23 @@ export class Membership {
       node_id: nodeIdOf(inst), instance: inst, ...this.local.figures(),
       started_at: new Date(this.opts.startedAt).toISOString(), updated_at: Date.now(),
     };
+    let missing: boolean;
     try {
-      await this.registry.heartbeat(info, { full, added, removed });
+      missing = await this.registry.heartbeat(info, { full, added, removed });
       this.reported = new Set(current.keys());
     } catch (err) {
       this.beats = 0; // the stored list may now be off: rewrite it whole next time
       throw err;
     }
+    if (missing && this.registered) await this.reregister();
+    this.registered = true;
+  }
+
+  private async reregister(): Promise<void> {
+    this.log.warn('this node was reaped while alive; re-registering its sessions and devices');
+    await this.registry.trackSessions(this.opts.instance, this.local.sessionIds(), []);
+    this.beats = 0; // forget() dropped our connection list too
+    await this.hooks.recount();
   }
 
   private async reapDead(): Promise<void> {

@@ -35,8 +35,12 @@ export interface ConnectionDelta {
  * is per instance, so a process restarted under the same NODE_ID starts from nothing of its own.
  */
 export interface NodeRegistry {
-  /** Instance info, plus the connection list as a delta since the last beat (or whole, with `full`). */
-  heartbeat(info: NodeInfo, connections: ConnectionDelta): Promise<void>;
+  /**
+   * Instance info, plus the connection list as a delta since the last beat (or whole, with
+   * `full`). Resolves true when the instance had no entry before this beat: the first beat, or a
+   * reaper forgot it while it was alive (a long pause, a partition).
+   */
+  heartbeat(info: NodeInfo, connections: ConnectionDelta): Promise<boolean>;
   /** Live instances, and dead ones not yet reaped. */
   list(now: number): Promise<{ live: NodeInfo[]; dead: NodeInfo[] }>;
   /**
@@ -72,7 +76,8 @@ export class MemoryNodeRegistry implements NodeRegistry {
 
   constructor(private readonly deadAfterMs: number) {}
 
-  async heartbeat(info: NodeInfo, delta: ConnectionDelta): Promise<void> {
+  async heartbeat(info: NodeInfo, delta: ConnectionDelta): Promise<boolean> {
+    const missing = !this.nodes.has(info.instance);
     this.nodes.set(info.instance, info);
     let m = this.conns.get(info.instance);
     if (!m || delta.full) this.conns.set(info.instance, (m = new Map()));
@@ -81,6 +86,7 @@ export class MemoryNodeRegistry implements NodeRegistry {
       m.set(c.conn_id, { seq: ++this.seq, conn: c });
     }
     for (const id of delta.removed) m.delete(id);
+    return missing;
   }
 
   async list(now: number): Promise<{ live: NodeInfo[]; dead: NodeInfo[] }> {
@@ -141,10 +147,10 @@ export class RedisNodeRegistry implements NodeRegistry {
     private readonly sessionTtlMs: number,
   ) {}
 
-  async heartbeat(info: NodeInfo, delta: ConnectionDelta): Promise<void> {
+  async heartbeat(info: NodeInfo, delta: ConnectionDelta): Promise<boolean> {
     // `nodes` and an instance's own keys sit in different Cluster slots: two transactions, not one.
     const connsKey = this.keys.nodeConns(info.instance);
-    await this.r.hset(this.keys.nodes(), info.instance, JSON.stringify(info));
+    const added = await this.r.hset(this.keys.nodes(), info.instance, JSON.stringify(info));
     const m = this.r.multi();
     if (delta.full) m.del(connsKey);
     if (delta.added.length > 0) {
@@ -156,6 +162,7 @@ export class RedisNodeRegistry implements NodeRegistry {
     m.pexpire(connsKey, this.deadAfterMs * 2);
     m.pexpire(this.keys.nodeSessions(info.instance), this.sessionTtlMs);
     await m.exec();
+    return added === 1;
   }
 
   async list(now: number): Promise<{ live: NodeInfo[]; dead: NodeInfo[] }> {
@@ -197,8 +204,8 @@ export class RedisNodeRegistry implements NodeRegistry {
 
   async forget(instance: string): Promise<void> {
     await this.r.hdel(this.keys.nodes(), instance);
-    // Separate commands: on Redis Cluster the two keys may hash to different slots.
-    await Promise.all([this.r.del(this.keys.nodeSessions(instance)), this.r.del(this.keys.nodeConns(instance))]);
+    // One slot: both keys carry the {instance} hash tag.
+    await this.r.del(this.keys.nodeSessions(instance), this.keys.nodeConns(instance));
   }
 }
 

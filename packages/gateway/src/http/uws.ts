@@ -95,6 +95,9 @@ export function route(app: TemplatedApp, deps: HttpDeps, method: Method, pattern
       state.abortBody(); // a body still being read would otherwise wait forever
     });
     const body = opts.body ? readBody(res, req.getHeader('content-length'), deps.bodyLimit, state) : null;
+    // The body may fail (too large, aborted) while credentials are still being checked: its
+    // rejection is awaited later, and must not count as unhandled meanwhile (that ends the process).
+    body?.catch(() => undefined);
     deps.inflight.count++;
     void run(res, ctx, body, state, deps, opts, handler).finally(() => {
       deps.inflight.count--;
@@ -124,7 +127,6 @@ async function run(
         // the connection rather than buffered for a request that is refused anyway.
         if (body) {
           state.bodyIgnored = true;
-          body.catch(() => undefined);
           if (!state.bodyDone) state.closeAfter = true;
         }
         throw err;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ErrorCode, isUuid, jsonDepth, MAX_ID_LENGTH, MAX_STATE_DEPTH, stateKeyProblem, type JsonObject } from '@harmonyflow/protocol';
+import { ErrorCode, isUuid, isValidId, jsonDepth, MAX_ID_LENGTH, MAX_STATE_DEPTH, stateKeyProblem, type JsonObject } from '@harmonyflow/protocol';
 import { AppError, badRequest } from '../errors';
 
 export function requireSessionId(s: string): string {
@@ -43,7 +43,7 @@ const stateKey = z.string().superRefine((k, ctx) => {
 
 export const sessionIdField = z.string().refine(isUuid, 'must be a UUID').transform((s) => s.toLowerCase());
 /** Device ids (SPEC §9): 1–128 characters. */
-export const deviceIdField = z.string().min(1).max(MAX_ID_LENGTH);
+export const deviceIdField = z.string().min(1).max(MAX_ID_LENGTH).refine(isValidId, 'must be well-formed Unicode');
 export const userIdField = z.string().min(1).max(256);
 const shortText = z.string().max(256);
 

@@ -12,7 +12,9 @@ export type { StoreLimits } from './types';
 
 /** Same bounds as mutate.lua and lua/lib.lua. */
 const TOMB_MAX = 1024;
-const RING_MAX = 4096;
+const RING_MAX = 8192;
+/** SPEC §10: a correlation id counts as a retry for 5 minutes; after that a client may reuse it. */
+const DEDUPE_WINDOW_MS = 300_000;
 
 interface KeyRecord {
   /** JSON text of the value. */
@@ -44,12 +46,12 @@ interface SessionRecord {
   logBytes: number;
   /** Highest mutation id processed per device. */
   readonly marks: Map<string, number>;
-  /** Correlation-id dedupe records per device, newest first, bounded by bytes (lua/lib.lua hf_ring_*). */
-  readonly rings: Map<string, DedupeRing>;
+  /** Correlation-id dedupe records of the session, newest first, bounded by bytes (lua/lib.lua hf_ring_*). */
+  readonly ring: DedupeRing;
 }
 
 interface DedupeRing {
-  records: Array<{ correlationId: string; version: number; valueText: string }>;
+  records: Array<{ device: string; correlationId: string; at: number; version: number; valueText: string }>;
   bytes: number;
 }
 
@@ -153,7 +155,7 @@ export class MemoryStore implements SessionStore {
       seq: ++this.seq, userId, epoch: this.epochBase + (this.epochSeq++).toString(36), createdAt: now, version: 0,
       updatedAt: now, recentAt: now, deviceId: '', appVersion: '', bytes: 0, expiresAt: now + this.ttlMs + Math.floor(this.ttlMs / 8),
       state: new Map(), tombs: new Map(), tombFloor: 0, log: [], logBytes: 0, marks: new Map(),
-      rings: new Map(),
+      ring: { records: [], bytes: 0 },
     };
     this.sessions.set(sessionId, s);
     this.order.push({ seq: s.seq, id: sessionId });
@@ -184,8 +186,8 @@ export class MemoryStore implements SessionStore {
       });
       if (useMid && req.mutationId! <= (s.marks.get(dev) ?? 0)) return duplicate(s.version, '');
       if (corr) {
-        const hit = s.rings.get(dev)?.records.find((r) => r.correlationId === corr);
-        if (hit) return duplicate(hit.version, hit.valueText);
+        const hit = s.ring.records.find((r) => r.device === dev && r.correlationId === corr);
+        if (hit && now - hit.at <= DEDUPE_WINDOW_MS) return duplicate(hit.version, hit.valueText);
       }
     }
     // A refusal a retry would repeat still counts as processing the mutation id (SPEC §10).
@@ -282,7 +284,7 @@ export class MemoryStore implements SessionStore {
     if (req.appVersion) rec.appVersion = req.appVersion;
     rec.expiresAt = this.due(rec.expiresAt, now) ?? rec.expiresAt;
     if (useMid) rec.marks.set(dev, req.mutationId!);
-    if (corr) addToRing(rec, dev, corr, version, incrText);
+    if (corr) addToRing(rec.ring, dev, corr, now, version, incrText);
 
     const frame = this.frameFor(req, rec, version, now, writes, incrText);
     this.appendLog(rec, version, frame);
@@ -353,10 +355,12 @@ export class MemoryStore implements SessionStore {
     return s ? { userId: s.userId, version: s.version, epoch: s.epoch } : null;
   }
 
-  async claim(sessionId: string, userId: string, deviceId = ''): Promise<ClaimResult> {
+  async claim(sessionId: string, userId: string, deviceId = '', admin = false): Promise<ClaimResult> {
     const now = this.now();
     let s = this.live(sessionId);
     if (s) {
+      // Someone who may not join learns the owner (to be refused) and changes nothing.
+      if (s.userId !== userId && !admin) return { status: 'ok', userId: s.userId, version: s.version, epoch: s.epoch, created: false, lastMutationId: 0 };
       if (s.userId === userId) s.recentAt = now;
       s.expiresAt = this.due(s.expiresAt, now) ?? s.expiresAt;
       return { status: 'ok', userId: s.userId, version: s.version, epoch: s.epoch, created: false, lastMutationId: s.marks.get(deviceId) ?? 0 };
@@ -448,9 +452,14 @@ export class MemoryStore implements SessionStore {
     const t = this.now();
     let m = this.handoffs.get(record.sessionId);
     if (!m) this.handoffs.set(record.sessionId, (m = new Map()));
-    for (const [token, h] of m) if (h.expiresAt <= t || h.value.used) m.delete(token);
+    // Used tokens stay until they expire (a second use is 410, not 404); only unused ones count.
+    let live = 0;
+    for (const [token, h] of m) {
+      if (h.expiresAt <= t) m.delete(token);
+      else if (!h.value.used) live++;
+    }
     const max = this.limits.maxHandoffsPerSession;
-    if (max > 0 && m.size >= max) return 'quota_exceeded';
+    if (max > 0 && live >= max) return 'quota_exceeded';
     m.set(record.token, { value: { ...record, used: false }, expiresAt: record.expiresAt });
     return 'ok';
   }
@@ -482,20 +491,23 @@ export class MemoryStore implements SessionStore {
 }
 
 /** Like lua/lib.lua hf_ring_add: newest first, cut back to about half past RING_MAX bytes. */
-function addToRing(s: SessionRecord, device: string, correlationId: string, version: number, valueText: string): void {
-  let ring = s.rings.get(device);
-  if (!ring) s.rings.set(device, (ring = { records: [], bytes: 0 }));
-  ring.records.unshift({ correlationId, version, valueText });
-  ring.bytes += correlationId.length + String(version).length + valueText.length + 3;
+function addToRing(ring: DedupeRing, device: string, correlationId: string, at: number, version: number, valueText: string): void {
+  ring.records.unshift({ device, correlationId, at, version, valueText });
+  ring.bytes += recordBytes(ring.records[0]);
   if (ring.bytes <= RING_MAX) return;
   let kept = 0;
   let n = 0;
   while (n < ring.records.length && kept < RING_MAX / 2) {
     const r = ring.records[n++];
-    kept += r.correlationId.length + String(r.version).length + r.valueText.length + 3;
+    kept += recordBytes(r);
   }
   ring.records.length = n;
   ring.bytes = kept;
+}
+
+/** About what the record takes in lua/lib.lua's encoding. */
+function recordBytes(r: DedupeRing['records'][number]): number {
+  return String(r.device.length).length + r.device.length + r.correlationId.length + 14 + String(r.version).length + r.valueText.length + 5;
 }
 
 function summary(id: string, s: SessionRecord): SessionSummary {

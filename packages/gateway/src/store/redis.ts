@@ -111,10 +111,6 @@ export class RedisStore implements SessionStore {
     }
   }
 
-  private get ttlMs(): number {
-    return this.limits.ttlSeconds * 1000;
-  }
-
   /**
    * Whether a script may create a session: with a quota, only once the owner's index (another slot
    * on Redis Cluster, and a separate step on one Redis too, since creation is rare) holds a place.
@@ -178,6 +174,14 @@ export class RedisStore implements SessionStore {
     });
   }
 
+  /**
+   * Sends the queued mutations now: a read issued after a write must see it (both go down the
+   * same connection, so Redis answers in order).
+   */
+  private flushBeforeRead(): void {
+    if (this.batch.length > 0) this.flush();
+  }
+
   private flush(): void {
     this.flushScheduled = false;
     const items = this.batch;
@@ -215,12 +219,13 @@ export class RedisStore implements SessionStore {
     const all = this.keys.allSessions();
     const now = this.now();
     Promise.all([
-      this.r.zadd(userKey, exp, sessionId).then(() => this.r.pexpireat(userKey, exp)),
+      this.r.zadd(userKey, exp, sessionId).then(() => this.r.zremrangebyscore(userKey, '-inf', now)).then(() => this.r.pexpireat(userKey, exp)),
       this.r.zadd(all, exp, sessionId).then(() => this.r.zremrangebyscore(all, '-inf', now)),
     ]).catch(this.onIndexError);
   }
 
   async get(sessionId: string): Promise<Snapshot | null> {
+    this.flushBeforeRead();
     const k = this.keys.session(sessionId);
     const res = await this.call(() => this.r.hfReadBuffer(2, k.meta, k.state));
     if (!res) return null;
@@ -240,6 +245,7 @@ export class RedisStore implements SessionStore {
   }
 
   private async header(sessionId: string): Promise<Header | null> {
+    this.flushBeforeRead();
     const raw = await this.call(() => this.r.hgetBuffer(this.keys.session(sessionId).meta, 'h'));
     return raw ? header(raw) : null;
   }
@@ -249,23 +255,23 @@ export class RedisStore implements SessionStore {
     return h ? { userId: h[H.UID], version: h[H.V], epoch: h[H.EPOCH] } : null;
   }
 
-  async claim(sessionId: string, userId: string, deviceId = ''): Promise<ClaimResult> {
-    let res = await this.claimOnce(sessionId, userId, deviceId, false);
+  async claim(sessionId: string, userId: string, deviceId = '', admin = false): Promise<ClaimResult> {
+    let res = await this.claimOnce(sessionId, userId, deviceId, admin, false);
     if (res[0] === 'needs_reservation') {
       const reserved = await this.reserve(sessionId, userId);
       if (reserved === 0) return { status: 'quota_exceeded' };
-      res = await this.claimOnce(sessionId, userId, deviceId, true);
-      if (reserved === 2 && !(res[0] === 'ok' && res[5] === 1 && res[1] === userId)) await this.unreserve(sessionId, userId);
+      res = await this.claimOnce(sessionId, userId, deviceId, admin, true);
+      if (reserved === 2 && !(res[0] === 'ok' && res[4] === 1 && res[1] === userId)) await this.unreserve(sessionId, userId);
     }
-    if (res[0] === 'quota_exceeded') return { status: 'quota_exceeded' };
     const [, owner, version, epoch, created, lastMutationId, refreshed] = res as [string, string, number, string, number, number, number];
     if (refreshed > 0) this.index(sessionId, owner, refreshed);
     return { status: 'ok', userId: owner, version: Number(version), epoch, created: created === 1, lastMutationId: Number(lastMutationId) };
   }
 
-  private claimOnce(sessionId: string, userId: string, deviceId: string, reserved: boolean): Promise<Array<string | number>> {
+  private claimOnce(sessionId: string, userId: string, deviceId: string, admin: boolean, reserved: boolean): Promise<Array<string | number>> {
+    this.flushBeforeRead();
     const keys = this.keys.sessionKeyList(sessionId);
-    return this.call(() => this.r.hfClaim(keys.length, ...keys, userId, this.now(), this.epochSource, this.creationRule(reserved) === 'R' ? 'R' : '', deviceId));
+    return this.call(() => this.r.hfClaim(keys.length, ...keys, userId, this.now(), this.epochSource, this.creationRule(reserved) === 'R' ? 'R' : '', deviceId, admin ? '1' : '0'));
   }
 
   async keepAlive(sessionIds: readonly string[]): Promise<void> {
@@ -337,6 +343,7 @@ export class RedisStore implements SessionStore {
   }
 
   async updatesSince(sessionId: string, afterVersion: number, epoch: string | null): Promise<UpdatesSince | null> {
+    this.flushBeforeRead();
     const k = this.keys.session(sessionId);
     const res = await this.call(() => this.r.hfUpdatesSinceBuffer(2, k.meta, k.log, afterVersion, epoch ?? ''));
     if (!res) return null;
@@ -501,8 +508,6 @@ function mutationResult(r: unknown[]): MutationResult {
       return { status: 'not_a_number', key: r[1] as string };
     case 'too_large':
       return { status: 'too_large', bytes: r[1] as number };
-    case 'quota_exceeded':
-      return { status: 'quota_exceeded' };
     default:
       throw new Error(`unexpected mutate reply ${String(r[0])}`);
   }

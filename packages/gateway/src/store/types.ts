@@ -194,10 +194,11 @@ export interface SessionStore {
   head(sessionId: string): Promise<SessionHead | null>;
   /**
    * Creates an empty session (version 0, a new epoch) owned by `userId` unless it exists, within
-   * the user's session quota. Either way the session's expiry is refreshed, it becomes the user's
-   * most recent if they own it, and `deviceId`'s mutation mark is returned.
+   * the user's session quota. When the user may join it (owner, or `admin`), its expiry is
+   * refreshed, it becomes the owner's most recent, and `deviceId`'s mutation mark is returned;
+   * anyone else only learns the owner (callers refuse them).
    */
-  claim(sessionId: string, userId: string, deviceId?: string): Promise<ClaimResult>;
+  claim(sessionId: string, userId: string, deviceId?: string, admin?: boolean): Promise<ClaimResult>;
   /** The user's most recently written (or claimed) live session id, if any. */
   latestSessionOf(userId: string): Promise<string | null>;
   /** Live sessions owned by the user (at most MAX_SESSIONS_PER_USER of them). */

@@ -96,15 +96,13 @@ export class PresenceTracker {
     this.reconcile().catch((err) => this.log.warn({ err: (err as Error).message }, 'presence recount failed'));
   }
 
-  /** After this instance was reaped while alive: every local count is set anew. */
+  /**
+   * After this instance was reaped while alive: every local count is set anew. Only connections
+   * already counted: one whose join is still in flight registers itself when it lands.
+   */
   async recountAll(): Promise<void> {
     for (const id of this.hub.localSessionIds()) {
-      for (const c of this.hub.connsOf(id) ?? []) {
-        if (c.authed && !c.closed) {
-          c.counted = true;
-          this.markDirty(id, c.deviceId);
-        }
-      }
+      for (const c of this.hub.connsOf(id) ?? []) if (c.counted && !c.closed) this.markDirty(id, c.deviceId);
     }
     await this.reconcile();
   }
@@ -122,6 +120,7 @@ export class PresenceTracker {
     try {
       const work = [...this.dirty];
       this.dirty.clear();
+      let failure: unknown = null;
       for (const [sessionId, devices] of work) {
         for (const deviceId of devices) {
           try {
@@ -129,11 +128,13 @@ export class PresenceTracker {
             if (change === 1) await this.joined(sessionId, deviceId);
             else if (change === -1) await this.left(sessionId, deviceId, 'disconnected');
           } catch (err) {
+            // Kept for the next round, like every other device that fails in this one.
             this.markDirty(sessionId, deviceId);
-            throw err;
+            failure ??= err;
           }
         }
       }
+      if (failure) throw failure;
     } finally {
       this.reconciling = false;
     }

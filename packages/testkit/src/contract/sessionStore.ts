@@ -12,7 +12,8 @@ export interface StoreHarness {
   close(): Promise<void>;
 }
 
-export type StoreFactory = (limits: StoreLimits) => Promise<StoreHarness>;
+/** A store for the suite; `now` (default Date.now) lets a case move the store's clock. */
+export type StoreFactory = (limits: StoreLimits, now?: () => number) => Promise<StoreHarness>;
 
 export const CONTRACT_LIMITS: StoreLimits = {
   ttlSeconds: 3600, maxStateBytes: 64 * 1024, logLength: 20, logMaxBytes: 1024 * 1024,
@@ -317,6 +318,24 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
         expect((await store.get(id))!.state).toEqual({ n: 2 });
       });
 
+      it('counts a correlation id as a retry for 5 minutes; after that the id may name a new write', async () => {
+        let offset = 0;
+        const clocked = await factory(CONTRACT_LIMITS, () => Date.now() + offset);
+        try {
+          const id = sid();
+          const w = () => clocked.store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }, { deviceId: 'app', correlationId: 'c0' }));
+          expect(await w()).toMatchObject({ version: 1, duplicate: false });
+          offset = 299_000;
+          expect(await w()).toMatchObject({ version: 1, value: 1, duplicate: true });
+          offset = 301_000;
+          // A client that restarted its counter: c0 is a new write now, not a retry.
+          expect(await w()).toMatchObject({ version: 2, value: 2, duplicate: false });
+          expect(await w()).toMatchObject({ version: 2, duplicate: true });
+        } finally {
+          await clocked.close();
+        }
+      });
+
       it('keeps writes apart whatever characters their device and correlation ids contain', async () => {
         const id = sid();
         const a = await store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }, { deviceId: 'tab:1', correlationId: 'x' }));
@@ -432,6 +451,8 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
           expect(await q.store.consumeHandoff(id, 't3')).toEqual({ status: 'not_found' });
           expect(await q.store.consumeHandoff(id, 't1')).toMatchObject({ status: 'ok' });
           expect(await q.store.createHandoff(h('t3'))).toBe('ok');
+          // A used token still answers 'used' (410), whatever was created since.
+          expect(await q.store.consumeHandoff(id, 't1')).toEqual({ status: 'used' });
         } finally {
           await q.close();
         }
@@ -474,6 +495,33 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
     });
 
     describe('sessions of a user', () => {
+      it('a claim by someone who may not join changes nothing (no expiry refresh), an admin\'s does', async () => {
+        let offset = 0;
+        const ttl = CONTRACT_LIMITS.ttlSeconds * 1000;
+        const clocked = await factory(CONTRACT_LIMITS, () => Date.now() + offset);
+        try {
+          const id = sid();
+          await clocked.store.mutate(req(id, { op: 'set', key: 'a', value: 1 }));
+          const exp = (await clocked.store.get(id))!.expiresAt;
+          offset = Math.ceil(ttl / 8) + 1000; // a refresh is due now
+          expect(await clocked.store.claim(id, 'dave', 'd')).toMatchObject({ status: 'ok', userId: 'alice', lastMutationId: 0 });
+          expect((await clocked.store.get(id))!.expiresAt).toBe(exp);
+          expect(await clocked.store.claim(id, 'root', 'console', true)).toMatchObject({ status: 'ok', userId: 'alice' });
+          expect((await clocked.store.get(id))!.expiresAt).toBeGreaterThan(exp);
+        } finally {
+          await clocked.close();
+        }
+      });
+
+      it('a read issued after a write sees it, even before the write was awaited', async () => {
+        const id = sid();
+        const writes = [store.mutate(req(id, { op: 'set', key: 'a', value: 1 })), store.mutate(req(id, { op: 'set', key: 'b', value: 2 }))];
+        const [snap, head] = await Promise.all([store.get(id), store.head(id)]);
+        await Promise.all(writes);
+        expect(snap).toMatchObject({ version: 2, state: { a: 1, b: 2 } });
+        expect(head).toMatchObject({ version: 2 });
+      });
+
       it('claims an unknown session at version 0 for its first user only', async () => {
         const id = sid();
         const first = await store.claim(id, 'carol', 'phone');

@@ -1,14 +1,17 @@
--- A device joins a session (AUTH): creates it empty (version 0, a new epoch) for ARGV[2] unless it
--- exists; refreshes its expiry when due; makes it the owner's most recent.
+-- A device joins a session (AUTH): creates it empty (version 0, a new epoch) for ARGV[1] unless it
+-- exists; when the user may join it (owner or admin), refreshes its expiry when due and, for the
+-- owner, makes it their most recent. Anyone else learns the owner (to be refused) and nothing more.
 -- KEYS: 1-5 the session's keys (lib.lua).
 -- ARGV: 1 user, 2 now, 3 instance (for a new epoch), 4 creation rule ('' create | 'R' answer
---       needs_reservation: the caller reserves quota in the owner's index first), 5 deviceId
+--       needs_reservation: the caller reserves quota in the owner's index first), 5 deviceId,
+--       6 '1' when the user is an admin
 -- Returns {'ok', owner, version, epoch, created(0/1), lastMutationId, refreshedExpiry(0: none)}
 --   | {'needs_reservation'}
 local now = tonumber(ARGV[2])
 local m = redis.call('HMGET', KEYS[1], 'h', 'm:' .. ARGV[5])
 if m[1] then
   local h = cmsgpack.unpack(m[1])
+  if h[H_UID] ~= ARGV[1] and ARGV[6] ~= '1' then return {'ok', h[H_UID], h[H_V], h[H_EPOCH], 0, 0, 0} end
   local exp = hf_due(h[H_EXP], now)
   local touched = false
   if h[H_UID] == ARGV[1] then

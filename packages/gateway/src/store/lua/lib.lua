@@ -55,25 +55,32 @@ local function hf_new_epoch(instance, now)
   return (string.match(instance, '/([%x]+)$') or instance) .. string.format('%x', now)
 end
 
--- Correlation-id dedupe records of one device (meta field 'c:'..device): newest first, each
--- "\1" .. escaped correlation id .. "\2" .. version .. "|" .. INCREMENT result. The escape keeps
--- \1 and \2 out of the id, so a plain find of "\1"..id.."\2" matches exactly one whole id.
+-- Correlation-id dedupe records of a session (meta field 'c'): newest first, each
+-- "\1" .. escaped write id .. "\2" .. time .. "|" .. version .. "|" .. INCREMENT result, where the
+-- write id is #device .. ':' .. device .. correlationId (length-prefixed: ('tab:1', 'x') and
+-- ('tab', '1:x') differ). The escape keeps \1 and \2 out of the id, so a plain find of
+-- "\1"..id.."\2" matches exactly one whole id. A record counts for DEDUPE_WINDOW (SPEC §10:
+-- 5 minutes): a client may reuse an id after that for another write.
+local DEDUPE_WINDOW = 300000
 local RING_ESC = {['\1'] = '\3a', ['\2'] = '\3b', ['\3'] = '\3c'}
-local function hf_ring_id(corr)
-  return '\1' .. string.gsub(corr, '[\1\2\3]', RING_ESC) .. '\2'
+local function hf_ring_id(device, corr)
+  return '\1' .. string.gsub(#device .. ':' .. device .. corr, '[\1\2\3]', RING_ESC) .. '\2'
 end
 
--- The "version|value" recorded for `id` (from hf_ring_id) in `ring`, or nil.
-local function hf_ring_find(ring, id)
+-- The version and value text recorded for `id` (from hf_ring_id) within the window, or nil.
+local function hf_ring_find(ring, id, now)
   local p = string.find(ring, id, 1, true)
   if not p then return nil end
   local from = p + #id
   local to = string.find(ring, '\1', from, true)
-  return string.sub(ring, from, to and to - 1 or #ring)
+  local t, v, value = string.match(string.sub(ring, from, to and to - 1 or #ring), '^(%d+)|(%d+)|(.*)$')
+  if not t or now - tonumber(t) > DEDUPE_WINDOW then return nil end
+  return tonumber(v), value
 end
 
--- The ring with a new record in front, cut back to about half when it outgrows RING_MAX bytes.
-local RING_MAX = 4096
+-- The ring with a new record in front, cut back to about half when it outgrows RING_MAX bytes:
+-- a session keeps at most that much, whatever the number of its devices.
+local RING_MAX = 8192
 local function hf_ring_add(ring, id, record)
   local r = id .. record .. (ring or '')
   if #r > RING_MAX then

@@ -21,8 +21,8 @@
 --
 -- The meta hash holds the header `h` (lib.lua: owner, version, epoch, times, state bytes, expiry,
 -- log bookkeeping lf/lb, tombstone floor and count tf/tn), per device that used mutation ids
--- 'm:'..device = the highest one processed, and per device that used correlation ids without them
--- 'c:'..device = its dedupe records (lib.lua hf_ring_*). Everything a write reads is in one HMGET.
+-- 'm:'..device = the highest one processed, and 'c' = the session's correlation-id dedupe records
+-- (lib.lua hf_ring_*). Everything a write reads is in one HMGET.
 
 local TOMB_MAX = 1024
 
@@ -34,7 +34,7 @@ local useMid = mid ~= '-' and dev ~= ''
 local useIdem = not useMid and corr ~= '' and dev ~= ''
 local now = tonumber(nowS)
 
-local m = redis.call('HMGET', meta, 'h', useMid and ('m:' .. dev) or (useIdem and ('c:' .. dev) or 'h'))
+local m = redis.call('HMGET', meta, 'h', useMid and ('m:' .. dev) or (useIdem and 'c' or 'h'))
 local h = m[1] and cmsgpack.unpack(m[1])
 local exists = h ~= false and h ~= nil
 if exists and h[H_UID] ~= actor and admin ~= '1' then
@@ -54,17 +54,12 @@ end
 if exists and useMid and tonumber(mid) <= (tonumber(m[2]) or 0) then
   return duplicate(current, '')
 end
--- Records are per device (the field name), the id is matched whole: ('tab:1', 'x') and
--- ('tab', '1:x') are different writes.
 local ringId
 if useIdem then
-  ringId = hf_ring_id(corr)
+  ringId = hf_ring_id(dev, corr)
   if exists and m[2] then
-    local hit = hf_ring_find(m[2], ringId)
-    if hit then
-      local bar = string.find(hit, '|', 1, true)
-      return duplicate(tonumber(string.sub(hit, 1, bar - 1)), string.sub(hit, bar + 1))
-    end
+    local v, valueText = hf_ring_find(m[2], ringId, now)
+    if v then return duplicate(v, valueText) end
   end
 end
 
@@ -332,7 +327,7 @@ if owner == ownerArg then header[H_RECENT] = now end
 if useMid then
   redis.call('HSET', meta, 'h', cmsgpack.pack(header), 'm:' .. dev, mid)
 elseif useIdem then
-  redis.call('HSET', meta, 'h', cmsgpack.pack(header), 'c:' .. dev, hf_ring_add(m[2], ringId, vs .. '|' .. incrValue))
+  redis.call('HSET', meta, 'h', cmsgpack.pack(header), 'c', hf_ring_add(m[2], ringId, nowS .. '|' .. vs .. '|' .. incrValue))
 else
   redis.call('HSET', meta, 'h', cmsgpack.pack(header))
 end

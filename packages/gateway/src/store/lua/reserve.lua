@@ -1,5 +1,6 @@
--- Redis Cluster only: reserves room for a new session in its owner's index (another slot than the
--- session), since one script cannot check the quota and create the session there.
+-- Reserves room for a new session in its owner's index (on Redis Cluster another slot than the
+-- session's, so one script cannot check the quota and create it; on one Redis the same two steps
+-- keep creation off the write path). The session is then created by claim.lua or mutate.lua.
 -- KEYS: 1 user index. ARGV: 1 sessionId, 2 now, 3 max, 4 reservation deadline (ms).
 -- Returns 2 reserved now, 1 already listed, 0 quota exceeded.
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])

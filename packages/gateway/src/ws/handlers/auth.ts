@@ -77,11 +77,12 @@ async function join(ctx: WsContext, ws: WS, who: Principal, p: QueryAuth, correl
     return fail(ctx, ws, correlationId, ErrorCode.INVALID_MESSAGE, 'session_id must be a UUID');
   }
   const lastVersion = typeof p.last_version === 'number' && Number.isSafeInteger(p.last_version) && p.last_version >= 0 ? p.last_version : null;
-  const lastEpoch = typeof p.last_epoch === 'string' && p.last_epoch.length > 0 && p.last_epoch.length <= 64 ? p.last_epoch : null;
+  // A last_epoch that cannot be an epoch is a mismatch (snapshot), never "any epoch" (replay).
+  const lastEpoch = typeof p.last_epoch === 'string' && p.last_epoch.length > 0 ? (p.last_epoch.length <= 64 ? p.last_epoch : '!') : null;
   const store = ctx.sessions.store;
   try {
     const sessionId = (p.session_id as string | undefined)?.toLowerCase() ?? (await store.latestSessionOf(who.userId)) ?? randomUUID();
-    const claimed = await store.claim(sessionId, who.userId, deviceId);
+    const claimed = await store.claim(sessionId, who.userId, deviceId, who.role === 'admin');
     if (claimed.status === 'quota_exceeded') {
       return fail(ctx, ws, correlationId, ErrorCode.QUOTA_EXCEEDED, 'too many live sessions for this user', CloseCode.RATE_LIMITED);
     }

@@ -2,13 +2,13 @@
 // Redis CPU per state update: runs N single-key SETs through RedisStore (the production mutation
 // script) against a private redis-server, then reads INFO commandstats. Prints µs per call of the
 // script and of a bare PUBLISH of the same frame for comparison.
-//   node scripts/bench/redis-script.mjs [N]
+//   node scripts/bench/probes/redis-script.mjs [N]
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
-const { RedisStore, KeySpace, createRedis, whenReady, createLogger } = require('../../packages/gateway/dist/index.js');
+const { RedisStore, KeySpace, createRedis, whenReady, createLogger } = require('../../../packages/gateway/dist/index.js');
 const Redis = require('ioredis');
 
 const N = Number(process.argv[2] ?? 20000);
