@@ -34,7 +34,7 @@ import { RedisStore } from './store/redis';
 import { createRedis, whenReady, type RedisLike } from './store/redisClient';
 import type { SessionStore, StoreLimits } from './store/types';
 import { uws, uwsIsNative } from './uwsRuntime';
-import { connOf } from './ws/conn';
+import { connOf, type Conn } from './ws/conn';
 import type { WsContext } from './ws/context';
 import { deliverControl } from './ws/control';
 import { WsGateway } from './ws/gateway';
@@ -147,11 +147,22 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
     bus.publishGlobal(encodeControlFrame({ kind, sessionId: '', originNode: instance, body }));
 
   const io = new SocketIO(metrics, log);
+  // Membership needs the gateway's sockets and the gateway reports to membership: both are
+  // resolved when called, after both exist.
+  let membership: Membership | null = null;
+  const connectionRecord = (c: Conn): LocalConnection => ({
+    conn_id: `${instance}/${c.id}`, node_id: config.nodeId, session_id: c.sessionId, user_id: c.userId, device_id: c.deviceId,
+    subprotocol: c.binary ? 'harmonyflow.v1.proto' : 'harmonyflow.v1.json', connected_at: new Date(c.openedAt).toISOString(),
+  });
   const tracker = new PresenceTracker(presence, hub, instance, publish, log);
   let gateway: WsGateway | null = null;
   const ctx: WsContext = {
     config, instance, tokens, sessions, presence, tracker, hub, metrics, log, inflight, io, limits: new Limits(config, io),
     dispatch: (ws, message, isBinary) => gateway!.dispatch(ws, message, isBinary),
+    connections: {
+      up: (c) => membership?.connectionUp(connectionRecord(c)),
+      down: (c) => membership?.connectionDown(`${instance}/${c.id}`),
+    },
   };
   const ws = (gateway = new WsGateway(app, ctx));
   tracker.start(Math.max(50, config.presenceTimeoutMs / 4), () => ws.sockets);
@@ -169,15 +180,12 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
     for (const s of ws.sockets) {
       const c = connOf(s);
       if (!c.authed || c.closed) continue;
-      const id = `${instance}/${c.id}`;
-      out.set(id, {
-        conn_id: id, node_id: config.nodeId, session_id: c.sessionId, user_id: c.userId, device_id: c.deviceId,
-        subprotocol: c.binary ? 'harmonyflow.v1.proto' : 'harmonyflow.v1.json', connected_at: new Date(c.openedAt).toISOString(),
-      });
+      const r = connectionRecord(c);
+      out.set(r.conn_id, r);
     }
     return out;
   };
-  const membership = new Membership(registry, presence, {
+  membership = new Membership(registry, presence, {
     sessionIds: () => hub.localSessionIds(),
     drainLeftSessions: () => hub.drainLeftSessions(),
     connections: localConnections,

@@ -9,7 +9,7 @@ export interface LocalView {
   sessionIds(): string[];
   /** Sessions this node stopped hosting since the last call (joins are recorded as they happen). */
   drainLeftSessions(): string[];
-  /** Authenticated local connections by connection id. */
+  /** Authenticated local connections by connection id (for the periodic full rewrite). */
   connections(): Map<string, LocalConnection>;
   /** The figures of NodeInfo this node reports. */
   figures(): { active_connections: number; sessions: number; [extra: string]: unknown };
@@ -40,7 +40,9 @@ export class Membership {
   private beats = 0;
   /** The first heartbeat landed (an entry missing after it means we were reaped). */
   private registered = false;
-  private reported = new Set<string>();
+  /** Connection list changes since the last beat (kept as they happen: no per-beat diff of every connection). */
+  private added = new Map<string, LocalConnection>();
+  private removed = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private beating = false;
 
@@ -90,9 +92,10 @@ export class Membership {
     const left = this.local.drainLeftSessions();
     if (left.length) await this.registry.trackSessions(inst, [], left);
     const full = this.beats++ % (this.opts.rewriteEvery ?? 12) === 0;
-    const current = this.local.connections();
-    const added = [...current].filter(([id]) => full || !this.reported.has(id)).map(([, c]) => c);
-    const removed = full ? [] : [...this.reported].filter((id) => !current.has(id));
+    const added = full ? [...this.local.connections().values()] : [...this.added.values()];
+    const removed = full ? [] : [...this.removed];
+    this.added = new Map();
+    this.removed = new Set();
     const info: NodeInfo = {
       node_id: nodeIdOf(inst), instance: inst, ...this.local.figures(),
       started_at: new Date(this.opts.startedAt).toISOString(), updated_at: Date.now(),
@@ -100,13 +103,23 @@ export class Membership {
     let missing: boolean;
     try {
       missing = await this.registry.heartbeat(info, { full, added, removed });
-      this.reported = new Set(current.keys());
     } catch (err) {
       this.beats = 0; // the stored list may now be off: rewrite it whole next time
       throw err;
     }
     if (missing && this.registered) await this.reregister();
     this.registered = true;
+  }
+
+  /** A local connection authenticated: listed from the next heartbeat on. */
+  connectionUp(c: LocalConnection): void {
+    this.added.set(c.conn_id, c);
+    this.removed.delete(c.conn_id);
+  }
+
+  /** A local connection closed. */
+  connectionDown(connId: string): void {
+    if (!this.added.delete(connId)) this.removed.add(connId);
   }
 
   private async reregister(): Promise<void> {

@@ -5,7 +5,7 @@ import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { PresenceRegistry } from '../presence/types';
 import type { SessionService } from '../sessions';
-import type { WS } from './conn';
+import type { Conn, WS } from './conn';
 import type { SocketIO } from './io';
 import type { Limits } from './limits';
 import type { PresenceTracker } from './presenceTracker';
@@ -28,4 +28,6 @@ export interface WsContext {
   readonly limits: Limits;
   /** Processes one frame as if it had just arrived (frames held during authentication). */
   dispatch(ws: WS, message: ArrayBuffer | Uint8Array, isBinary: boolean): void;
+  /** A connection joined its session (after AUTH_SUCCESS) or closed: for the node registry. */
+  readonly connections: { up(c: Conn): void; down(c: Conn): void };
 }

@@ -103,6 +103,7 @@ export class WsGateway {
     this.sockets.delete(ws);
     this.ctx.metrics.wsConnections.dec({ state: 'open' });
     if (!c.authed) return;
+    this.ctx.connections.down(c);
     this.ctx.hub.leave(ws);
     this.ctx.tracker.leave(c, c.leaveReason ?? 'disconnected');
   }

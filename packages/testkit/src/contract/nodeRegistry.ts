@@ -106,27 +106,29 @@ export function describeNodeRegistry(name: string, factory: NodeRegistryFactory)
     it('pages through a long connection list: every connection exactly once when nothing changes', async () => {
       const x = instance();
       const y = instance();
-      const list = conns(x, 0, 300);
+      // More than Redis keeps in a compact listpack (512 entries), which HSCAN returns whole.
+      const list = conns(x, 0, 1200);
       await a.heartbeat(info(x), { full: true, added: list, removed: [] });
       await a.heartbeat(info(y), { full: true, added: conns(y, 0, 5), removed: [] });
-      const { seen, pages } = await walk(b, x, 25);
+      const { seen, pages } = await walk(b, x, 100);
       expect(pages).toBeGreaterThan(1);
       expect(ids(seen)).toEqual(ids(list));
     });
 
     it('lists every connection present throughout a walk at least once, while others come and go', async () => {
       const x = instance();
-      await a.heartbeat(info(x), { full: true, added: conns(x, 0, 300), removed: [] });
+      await a.heartbeat(info(x), { full: true, added: conns(x, 0, 1200), removed: [] });
       const removed = new Set<string>();
-      const { seen } = await walk(b, x, 20, async (page) => {
+      const { seen, pages } = await walk(b, x, 100, async (page) => {
         if (page > 3) return;
         // Drop some already seen and some not yet seen, and add new ones, between pages.
         const drop = [0, 1, 2, 150, 151, 298].map((i) => `${x}/${i + page * 3}`);
         for (const id of drop) removed.add(id);
-        await a.heartbeat(info(x), { full: false, added: conns(x, 1000 + page * 50, 1050 + page * 50), removed: drop });
+        await a.heartbeat(info(x), { full: false, added: conns(x, 5000 + page * 50, 5050 + page * 50), removed: drop });
       });
       const seenIds = new Set(seen.map((c) => c.conn_id));
-      const throughout = conns(x, 0, 300).map((c) => c.conn_id).filter((id) => !removed.has(id));
+      expect(pages).toBeGreaterThan(4);
+      const throughout = conns(x, 0, 1200).map((c) => c.conn_id).filter((id) => !removed.has(id));
       expect(throughout.filter((id) => !seenIds.has(id))).toEqual([]);
     });
 

@@ -111,6 +111,7 @@ async function join(ctx: WsContext, ws: WS, who: Principal, p: QueryAuth, correl
       ws.subscribe(TOPIC.all(c.binary));
       if (c.admin) ws.subscribe(TOPIC.admins(c.binary));
     });
+    if (!c.closed) ctx.connections.up(c);
     // Joined and told so: a failed announcement must not undo that, so it is only logged.
     if (first) ctx.tracker.joined(sessionId, deviceId, devices).catch((err) => ctx.log.warn({ err: (err as Error).message }, 'DEVICE_JOINED announcement failed'));
   } catch (err) {
