@@ -12,7 +12,8 @@ export type { StoreLimits } from './types';
 
 /** Same bounds as mutate.lua and lua/lib.lua. */
 const TOMB_MAX = 1024;
-const RING_MAX = 8192;
+const DEDUPE_MAX = 128;
+const DEDUPE_KEEP = 64;
 /** SPEC §10: a correlation id counts as a retry for 5 minutes; after that a client may reuse it. */
 const DEDUPE_WINDOW_MS = 300_000;
 
@@ -46,14 +47,11 @@ interface SessionRecord {
   logBytes: number;
   /** Highest mutation id processed per device. */
   readonly marks: Map<string, number>;
-  /** Correlation-id dedupe records of the session, newest first, bounded by bytes (lua/lib.lua hf_ring_*). */
-  readonly ring: DedupeRing;
+  /** Correlation-id dedupe records: write id (device, correlation id) → record, oldest first (lua/lib.lua hf_dedupe_*). */
+  readonly dedupe: Map<string, DedupeRecord>;
 }
 
-interface DedupeRing {
-  records: Array<{ device: string; correlationId: string; at: number; version: number; valueText: string }>;
-  bytes: number;
-}
+interface DedupeRecord { at: number; version: number; valueText: string }
 
 interface Expiring<T> {
   value: T;
@@ -155,7 +153,7 @@ export class MemoryStore implements SessionStore {
       seq: ++this.seq, userId, epoch: this.epochBase + (this.epochSeq++).toString(36), createdAt: now, version: 0,
       updatedAt: now, recentAt: now, deviceId: '', appVersion: '', bytes: 0, expiresAt: now + this.ttlMs + Math.floor(this.ttlMs / 8),
       state: new Map(), tombs: new Map(), tombFloor: 0, log: [], logBytes: 0, marks: new Map(),
-      ring: { records: [], bytes: 0 },
+      dedupe: new Map(),
     };
     this.sessions.set(sessionId, s);
     this.order.push({ seq: s.seq, id: sessionId });
@@ -176,7 +174,7 @@ export class MemoryStore implements SessionStore {
     if (s && s.userId !== req.actor.userId && !req.actor.admin) return { status: 'not_found' };
     const dev = req.deviceId ?? '';
     const useMid = req.mutationId !== undefined && dev !== '';
-    const corr = !useMid && req.correlationId && dev ? req.correlationId : null;
+    const writeId = !useMid && req.correlationId && dev ? `${dev.length}:${dev}${req.correlationId}` : null;
 
     if (s) {
       const duplicate = (version: number, valueText: string): MutationResult => ({
@@ -185,8 +183,8 @@ export class MemoryStore implements SessionStore {
         appVersion: s.appVersion || null, epoch: s.epoch, expiresAt: s.expiresAt,
       });
       if (useMid && req.mutationId! <= (s.marks.get(dev) ?? 0)) return duplicate(s.version, '');
-      if (corr) {
-        const hit = s.ring.records.find((r) => r.device === dev && r.correlationId === corr);
+      if (writeId) {
+        const hit = s.dedupe.get(writeId);
         if (hit && now - hit.at <= DEDUPE_WINDOW_MS) return duplicate(hit.version, hit.valueText);
       }
     }
@@ -284,7 +282,7 @@ export class MemoryStore implements SessionStore {
     if (req.appVersion) rec.appVersion = req.appVersion;
     rec.expiresAt = this.due(rec.expiresAt, now) ?? rec.expiresAt;
     if (useMid) rec.marks.set(dev, req.mutationId!);
-    if (corr) addToRing(rec.ring, dev, corr, now, version, incrText);
+    if (writeId) recordWrite(rec.dedupe, writeId, now, version, incrText);
 
     const frame = this.frameFor(req, rec, version, now, writes, incrText);
     this.appendLog(rec, version, frame);
@@ -490,24 +488,18 @@ export class MemoryStore implements SessionStore {
   }
 }
 
-/** Like lua/lib.lua hf_ring_add: newest first, cut back to about half past RING_MAX bytes. */
-function addToRing(ring: DedupeRing, device: string, correlationId: string, at: number, version: number, valueText: string): void {
-  ring.records.unshift({ device, correlationId, at, version, valueText });
-  ring.bytes += recordBytes(ring.records[0]);
-  if (ring.bytes <= RING_MAX) return;
-  let kept = 0;
-  let n = 0;
-  while (n < ring.records.length && kept < RING_MAX / 2) {
-    const r = ring.records[n++];
-    kept += recordBytes(r);
+/** Like lua/lib.lua: past DEDUPE_MAX records, the newest DEDUPE_KEEP within the window stay. */
+function recordWrite(d: Map<string, DedupeRecord>, writeId: string, now: number, version: number, valueText: string): void {
+  d.delete(writeId); // a stale record of the same id is replaced, and becomes the newest
+  d.set(writeId, { at: now, version, valueText });
+  if (d.size <= DEDUPE_MAX) return;
+  const oldestFirst = [...d];
+  const kept: typeof oldestFirst = [];
+  for (let i = oldestFirst.length - 1; i >= 0 && kept.length < DEDUPE_KEEP; i--) {
+    if (now - oldestFirst[i][1].at <= DEDUPE_WINDOW_MS) kept.push(oldestFirst[i]);
   }
-  ring.records.length = n;
-  ring.bytes = kept;
-}
-
-/** About what the record takes in lua/lib.lua's encoding. */
-function recordBytes(r: DedupeRing['records'][number]): number {
-  return String(r.device.length).length + r.device.length + r.correlationId.length + 14 + String(r.version).length + r.valueText.length + 5;
+  d.clear();
+  for (let i = kept.length - 1; i >= 0; i--) d.set(kept[i][0], kept[i][1]);
 }
 
 function summary(id: string, s: SessionRecord): SessionSummary {

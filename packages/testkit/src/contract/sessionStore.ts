@@ -336,6 +336,38 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
         }
       });
 
+      it('remembers the correlation ids of at least the session\'s last 64 writes, and a bounded number', async () => {
+        const id = sid();
+        const w = (corr: string) => store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }, { deviceId: 'app', correlationId: corr }));
+        for (let i = 1; i <= 200; i++) expect(await w(`c${i}`)).toMatchObject({ version: i, duplicate: false });
+        for (let i = 137; i <= 200; i++) expect(await w(`c${i}`)).toMatchObject({ version: i, value: i, duplicate: true });
+        // Past 128 records the newest 64 stay: write 129 kept 66..129, write 194 kept 131..194.
+        expect(await w('c130')).toMatchObject({ version: 201, duplicate: false });
+        expect(await w('c131')).toMatchObject({ version: 131, duplicate: true });
+      });
+
+      it('an id reused after its window has one record, its new one', async () => {
+        let offset = 0;
+        const clocked = await factory(CONTRACT_LIMITS, () => Date.now() + offset);
+        try {
+          const id = sid();
+          const w = (corr: string) => clocked.store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }, { deviceId: 'app', correlationId: corr }));
+          for (let i = 1; i <= 64; i++) await w(`old${i}`);
+          offset = 301_000;
+          expect(await w('old1')).toMatchObject({ version: 65, duplicate: false });
+          // Still 64 records: the 64 below make 128, no trim yet, so old1 is still a retry.
+          for (let i = 1; i <= 64; i++) await w(`new${i}`);
+          expect(await w('old1')).toMatchObject({ version: 65, value: 65, duplicate: true });
+          // The 129th record trims to the newest 64 within the window: new2..new65.
+          await w('new65');
+          expect(await w('new2')).toMatchObject({ version: 67, duplicate: true });
+          expect(await w('new1')).toMatchObject({ version: 131, duplicate: false });
+          expect(await w('old1')).toMatchObject({ version: 132, duplicate: false });
+        } finally {
+          await clocked.close();
+        }
+      });
+
       it('keeps writes apart whatever characters their device and correlation ids contain', async () => {
         const id = sid();
         const a = await store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }, { deviceId: 'tab:1', correlationId: 'x' }));

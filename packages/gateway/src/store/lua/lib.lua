@@ -6,7 +6,7 @@
 -- The session header is one field of the meta hash, `h`: a cmsgpack array (one HGET and one
 -- HSET per write instead of a field per figure), indexed by these constants.
 local H_UID, H_V, H_EPOCH, H_CREATED, H_UPDATED, H_RECENT, H_BYTES, H_DEV, H_APP = 1, 2, 3, 4, 5, 6, 7, 8, 9
-local H_EXP, H_LF, H_LB, H_TF, H_TN = 10, 11, 12, 13, 14
+local H_EXP, H_LF, H_LB, H_TF, H_TN, H_DN = 10, 11, 12, 13, 14, 15
 
 -- Every key of the session expires at the same instant, so a session never half-expires.
 local function hf_refresh(keys, exp)
@@ -55,37 +55,46 @@ local function hf_new_epoch(instance, now)
   return (string.match(instance, '/([%x]+)$') or instance) .. string.format('%x', now)
 end
 
--- Correlation-id dedupe records of a session (meta field 'c'): newest first, each
--- "\1" .. escaped write id .. "\2" .. time .. "|" .. version .. "|" .. INCREMENT result, where the
--- write id is #device .. ':' .. device .. correlationId (length-prefixed: ('tab:1', 'x') and
--- ('tab', '1:x') differ). The escape keeps \1 and \2 out of the id, so a plain find of
--- "\1"..id.."\2" matches exactly one whole id. A record counts for DEDUPE_WINDOW (SPEC §10:
--- 5 minutes): a client may reuse an id after that for another write.
+-- Correlation-id dedupe records of a session, in its meta hash (SPEC §10: a record counts for
+-- DEDUPE_WINDOW, 5 minutes; after that a client may reuse the id for another write):
+--   'c:' .. #device .. ':' .. device .. correlationId  →  "time|version|INCREMENT result"
+-- (length-prefixed, so ('tab:1', 'x') and ('tab', '1:x') differ). The header counts them (H_DN);
+-- past DEDUPE_MAX the newest DEDUPE_KEEP within the window stay, so a session keeps a bounded number
+-- whatever the number of its devices, and trimming costs a write 1/64th of a pass on average.
+-- One small field per record, not one string for all: Redis's Lua hashes every byte of every
+-- string it creates, and a session-wide record string cost more than the rest of the write.
 local DEDUPE_WINDOW = 300000
-local RING_ESC = {['\1'] = '\3a', ['\2'] = '\3b', ['\3'] = '\3c'}
-local function hf_ring_id(device, corr)
-  return '\1' .. string.gsub(#device .. ':' .. device .. corr, '[\1\2\3]', RING_ESC) .. '\2'
+local DEDUPE_MAX, DEDUPE_KEEP = 128, 64
+local function hf_dedupe_field(device, corr)
+  return 'c:' .. #device .. ':' .. device .. corr
 end
 
--- The version and value text recorded for `id` (from hf_ring_id) within the window, or nil.
-local function hf_ring_find(ring, id, now)
-  local p = string.find(ring, id, 1, true)
-  if not p then return nil end
-  local from = p + #id
-  local to = string.find(ring, '\1', from, true)
-  local t, v, value = string.match(string.sub(ring, from, to and to - 1 or #ring), '^(%d+)|(%d+)|(.*)$')
-  if not t or now - tonumber(t) > DEDUPE_WINDOW then return nil end
+-- The version and INCREMENT result of a record still within the window, or nil.
+local function hf_dedupe_find(record, now)
+  local t, v, value = string.match(record, '^(%d+)|(%d+)|(.*)$')
+  if now - tonumber(t) > DEDUPE_WINDOW then return nil end
   return tonumber(v), value
 end
 
--- The ring with a new record in front, cut back to about half when it outgrows RING_MAX bytes:
--- a session keeps at most that much, whatever the number of its devices.
-local RING_MAX = 8192
-local function hf_ring_add(ring, id, record)
-  local r = id .. record .. (ring or '')
-  if #r > RING_MAX then
-    local cut = string.find(r, '\1', RING_MAX / 2, true)
-    if cut then r = string.sub(r, 1, cut - 1) end
+-- Keeps the newest DEDUPE_KEEP records within the window and deletes the rest; returns how many stay.
+local function hf_dedupe_trim(meta, now)
+  local flat = redis.call('HGETALL', meta)
+  local recs = {}
+  for i = 1, #flat, 2 do
+    if string.sub(flat[i], 1, 2) == 'c:' then
+      local t, v = string.match(flat[i + 1], '^(%d+)|(%d+)|')
+      recs[#recs + 1] = {flat[i], tonumber(v), tonumber(t)}
+    end
   end
-  return r
+  table.sort(recs, function(a, b) return a[2] > b[2] end)
+  local drop, kept = {}, 0
+  for i = 1, #recs do
+    if kept < DEDUPE_KEEP and now - recs[i][3] <= DEDUPE_WINDOW then
+      kept = kept + 1
+    else
+      drop[#drop + 1] = recs[i][1]
+    end
+  end
+  if #drop > 0 then hf_chunked('HDEL', meta, drop, 200) end
+  return kept
 end

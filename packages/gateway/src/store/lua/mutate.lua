@@ -20,9 +20,9 @@
 --   | {'too_large', bytes} | {'needs_reservation'}
 --
 -- The meta hash holds the header `h` (lib.lua: owner, version, epoch, times, state bytes, expiry,
--- log bookkeeping lf/lb, tombstone floor and count tf/tn), per device that used mutation ids
--- 'm:'..device = the highest one processed, and 'c' = the session's correlation-id dedupe records
--- (lib.lua hf_ring_*). Everything a write reads is in one HMGET.
+-- log bookkeeping lf/lb, tombstone floor and count tf/tn, dedupe record count dn), per device that
+-- used mutation ids 'm:'..device = the highest one processed, and the session's correlation-id
+-- dedupe records 'c:'.. (lib.lua hf_dedupe_*). Everything a write reads is in one HMGET.
 
 local TOMB_MAX = 1024
 
@@ -34,7 +34,8 @@ local useMid = mid ~= '-' and dev ~= ''
 local useIdem = not useMid and corr ~= '' and dev ~= ''
 local now = tonumber(nowS)
 
-local m = redis.call('HMGET', meta, 'h', useMid and ('m:' .. dev) or (useIdem and 'c' or 'h'))
+local dedupeField = useIdem and hf_dedupe_field(dev, corr)
+local m = redis.call('HMGET', meta, 'h', useMid and ('m:' .. dev) or (dedupeField or 'h'))
 local h = m[1] and cmsgpack.unpack(m[1])
 local exists = h ~= false and h ~= nil
 if exists and h[H_UID] ~= actor and admin ~= '1' then
@@ -54,13 +55,9 @@ end
 if exists and useMid and tonumber(mid) <= (tonumber(m[2]) or 0) then
   return duplicate(current, '')
 end
-local ringId
-if useIdem then
-  ringId = hf_ring_id(dev, corr)
-  if exists and m[2] then
-    local v, valueText = hf_ring_find(m[2], ringId, now)
-    if v then return duplicate(v, valueText) end
-  end
+if useIdem and exists and m[2] then
+  local v, valueText = hf_dedupe_find(m[2], now)
+  if v then return duplicate(v, valueText) end
 end
 
 -- A refusal a retry would repeat still counts as processing the mutation id (SPEC §10).
@@ -322,12 +319,21 @@ end
 
 local header = {owner, version, epoch, createdAt, now, exists and h[H_RECENT] or now, bytes,
   dev ~= '' and dev or (exists and h[H_DEV] or ''), app ~= '' and app or (exists and h[H_APP] or ''),
-  exp, lf, lb, tf, tn}
+  exp, lf, lb, tf, tn, exists and h[H_DN] or 0}
 if owner == ownerArg then header[H_RECENT] = now end
 if useMid then
   redis.call('HSET', meta, 'h', cmsgpack.pack(header), 'm:' .. dev, mid)
 elseif useIdem then
-  redis.call('HSET', meta, 'h', cmsgpack.pack(header), 'c', hf_ring_add(m[2], ringId, nowS .. '|' .. vs .. '|' .. incrValue))
+  local record = nowS .. '|' .. vs .. '|' .. incrValue
+  -- A stale record of the same id is replaced, not added.
+  header[H_DN] = header[H_DN] + ((exists and m[2]) and 0 or 1)
+  if header[H_DN] > DEDUPE_MAX then
+    redis.call('HSET', meta, dedupeField, record)
+    header[H_DN] = hf_dedupe_trim(meta, now)
+    redis.call('HSET', meta, 'h', cmsgpack.pack(header))
+  else
+    redis.call('HSET', meta, 'h', cmsgpack.pack(header), dedupeField, record)
+  end
 else
   redis.call('HSET', meta, 'h', cmsgpack.pack(header))
 end
