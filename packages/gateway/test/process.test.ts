@@ -39,6 +39,16 @@ describe('gateway process', () => {
     expect(await node.exited).toBe(0);
   });
 
+  it('still stops on SIGTERM when whatever read its log has gone away (broken stdout)', async () => {
+    const node = await spawnNode({ LOG_LEVEL: 'info' });
+    // The reading end of its stdout closes: every log line from now on meets EPIPE.
+    node.proc.stdout!.destroy();
+    node.kill('SIGTERM');
+    const code = await Promise.race([node.exited, new Promise<string>((r) => setTimeout(() => r('still running'), 10_000))]);
+    if (code === 'still running') node.kill('SIGKILL');
+    expect(code).toBe(0);
+  }, 20_000);
+
   it('finishes an in-flight request on SIGTERM before exiting', async () => {
     const node = await spawnNode();
     const token = await testTokens().signAccess('alice', 'user');

@@ -2,6 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { killWithParent } from './orphans';
 import { freePort } from './ports';
 import { startRedis, type PrivateRedis } from './redis';
 
@@ -92,6 +93,7 @@ export async function startHaproxy(backendPorts: readonly number[], opts: { port
   const file = path.join(dir, 'haproxy.cfg');
   writeFileSync(file, cfg);
   const proc: ChildProcess = spawn('haproxy', ['-db', '-f', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  killWithParent(proc, 'haproxy');
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));
   const url = `http://127.0.0.1:${port}`;

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createNode, loadConfig, TokenService, type GatewayNode, type NodeOptions, type Role } from '@harmonyflow/gateway';
+import { killWithParent } from './orphans';
 import { freePort } from './ports';
 
 export const TEST_JWT_SECRET = 'test-access-secret-0123456789abcdef0123456789';
@@ -88,6 +89,7 @@ export async function spawnNode(env: Record<string, string | undefined> = {}): P
   const proc = spawn(process.execPath, [MAIN], { env: fullEnv as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   spawned.add(proc);
   proc.once('exit', () => spawned.delete(proc));
+  killWithParent(proc, 'node');
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));

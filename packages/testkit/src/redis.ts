@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { killWithParent } from './orphans';
 import { freePort } from './ports';
 
 export interface PrivateRedis {
@@ -64,6 +65,7 @@ export async function startRedis(extraArgs: string[] | (() => Promise<string[]>)
     const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...args], { stdio: 'ignore' });
     live.add(p);
     p.once('exit', () => live.delete(p));
+    killWithParent(p, 'redis-server');
     proc = p;
     await waitForPort(port, 10_000, p);
   };
