@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { HotCounter, HotHistogram, type CounterSeries, type HistogramSeries } from './hotMetrics';
 import { redisConnectionStates } from './store/redisClient';
 import { uwsBuild, uwsIsNative } from './uwsRuntime';
 
@@ -25,13 +26,8 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly storeOps = new Histogram({
-    name: 'hf_store_operation_duration_seconds',
-    help: 'Session store operation duration',
-    labelNames: ['op', 'outcome'] as const,
-    buckets: [0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
-    registers: [this.registry],
-  });
+  readonly storeOps = new HotHistogram('hf_store_operation_duration_seconds', 'Session store operation duration',
+    ['op', 'outcome'], [0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5], this.registry);
 
   readonly wsConnections = new Gauge({
     name: 'hf_ws_connections',
@@ -40,12 +36,7 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly wsMessages = new Counter({
-    name: 'hf_ws_messages_total',
-    help: 'WebSocket frames received by type',
-    labelNames: ['type'] as const,
-    registers: [this.registry],
-  });
+  readonly wsMessages = new HotCounter('hf_ws_messages_total', 'WebSocket frames received by type', ['type'], this.registry);
 
   readonly wsErrors = new Counter({
     name: 'hf_ws_errors_total',
@@ -61,19 +52,11 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly fanout = new Counter({
-    name: 'hf_fanout_frames_total',
-    help: 'Frames delivered to local sockets, and deltas skipped for slow consumers',
-    labelNames: ['outcome'] as const,
-    registers: [this.registry],
-  });
+  readonly fanout = new HotCounter('hf_fanout_frames_total', 'Frames delivered to local sockets, and deltas skipped for slow consumers',
+    ['outcome'], this.registry);
 
-  readonly busLag = new Histogram({
-    name: 'hf_bus_lag_seconds',
-    help: 'Time from a state update commit to its arrival on this node',
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
-    registers: [this.registry],
-  });
+  readonly busLag = new HotHistogram('hf_bus_lag_seconds', 'Time from a state update commit to its arrival on this node',
+    [], [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1], this.registry);
 
   readonly busSubscriptions = new Gauge({
     name: 'hf_bus_subscribed_sessions',
@@ -87,12 +70,7 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly writes = new Counter({
-    name: 'hf_store_writes_total',
-    help: 'Committed state changes made through this node',
-    labelNames: ['source', 'op'] as const,
-    registers: [this.registry],
-  });
+  readonly writes = new HotCounter('hf_store_writes_total', 'Committed state changes made through this node', ['source', 'op'], this.registry);
 
   /**
    * Constant 1; the labels say what runs. `uws_native` is "true" on every node that started: start-up
@@ -120,18 +98,15 @@ export class Metrics {
     },
   });
 
-  /**
-   * Labelled children for the per-update path: prom-client hashes a label object on every call,
-   * which costs more than the update it counts; a child is resolved once.
-   */
+  /** Series of the per-update path, resolved once (hotMetrics.ts). */
   readonly hot = {
     delivered: this.fanout.labels('delivered'),
     skippedSlow: this.fanout.labels('skipped_slow'),
     resync: this.fanout.labels('resync'),
     /** By message type number (0..18). */
-    messages: [] as Array<ReturnType<Counter<'type'>['labels']>>,
-    mutate: new Map<string, ReturnType<Histogram<'op' | 'outcome'>['labels']>>(),
-    writes: new Map<string, ReturnType<Counter<'source' | 'op'>['labels']>>(),
+    messages: [] as CounterSeries[],
+    mutate: new Map<string, HistogramSeries>(),
+    writes: new Map<string, CounterSeries>(),
   };
 
   /** The wsMessages child of a message type. */
