@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createSecretKey, randomUUID, type KeyObject } from 'node:crypto';
 import { SignJWT, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { ErrorCode } from '@harmonyflow/protocol';
 import type { JwtConfig } from '../config';
@@ -29,9 +29,14 @@ const ROLES = new Set<Role>(['user', 'admin']);
  */
 export class TokenService {
   private readonly jwks: JWTVerifyGetKey | null;
+  /** Key objects made once: given raw bytes, jose builds one per call (a visible cost per connect). */
+  private readonly accessKey: KeyObject;
+  private readonly refreshKey: KeyObject;
 
   constructor(private readonly cfg: JwtConfig) {
     this.jwks = cfg.jwksUrl ? createRemoteJWKSet(new URL(cfg.jwksUrl)) : null;
+    this.accessKey = createSecretKey(cfg.secret);
+    this.refreshKey = createSecretKey(cfg.refreshSecret);
   }
 
   async signAccess(userId: string, role: Role, ttlSeconds = this.cfg.accessTtlSeconds): Promise<string> {
@@ -40,7 +45,7 @@ export class TokenService {
       .setSubject(userId)
       .setIssuedAt()
       .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds)
-      .sign(this.cfg.secret);
+      .sign(this.accessKey);
   }
 
   async signRefresh(userId: string, role: Role, family: string = randomUUID()): Promise<string> {
@@ -50,7 +55,7 @@ export class TokenService {
       .setJti(randomUUID())
       .setIssuedAt()
       .setExpirationTime(Math.floor(Date.now() / 1000) + this.cfg.refreshTtlSeconds)
-      .sign(this.cfg.refreshSecret);
+      .sign(this.refreshKey);
   }
 
   async verifyAccess(token: string): Promise<Principal> {
@@ -74,10 +79,10 @@ export class TokenService {
       const opts = { requiredClaims: ['exp', 'sub'] };
       const idpOpts = { ...opts, issuer: this.cfg.issuer ?? undefined, audience: this.cfg.audience ?? undefined };
       if (typ === 'refresh') {
-        ({ payload } = await jwtVerify(token, this.cfg.refreshSecret, { ...opts, algorithms: ['HS256'] }));
+        ({ payload } = await jwtVerify(token, this.refreshKey, { ...opts, algorithms: ['HS256'] }));
       } else {
         try {
-          ({ payload } = await jwtVerify(token, this.cfg.secret, { ...opts, algorithms: ['HS256'] }));
+          ({ payload } = await jwtVerify(token, this.accessKey, { ...opts, algorithms: ['HS256'] }));
         } catch (err) {
           // Only a signature/algorithm mismatch may fall through to the identity provider's keys.
           if (!this.jwks || err instanceof joseErrors.JWTExpired || err instanceof joseErrors.JWTClaimValidationFailed) throw err;
