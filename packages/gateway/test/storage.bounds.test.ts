@@ -86,6 +86,59 @@ describe('bounded storage per session (Redis)', () => {
     await closeAllDevices();
   }, 30_000);
 
+  it('every key of a session expires at the same instant, also after a patch that empties and refills the state', async () => {
+    const token = await n.token('alice');
+    const sid = randomUUID();
+    await api(n.url, 'POST', '/session/snapshot', { token, body: { session_id: sid, state_data: { a: 1 } } });
+    // The only key goes and another comes in one change: the state hash must keep its expiry.
+    const res = await api(n.url, 'POST', '/session/incremental', { token, body: { session_id: sid, changes: { b: 2 }, deleted_keys: ['a'] } });
+    expect(res.status).toBe(200);
+    const meta = await r.pexpiretime(`hf:{${sid}}:meta`);
+    expect(meta).toBeGreaterThan(Date.now());
+    for (const k of ['state', 'tomb', 'log']) expect(await r.pexpiretime(`hf:{${sid}}:${k}`)).toBe(meta);
+  });
+
+  it('a session created again starts from nothing, whatever an earlier incarnation left under its keys', async () => {
+    const token = await n.token('bob');
+    for (const create of ['http', 'ws'] as const) {
+      const sid = randomUUID();
+      // Left behind by an earlier incarnation (e.g. keys that outlived their header).
+      await r.hset(`hf:{${sid}}:state`, 'ghost', '7|5|"old"');
+      await r.hset(`hf:{${sid}}:tomb`, 'gone', '6');
+      await r.xadd(`hf:{${sid}}:log`, '7-0', 'f', 'stale');
+      if (create === 'http') {
+        await api(n.url, 'POST', '/session/snapshot', { token, body: { session_id: sid, state_data: { fresh: true } } });
+      } else {
+        const d = await connectDevice(n.wsUrl);
+        await d.auth({ token, device_id: 'phone', session_id: sid });
+        await api(n.url, 'POST', '/session/incremental', { token, body: { session_id: sid, changes: { fresh: true } } });
+      }
+      const got = await api(n.url, 'GET', `/session/${sid}`, { token });
+      expect(got.body).toMatchObject({ version: 1, state_data: { fresh: true } });
+      expect(Object.keys(got.body.state_data)).toEqual(['fresh']);
+      expect(await r.hexists(`hf:{${sid}}:tomb`, 'gone')).toBe(0);
+      expect((await r.xrange(`hf:{${sid}}:log`, '-', '+')).map(([id]) => id)).toEqual(['1-0']);
+    }
+    await closeAllDevices();
+  });
+
+  it('a log at its byte cap is trimmed in batches, not read back on every write', async () => {
+    const small = await startNode({ REDIS_URL: redis().url, REDIS_PREFIX: `log${randomUUID().slice(0, 6)}:`, LOG_MAX_BYTES: '8192' });
+    try {
+      const token = await small.token('carol');
+      const sid = randomUUID();
+      for (let i = 0; i < 40; i++) await api(small.url, 'POST', '/session/incremental', { token, body: { session_id: sid, changes: { [`k${i}`]: 'x'.repeat(150) } } });
+      await r.config('RESETSTAT');
+      for (let i = 40; i < 140; i++) await api(small.url, 'POST', '/session/incremental', { token, body: { session_id: sid, changes: { [`k${i}`]: 'x'.repeat(150) } } });
+      // ~250-byte frames, 1 KiB of slack (an eighth of the cap): a trim every few writes.
+      const trims = Number(/cmdstat_xtrim:calls=(\d+)/.exec(await r.info('commandstats'))?.[1] ?? 0);
+      expect(trims).toBeGreaterThan(0);
+      expect(trims).toBeLessThan(35);
+    } finally {
+      await small.stop();
+    }
+  });
+
   it('indexes are trimmed: expired sessions leave the global and per-user indexes, which expire themselves', async () => {
     const short = await startNode({ REDIS_URL: redis().url, REDIS_PREFIX: `trim${randomUUID().slice(0, 6)}:`, SNAPSHOT_TTL_SECONDS: '1' });
     try {

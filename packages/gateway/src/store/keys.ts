@@ -38,8 +38,8 @@ export class KeySpace {
 
   /** The keys every session script that may refresh the session's expiry receives, in this order. */
   sessionKeyList(sessionId: string): string[] {
-    const k = this.session(sessionId);
-    return [k.meta, k.state, k.tomb, k.log, k.devices];
+    const p = `${this.prefix}{${sessionId}}:`;
+    return [p + 'meta', p + 'state', p + 'tomb', p + 'log', p + 'devices'];
   }
 
   handoff(sessionId: string, token: string): string {

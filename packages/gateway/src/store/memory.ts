@@ -296,14 +296,15 @@ export class MemoryStore implements SessionStore {
     };
   }
 
-  /** Appends and trims like mutate.lua: by entries in batches of an eighth, by bytes, keeping the newest. */
+  /** Appends and trims like mutate.lua: by entries and by bytes, each in batches of an eighth, keeping the newest. */
   private appendLog(rec: SessionRecord, version: number, frame: Uint8Array): void {
     rec.log.push({ version, frame });
     rec.logBytes += frame.byteLength;
     const { logLength, logMaxBytes } = this.limits;
     if (rec.log.length <= logLength + Math.max(1, Math.floor(logLength / 8)) && rec.logBytes <= logMaxBytes) return;
+    const byteTarget = logMaxBytes - Math.floor(logMaxBytes / 8);
     let drop = 0;
-    while (rec.log.length - drop > 1 && (rec.log.length - drop > logLength || rec.logBytes > logMaxBytes)) {
+    while (rec.log.length - drop > 1 && (rec.log.length - drop > logLength || rec.logBytes > byteTarget)) {
       rec.logBytes -= rec.log[drop].frame.byteLength;
       drop++;
     }

@@ -51,6 +51,9 @@ type Scripts = {
   hfConsumeHandoff(numKeys: number, ...args: string[]): Promise<string | string[]>;
 };
 
+/** claim.lua's answer: 'ok', owner, version, epoch, created (0/1), last mutation id, refreshed expiry (0: none). */
+type ClaimReply = [string, string, number, string, number, number, number];
+
 /**
  * SessionStore on Redis or Redis Cluster. Every mutation is one EVALSHA of `lua/mutate.lua`;
  * reads that need a consistent view are scripts too. Values are stored per top-level key as
@@ -71,8 +74,8 @@ export class RedisStore implements SessionStore {
   private batch: PendingMutation[] = [];
   private batchBytes = 0;
   private flushScheduled = false;
-  /** 64 random bits a session created by `claim` takes its epoch from (see lib.lua hf_new_epoch). */
-  private readonly epochSource = `store/${randomBytes(8).toString('hex')}`;
+  /** 64 random bits every session this store creates takes its epoch from (lib.lua hf_new_epoch). */
+  private readonly epochSeed = randomBytes(8).toString('hex');
 
   constructor(
     client: RedisLike,
@@ -119,16 +122,30 @@ export class RedisStore implements SessionStore {
     return this.limits.maxSessionsPerUser <= 0 || reserved ? '-' : 'R';
   }
 
+  /**
+   * Runs a session script that may create the session. When it asks for a reservation (creation
+   * under a quota), reserves the owner's place and runs it again; a place reserved for nothing (no
+   * session of that owner came of it) is given back.
+   */
+  private async withReservation<T>(
+    sessionId: string, ownerId: string,
+    attempt: (reserved: boolean) => Promise<T | 'needs_reservation'>,
+    createdForOwner: (r: T) => boolean,
+  ): Promise<T | 'quota_exceeded'> {
+    const first = await attempt(false);
+    if (first !== 'needs_reservation') return first;
+    const reserved = await this.reserve(sessionId, ownerId);
+    if (reserved === 0) return 'quota_exceeded';
+    const second = await attempt(true);
+    if (second === 'needs_reservation') throw new Error('a session script asked for a reservation twice');
+    if (reserved === 2 && !createdForOwner(second)) await this.unreserve(sessionId, ownerId);
+    return second;
+  }
+
   async mutate(req: MutationRequest): Promise<MutationResult> {
-    let reply = await this.mutateOnce(req, false);
-    if (reply === 'needs_reservation') {
-      const reserved = await this.reserve(req.sessionId, req.ownerId);
-      if (reserved === 0) return { status: 'quota_exceeded' };
-      reply = await this.mutateOnce(req, true);
-      if (reply === 'needs_reservation') throw new Error('mutate asked for a reservation twice');
-      const r = reply.result;
-      if (reserved === 2 && !(r.status === 'ok' && r.created && r.userId === req.ownerId)) await this.unreserve(req.sessionId, req.ownerId);
-    }
+    const reply = await this.withReservation(req.sessionId, req.ownerId, (reserved) => this.mutateOnce(req, reserved),
+      ({ result: r }) => r.status === 'ok' && r.created && r.userId === req.ownerId);
+    if (reply === 'quota_exceeded') return { status: 'quota_exceeded' };
     const { result, refreshedAt } = reply;
     if (result.status === 'ok' && refreshedAt > 0) this.index(req.sessionId, result.userId, refreshedAt);
     return result;
@@ -139,7 +156,7 @@ export class RedisStore implements SessionStore {
     // The scalar arguments travel as one space-separated string (see mutate.lua): fewer arguments,
     // less work per call for ioredis and Redis alike.
     const control = `${req.op.op} ${req.actor.admin ? 1 : 0} ${this.creationRule(reserved)} ${req.expectVersion ?? '-'} ` +
-      `${req.baseVersion ?? '-'} ${req.mutationId ?? '-'} ${req.originConn ?? 0} ${this.now()}`;
+      `${req.baseVersion ?? '-'} ${req.mutationId ?? '-'} ${req.originConn ?? 0} ${this.now()} ${this.epochSeed}`;
     const args: (string | number)[] = [
       control, req.actor.userId, req.ownerId, req.deviceId ?? '', req.appVersion ?? '', req.originNode, req.correlationId ?? '',
     ];
@@ -200,7 +217,7 @@ export class RedisStore implements SessionStore {
     );
   }
 
-  /** Redis Cluster: 2 reserved now, 1 already listed, 0 over quota. */
+  /** A place in the owner's index: 2 reserved now, 1 already listed, 0 over quota. */
   private reserve(sessionId: string, ownerId: string): Promise<number> {
     const now = this.now();
     return this.call(() => this.r.hfReserve(1, this.keys.userSessions(ownerId), sessionId, now, this.limits.maxSessionsPerUser, now + RESERVATION_MS));
@@ -256,22 +273,19 @@ export class RedisStore implements SessionStore {
   }
 
   async claim(sessionId: string, userId: string, deviceId = '', admin = false): Promise<ClaimResult> {
-    let res = await this.claimOnce(sessionId, userId, deviceId, admin, false);
-    if (res[0] === 'needs_reservation') {
-      const reserved = await this.reserve(sessionId, userId);
-      if (reserved === 0) return { status: 'quota_exceeded' };
-      res = await this.claimOnce(sessionId, userId, deviceId, admin, true);
-      if (reserved === 2 && !(res[0] === 'ok' && res[4] === 1 && res[1] === userId)) await this.unreserve(sessionId, userId);
-    }
-    const [, owner, version, epoch, created, lastMutationId, refreshed] = res as [string, string, number, string, number, number, number];
+    const res = await this.withReservation(sessionId, userId, (reserved) => this.claimOnce(sessionId, userId, deviceId, admin, reserved),
+      (r) => r[4] === 1 && r[1] === userId);
+    if (res === 'quota_exceeded') return { status: 'quota_exceeded' };
+    const [, owner, version, epoch, created, lastMutationId, refreshed] = res;
     if (refreshed > 0) this.index(sessionId, owner, refreshed);
     return { status: 'ok', userId: owner, version: Number(version), epoch, created: created === 1, lastMutationId: Number(lastMutationId) };
   }
 
-  private claimOnce(sessionId: string, userId: string, deviceId: string, admin: boolean, reserved: boolean): Promise<Array<string | number>> {
+  private async claimOnce(sessionId: string, userId: string, deviceId: string, admin: boolean, reserved: boolean): Promise<ClaimReply | 'needs_reservation'> {
     this.flushBeforeRead();
     const keys = this.keys.sessionKeyList(sessionId);
-    return this.call(() => this.r.hfClaim(keys.length, ...keys, userId, this.now(), this.epochSource, this.creationRule(reserved) === 'R' ? 'R' : '', deviceId, admin ? '1' : '0'));
+    const res = await this.call(() => this.r.hfClaim(keys.length, ...keys, userId, this.now(), this.epochSeed, this.creationRule(reserved), deviceId, admin ? '1' : '0'));
+    return res[0] === 'needs_reservation' ? 'needs_reservation' : (res as ClaimReply);
   }
 
   async keepAlive(sessionIds: readonly string[]): Promise<void> {

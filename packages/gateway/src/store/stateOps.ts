@@ -1,8 +1,8 @@
 import type { StateOp } from './types';
 
 /**
- * Pure pieces of the mutation semantics, shared by the in-memory store and mirrored line for line
- * by `lua/mutate.lua`.
+ * Pure pieces of the mutation semantics used by the in-memory store; `lua/mutate.lua` implements
+ * the same rules in its own terms, and the SessionStore contract suite holds both to them.
  */
 
 /** Keys a change touches: what the rebase check compares against per-key versions. */
@@ -52,7 +52,7 @@ export function checkVersion(
 export type ResolutionStrategy = 'server_wins' | 'client_wins' | 'merge';
 export const RESOLUTION_STRATEGIES: readonly ResolutionStrategy[] = ['server_wins', 'client_wins', 'merge'];
 
-/** Formats an incremented number the way the Lua script does, so both stores agree on text. */
+/** An incremented number's text; lua/lib.lua hf_number_text writes the same, so both stores agree. */
 export function formatNumber(n: number): string {
   return JSON.stringify(n);
 }

@@ -36,9 +36,9 @@ export interface MutationRequest {
   readonly originNode: string;
   readonly originConn?: number;
   /**
-   * With `deviceId` and no `mutationId`: a retry with the same pair is acknowledged, not
-   * re-applied, while it is among the device's recent writes (the last few KiB of its dedupe
-   * records: dozens of writes). Mutation ids are the exactly-once mechanism (SPEC §10).
+   * With `deviceId` and no `mutationId`: a retry with the same pair within 5 minutes is
+   * acknowledged, not re-applied, while its record is among the session's newest (at least 64 kept;
+   * docs/storage.md). Mutation ids are the exactly-once mechanism (SPEC §10).
    */
   readonly correlationId?: string;
   /**

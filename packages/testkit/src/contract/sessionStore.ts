@@ -55,6 +55,8 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
         expect(snap!.state).toEqual({ mood: 'calm', progress: 75 });
         expect(await store.head(id)).toEqual({ userId: 'alice', version: 1, epoch: r.status === 'ok' && r.epoch });
         expect(snap!.epoch).toMatch(/^[A-Za-z0-9_-]{12,}$/);
+        // The store's own random bits, whatever the writer calls itself.
+        expect(snap!.epoch).not.toContain('test');
       });
 
       it('rejects a new session written at a version other than 1 with current 0', async () => {
@@ -144,6 +146,19 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
         expect(await store.mutate(req(id, { op: 'incr', key: 'f', delta: 0.2 }))).toMatchObject({ value: 0.1 + 0.2 });
         expect(await store.mutate(req(id, { op: 'delete', key: 'm' }))).toMatchObject({ version: 6 });
         expect((await store.get(id))!.state).toEqual({ n: 3, f: 0.1 + 0.2 });
+      });
+
+      it('writes INCREMENT results as JavaScript writes numbers (same text in every store)', async () => {
+        const id = sid();
+        const frames = await h.watch(id);
+        const cases: Array<[number, number, string]> = [[1.5, 0.1, '1.6'], [0.1, 0.2, '0.30000000000000004'], [2 ** 60, 1, '1152921504606847000'], [0, 1e-7, '1e-7'], [0, 1e21, '1e+21'], [-2, 0.5, '-1.5']];
+        for (const [i, [start, delta]] of cases.entries()) {
+          await store.mutate(req(id, { op: 'set', key: `n${i}`, value: start }));
+          const r = await store.mutate(req(id, { op: 'incr', key: `n${i}`, delta }));
+          expect(r).toMatchObject({ status: 'ok', value: start + delta });
+        }
+        await eventually(() => frames.length === cases.length * 2, 3000);
+        expect(frames.filter((f) => f.op === 'incr').map((f) => f.value)).toEqual(cases.map((c) => c[2]));
       });
 
       it('refuses INCREMENT of a non-number without writing', async () => {
@@ -485,6 +500,27 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
           expect(await q.store.createHandoff(h('t3'))).toBe('ok');
           // A used token still answers 'used' (410), whatever was created since.
           expect(await q.store.consumeHandoff(id, 't1')).toEqual({ status: 'used' });
+        } finally {
+          await q.close();
+        }
+      });
+
+      it('counts live items only: an expired session and an expired handoff token free their places', async () => {
+        const q = await factory({ ...CONTRACT_LIMITS, ttlSeconds: 1, maxSessionsPerUser: 1, maxHandoffsPerSession: 1 });
+        try {
+          const user = `q-${randomUUID()}`;
+          const actor = { userId: user, admin: false };
+          const first = sid();
+          await q.store.mutate(req(first, { op: 'set', key: 'a', value: 1 }, { actor, ownerId: user }));
+          expect(await q.store.claim(sid(), user)).toEqual({ status: 'quota_exceeded' });
+          const other = sid();
+          await q.store.mutate(req(other, { op: 'set', key: 'a', value: 1 }));
+          const h = (token: string, ttl: number) => ({ token, sessionId: other, sourceDevice: 'a', targetDevice: 'b', version: 1, epoch: 'e', state: {}, createdAt: Date.now(), expiresAt: Date.now() + ttl });
+          expect(await q.store.createHandoff(h('short', 300))).toBe('ok');
+          expect(await q.store.createHandoff(h('next', 60_000))).toBe('quota_exceeded');
+          await eventually(async () => (await q.store.createHandoff(h('next', 60_000))) === 'ok', 3000, 100);
+          await eventually(async () => (await q.store.get(first)) === null, 5000, 100);
+          expect(await q.store.claim(sid(), user)).toMatchObject({ status: 'ok', created: true });
         } finally {
           await q.close();
         }

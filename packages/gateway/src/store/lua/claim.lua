@@ -2,7 +2,7 @@
 -- exists; when the user may join it (owner or admin), refreshes its expiry when due and, for the
 -- owner, makes it their most recent. Anyone else learns the owner (to be refused) and nothing more.
 -- KEYS: 1-5 the session's keys (lib.lua).
--- ARGV: 1 user, 2 now, 3 instance (for a new epoch), 4 creation rule ('' create | 'R' answer
+-- ARGV: 1 user, 2 now, 3 epoch seed (lib.lua hf_new_epoch), 4 creation rule (as mutate.lua's: '-' create | 'R' answer
 --       needs_reservation: the caller reserves quota in the owner's index first), 5 deviceId,
 --       6 '1' when the user is an admin
 -- Returns {'ok', owner, version, epoch, created(0/1), lastMutationId, refreshedExpiry(0: none)}
@@ -29,6 +29,7 @@ end
 if ARGV[4] == 'R' then return {'needs_reservation'} end
 local exp = now + TTL + math.floor(TTL / 8)
 local epoch = hf_new_epoch(ARGV[3], now)
-redis.call('HSET', KEYS[1], 'h', cmsgpack.pack({ARGV[1], 0, epoch, now, now, now, 0, '', '', exp, 0, 0, 0, 0}))
+hf_new_session(KEYS)
+redis.call('HSET', KEYS[1], 'h', cmsgpack.pack({ARGV[1], 0, epoch, now, now, now, 0, '', '', exp, 0, 0, 0, 0, 0}))
 redis.call('PEXPIREAT', KEYS[1], exp)
 return {'ok', ARGV[1], 0, epoch, 1, 0, exp}

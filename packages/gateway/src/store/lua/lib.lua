@@ -49,10 +49,44 @@ local function hf_chunked(cmd, key, list, step)
   end
 end
 
--- The session's epoch when this script creates it: the writing process's 64 random bits
--- (its instance id's suffix) and the time, so a session created again never reuses one.
-local function hf_new_epoch(instance, now)
-  return (string.match(instance, '/([%x]+)$') or instance) .. string.format('%x', now)
+-- The session's epoch when a script creates it: the writing store's 64 random bits (RedisStore's
+-- epoch seed, the same for claim and mutate) and the time, so a session created again never reuses one.
+local function hf_new_epoch(seed, now)
+  return seed .. string.format('%x', now)
+end
+
+-- A session is being created: whatever an earlier incarnation left under its keys goes first, so
+-- nothing of it (state records, tombstones, log entries) can surface in the new one.
+local function hf_new_session(keys)
+  redis.call('DEL', keys[2], keys[3], keys[4])
+end
+
+-- A number's text exactly as JavaScript writes it (JSON.stringify, which the memory store uses): the
+-- fewest significant digits that read back as the same double, in fixed notation when the decimal
+-- point falls within -6..21 digits, else d.ddde±x. Both stores then store, size and send one text.
+local function hf_number_text(n)
+  if n == 0 then return '0' end
+  if n == math.floor(n) and math.abs(n) < 1e15 then return string.format('%d', n) end
+  local s
+  for p = 0, 16 do
+    s = string.format('%.' .. p .. 'e', n)
+    if tonumber(s) == n then break end
+  end
+  local sign, int, frac, e = string.match(s, '^(-?)(%d)%.?(%d*)e([-+]%d+)$')
+  local digits = string.gsub(int .. frac, '0+$', '')
+  local k, pt = #digits, tonumber(e) + 1
+  local out
+  if k <= pt and pt <= 21 then
+    out = digits .. string.rep('0', pt - k)
+  elseif 0 < pt and pt <= 21 then
+    out = string.sub(digits, 1, pt) .. '.' .. string.sub(digits, pt + 1)
+  elseif -6 < pt and pt <= 0 then
+    out = '0.' .. string.rep('0', -pt) .. digits
+  else
+    local x = pt - 1
+    out = string.sub(digits, 1, 1) .. (k > 1 and ('.' .. string.sub(digits, 2)) or '') .. 'e' .. (x >= 0 and '+' or '-') .. math.abs(x)
+  end
+  return sign .. out
 end
 
 -- Correlation-id dedupe records of a session, in its meta hash (SPEC §10: a record counts for

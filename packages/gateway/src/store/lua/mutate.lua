@@ -4,7 +4,7 @@
 --
 -- KEYS (this change's): 1 meta, 2 state, 3 tomb, 4 log, 5 devices (the session id and its
 --       channel are read off KEYS[1])
--- ARGV: 1 control: "op admin rule expectVersion baseVersion mutationId originConn now", tokens
+-- ARGV: 1 control: "op admin rule expectVersion baseVersion mutationId originConn now epochSeed", tokens
 --         separated by one space, '-' for none; rule: '-' create freely | 'R' do not create, answer
 --         needs_reservation (the caller reserves quota in the owner's index, another slot, first)
 --       2 actor, 3 owner, 4 deviceId, 5 appVersion, 6 originNode (instance id), 7 correlationId,
@@ -28,14 +28,16 @@ local TOMB_MAX = 1024
 
 local function hf_mutate(KEYS, ARGV)
 local meta, stateKey, tombKey, logKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local op, admin, rule, ev, bv, mid, connS, nowS = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+local op, admin, rule, ev, bv, mid, connS, nowS, seed = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
 local actor, ownerArg, dev, app, origin, corr = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local useMid = mid ~= '-' and dev ~= ''
 local useIdem = not useMid and corr ~= '' and dev ~= ''
 local now = tonumber(nowS)
 
 local dedupeField = useIdem and hf_dedupe_field(dev, corr)
-local m = redis.call('HMGET', meta, 'h', useMid and ('m:' .. dev) or (dedupeField or 'h'))
+-- The header, with the device's mark or the write's dedupe record when there is one.
+local extra = useMid and ('m:' .. dev) or dedupeField
+local m = extra and redis.call('HMGET', meta, 'h', extra) or {redis.call('HGET', meta, 'h'), false}
 local h = m[1] and cmsgpack.unpack(m[1])
 local exists = h ~= false and h ~= nil
 if exists and h[H_UID] ~= actor and admin ~= '1' then
@@ -43,7 +45,7 @@ if exists and h[H_UID] ~= actor and admin ~= '1' then
 end
 local owner = exists and h[H_UID] or ownerArg
 local current = exists and h[H_V] or 0
-local epoch = exists and h[H_EPOCH] or hf_new_epoch(origin, now)
+local epoch = exists and h[H_EPOCH] or hf_new_epoch(seed, now)
 local createdAt = exists and h[H_CREATED] or now
 
 -- Retries: a mutation id at or below the device's mark, or a (device, correlation id) pair seen
@@ -114,11 +116,7 @@ elseif op == 'incr' then
   if n ~= n or n == math.huge or n == -math.huge then
     return refuse({'not_a_number', key})
   end
-  if n == math.floor(n) and math.abs(n) < 9007199254740992 then
-    incrValue = string.format('%d', n)
-  else
-    incrValue = string.format('%.17g', n)
-  end
+  incrValue = hf_number_text(n)
   writes[1] = {key, incrValue, #key + #incrValue}
 else
   local n = tonumber(ARGV[8])
@@ -211,6 +209,7 @@ end
 if not exists and rule == 'R' then return cmsgpack.pack({'needs_reservation'}) end
 
 -- All checks passed: write.
+if not exists then hf_new_session(KEYS) end
 local version = current + 1
 local vs = tostring(version)
 local exp = exists and h[H_EXP] or 0
@@ -218,7 +217,7 @@ local refreshed = hf_due(exp, now)
 if refreshed then exp = refreshed end
 local createdKeys = {}
 
-local sets, dels = {}, {}
+local sets = {}
 for j = 1, #writes do
   local w = writes[j]
   if w[2] then
@@ -226,16 +225,15 @@ for j = 1, #writes do
     sets[#sets + 1] = vs .. '|' .. w[3] .. '|' .. w[2]
   end
 end
-if op == 'replace' then
-  if prevBytes > 0 then redis.call('DEL', stateKey) end
-else
-  for j = 1, #gone do dels[#dels + 1] = gone[j] end
-end
-if #dels > 0 then hf_chunked('HDEL', stateKey, dels, 200) end
+if op == 'replace' and prevBytes > 0 then redis.call('DEL', stateKey) end
+-- Sets before deletes: the hash is only ever emptied when the state is, so it exists (and keeps
+-- its expiry) exactly when prevBytes > 0; and a key both set and deleted ends deleted, as in
+-- store/memory.ts.
 if #sets > 0 then
   hf_chunked('HSET', stateKey, sets, 200)
   if prevBytes == 0 or op == 'replace' then createdKeys[#createdKeys + 1] = stateKey end
 end
+if op ~= 'replace' and #gone > 0 then hf_chunked('HDEL', stateKey, gone, 200) end
 
 local tn = exists and h[H_TN] or 0
 if #gone > 0 then
@@ -279,20 +277,15 @@ local frame = cmsgpack.pack({1, sessionId, version, origin, tonumber(connS), dev
 local lf = exists and h[H_LF] or 0
 local lb = exists and h[H_LB] or 0
 if lf == 0 then
-  redis.call('DEL', logKey) -- left over from an earlier incarnation, if anything
   lf, lb = version, 0
   createdKeys[#createdKeys + 1] = logKey
 end
-local added = redis.pcall('XADD', logKey, vs .. '-0', 'f', frame)
-if type(added) == 'table' and added.err then
-  redis.call('DEL', logKey)
-  redis.call('XADD', logKey, vs .. '-0', 'f', frame)
-  lf, lb = version, 0
-  createdKeys[#createdKeys + 1] = logKey
-end
+redis.call('XADD', logKey, vs .. '-0', 'f', frame)
 lb = lb + #frame
--- Trim by entries (in batches of an eighth, so not on every write) and by bytes; keep the newest.
+-- Trim by entries and by bytes, each in batches of an eighth (past the limit, back to 7/8 of it for
+-- bytes), so a log at its limit is not read back on every write; keep the newest.
 local logLength, logMax = LOG_LEN, LOG_MAX
+local byteTarget = logMax - math.floor(logMax / 8)
 local count = version - lf + 1
 if count > logLength + math.max(1, math.floor(logLength / 8)) or lb > logMax then
   local first, freed, cursor = lf, 0, '-'
@@ -302,7 +295,7 @@ if count > logLength + math.max(1, math.floor(logLength / 8)) or lb > logMax the
     if #batch == 0 then break end
     for j = 1, #batch do
       local left = version - first + 1
-      if left <= 1 or (left <= logLength and lb - freed <= logMax) then
+      if left <= 1 or (left <= logLength and lb - freed <= byteTarget) then
         done = true
         break
       end
