@@ -65,7 +65,11 @@ describe('session expiry with SNAPSHOT_TTL_SECONDS=4', () => {
       await api(n.url, 'POST', '/session/incremental', { token, body: { session_id: sid, changes: { b: 2 } } });
       const d = await device(n, 'passing', sid);
       await d.close();
-      // Gone between one TTL and 9/8 of it after the last activity.
+      const lastActivity = Date.now();
+      // Alive for at least one TTL after the last activity (reads are not activity)...
+      await sleep(lastActivity + 3400 - Date.now());
+      expect((await api(n.url, 'GET', `/session/${sid}`, { token })).status).toBe(200);
+      // ...and gone by 9/8 of it (plus the expiry sweep's delay).
       await eventually(async () => (await api(n.url, 'GET', `/session/${sid}`, { token })).status === 404, 8000, 200);
       expect((await api(n.url, 'GET', `/session/${sid}/devices`, { token })).status).toBe(404);
       const again = await api(n.url, 'POST', '/session/snapshot', { token, body: { session_id: sid, state_data: { c: 3 } } });
