@@ -1,5 +1,5 @@
 import { MemoryStorage, SessionError } from '../src';
-import { authSuccess, closeClients, countingWebSocket, fakeServer, pendingIn, sdkClient, T, type FakeConn } from './helpers';
+import { accept, ack, authSuccess, closeClients, countingWebSocket, fakeServer, pendingIn, sdkClient, T, until } from './helpers';
 
 // Protocol details against a scripted server: what a real gateway cannot be made to do on cue.
 const SID = '00000000-0000-4000-8000-000000000001';
@@ -16,17 +16,6 @@ function fakeJwt(ttlSeconds: number, tag: string): string {
   const now = Math.floor(Date.now() / 1000);
   const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
   return `${b64({ alg: 'HS256' })}.${b64({ sub: 'alice', iat: now, exp: now + ttlSeconds, tag })}.sig`;
-}
-
-async function accept(conn: FakeConn, over: Record<string, unknown> = {}, state: Record<string, unknown> = {}): Promise<void> {
-  const auth = await conn.next(T.AUTH);
-  const ok = authSuccess({ device_id: auth.payload.device_id, ...over });
-  conn.send(T.AUTH_SUCCESS, ok);
-  if (ok.resumed !== true) conn.send(T.SNAPSHOT_RESPONSE, { session_id: SID, version: ok.version, state_data: state, updated_at: '', epoch: ok.epoch });
-}
-
-function ack(conn: FakeConn, write: { correlation_id?: string; payload: Record<string, unknown> }, version: number, extra: Record<string, unknown> = {}): void {
-  conn.send(T.STATE_UPDATE_ACK, { correlation_id: write.correlation_id, version, mutation_id: write.payload.mutation_id, ...extra }, write.correlation_id);
 }
 
 describe('SessionClient protocol (scripted server)', () => {
@@ -225,14 +214,6 @@ describe('SessionClient protocol (scripted server)', () => {
     await w;
   });
 });
-
-async function until(check: () => boolean, ms = 4000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 function eventuallyConn(i: number): Promise<void> {
   return until(() => (server?.conns.length ?? 0) > i);
