@@ -171,6 +171,8 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
   private phase: SocketPhase | null = null;
   private stateReady = false;
   private outboxReady = false;
+  /** The outbox load last seen by {@link loadOutbox} (a failed one is replaced by the next try). */
+  private outboxLoad: Promise<void> | null = null;
   private everLive = false;
   private waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
 
@@ -237,9 +239,8 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
     this.maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.httpBase = (options.httpUrl ?? httpBaseFromWsUrl(options.url)).replace(/\/+$/, '');
     this.outbox = new Outbox(options.storage ?? new MemoryStorage(), options.storagePrefix ?? 'harmonyflow:outbox', options.deviceId, this.sessionId, (e) => this.emit('error', e));
-    void this.outbox.loaded.then(() => {
-      if (this.outbox.size > 0) this.emit('queue', this.outbox.size);
-    });
+    // A failed read was reported by the outbox; write() and open() read again.
+    this.loadOutbox().catch(() => undefined);
   }
 
   /** `idle` (never connected), `connecting`, `connected`, `reconnecting`, or `closed` (by `close()` or a refusal). */
@@ -345,7 +346,7 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
     if (bytes > this.maxBytes) {
       throw new SessionError(ClientErrorCode.PAYLOAD_TOO_LARGE, `write is ${bytes} bytes, above the server's limit of ${this.maxBytes}`, { bytes, limit: this.maxBytes });
     }
-    await this.outbox.loaded;
+    await this.loadOutbox();
     const entry = this.outbox.add(fields);
     const result = new Promise<WriteResult>((resolve, reject) => {
       entry.settle = { resolve: resolve as (r: unknown) => void, reject };
@@ -364,6 +365,18 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
     entry.durable = true;
     this.pump();
     return result;
+  }
+
+  /** The stored queue in memory; the first time it is, `queue` tells the app what an earlier client left. */
+  private loadOutbox(): Promise<void> {
+    const p = this.outbox.load();
+    if (p !== this.outboxLoad) {
+      this.outboxLoad = p;
+      p.then(() => {
+        if (this.outbox.size > 0) this.emit('queue', this.outbox.size);
+      }, () => undefined); // the rejection goes to whoever awaits p
+    }
+    return p;
   }
 
   private encodeWrite(w: Pick<PendingWrite, 'k' | 'op' | 'v' | 'b' | 'm' | 'c'>): string | Uint8Array {
@@ -478,7 +491,13 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
 
   private async open(): Promise<void> {
     const gen = this.gen;
-    await this.outbox.loaded;
+    try {
+      await this.loadOutbox();
+    } catch {
+      // Reported by the outbox. Nothing is sent before the stored queue is known: its writes come first.
+      if (gen === this.gen) this.scheduleReconnect();
+      return;
+    }
     let token: string;
     try {
       token = this.nextToken ?? (await this.fetchToken());

@@ -45,6 +45,9 @@ export interface PendingWrite extends StoredWrite {
 }
 
 const UNBOUND = '~';
+/** Tries of a `getItem` that throws before a read gives up for now; pauses between them grow 50, 200, 800 ms. */
+const READ_ATTEMPTS = 4;
+const READ_RETRY_MS = 50;
 
 /**
  * The persistent queue of one device's unacknowledged writes to one session, and its
@@ -62,8 +65,7 @@ export class Outbox {
   private adopted: string[] = [];
   private chain: Promise<unknown> = Promise.resolve();
   private queued: Promise<void> | null = null;
-  /** Settles once the stored queue is in memory; never rejects (a bad document reads as empty). */
-  readonly loaded: Promise<void>;
+  private loading: Promise<void> | null = null;
 
   constructor(
     private readonly storage: StorageLike,
@@ -73,9 +75,26 @@ export class Outbox {
     private readonly onError: (err: SessionError) => void,
   ) {
     this.sessionId = sessionId ?? null;
-    this.loaded = this.read(this.key(this.sessionId)).then((doc) => {
-      if (doc) this.adopt(doc);
-    });
+  }
+
+  /**
+   * Brings the stored queue into memory; call (and wait) before anything is added. Settles at
+   * once after the first success. When storage cannot be read it rejects with `storage_failed`
+   * (reported through `onError` too) and the next call reads again: an unread document must
+   * not be taken for an empty one, or the next save would overwrite its writes and id counter.
+   */
+  load(): Promise<void> {
+    this.loading ??= this.read(this.key(this.sessionId)).then(
+      (doc) => {
+        if (doc) this.adopt(doc);
+      },
+      (err: SessionError) => {
+        this.loading = null;
+        this.onError(err);
+        throw err;
+      },
+    );
+    return this.loading;
   }
 
   /** Storage key of the document for a session (or the session-less one). */
@@ -138,7 +157,9 @@ export class Outbox {
    */
   async bind(sessionId: string, lastMutationId: number): Promise<void> {
     if (this.sessionId !== null) return;
+    await this.load();
     await this.chain;
+    // Throws when unreadable: the session's stored writes must not be replaced by these alone.
     const doc = await this.read(this.key(sessionId));
     // From here on synchronous: writes added during the read are moved too.
     const already = new Set(doc?.adopted ?? []);
@@ -199,14 +220,24 @@ export class Outbox {
     await this.storage.setItem(key, JSON.stringify(doc));
   }
 
-  /** A stored document, or null when there is none or it cannot be read (reported, then ignored). */
+  /**
+   * The stored document, or null when there is none. A `getItem` that throws is tried again a few
+   * times, then the read rejects with `storage_failed`: a failed read tells nothing about what is
+   * stored. A value that is not a write queue is reported and read as empty, since reading it
+   * again cannot help.
+   */
   private async read(key: string): Promise<OutboxDoc | null> {
     let text: string | null | undefined;
-    try {
-      text = await this.storage.getItem(key);
-    } catch (err) {
-      this.onError(new SessionError(ClientErrorCode.STORAGE_FAILED, `reading ${key} failed: ${(err as Error).message}`));
-      return null;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        text = await this.storage.getItem(key);
+        break;
+      } catch (err) {
+        if (attempt >= READ_ATTEMPTS) {
+          throw new SessionError(ClientErrorCode.STORAGE_FAILED, `reading ${key} failed ${attempt} times, last: ${(err as Error)?.message ?? String(err)}; the stored queue is left untouched`);
+        }
+        await new Promise((r) => setTimeout(r, READ_RETRY_MS * 4 ** (attempt - 1)));
+      }
     }
     if (text === null || text === undefined) return null;
     try {
