@@ -301,7 +301,10 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
     return this.write(key, 'DELETE', undefined, options);
   }
 
-  /** Adds `delta` (default 1) to the number at `key` (a missing key counts as 0); resolves with the resulting `value`. */
+  /**
+   * Adds `delta` (default 1) to the number at `key` (a missing key counts as 0); resolves with the
+   * resulting `value`. Rejects with `invalid_argument` unless `delta` is a finite number.
+   */
   increment<K extends NumericKeys<S>>(key: K, delta = 1, options: WriteOptions = {}): Promise<WriteResult> {
     return this.write(key, 'INCREMENT', delta, options);
   }
@@ -340,6 +343,8 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
 
   private async write(key: string, op: WriteOperation, value: JsonValue | undefined, options: WriteOptions): Promise<WriteResult> {
     if (typeof key !== 'string' || key.length === 0) throw new SessionError(ClientErrorCode.INVALID_ARGUMENT, 'key must be a non-empty string');
+    // JSON has no NaN or Infinity: either would go out as null, which the server counts as 1.
+    if (op === 'INCREMENT' && !Number.isFinite(value)) throw new SessionError(ClientErrorCode.INVALID_ARGUMENT, `delta must be a finite number, not ${String(value)}`);
     if (this._status === 'closed') throw new SessionError(ClientErrorCode.CLOSED, 'client closed');
     const fields = { k: key, op, v: value, b: options.baseVersion };
     const bytes = frameBytes(this.encodeWrite({ ...fields, m: WIDEST_ID, c: 'x'.repeat(24) }));

@@ -1,7 +1,8 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { jwtTimes, MemoryStorage, refreshDelayMs } from '../src';
+import WebSocket from 'ws';
+import { jwtTimes, MemoryStorage, refreshDelayMs, SessionClient, type WebSocketFactory } from '../src';
 import { FileStorage } from '../src/node';
 import { frameBytes } from '../src/wire';
 
@@ -68,4 +69,19 @@ describe('storage adapters', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+describe('arguments refused before anything is queued', () => {
+  function offlineClient(storage: MemoryStorage): SessionClient<{ n: number }> {
+    return new SessionClient<{ n: number }>({ url: 'ws://127.0.0.1:1/ws', token: 't', deviceId: 'd', sessionId: '00000000-0000-4000-8000-000000000001', storage, WebSocket: WebSocket as unknown as WebSocketFactory });
+  }
+
+  it.each([NaN, Infinity, -Infinity])('increment by %s rejects with invalid_argument (JSON would send null, counted as +1)', async (delta) => {
+    const storage = new MemoryStorage();
+    const c = offlineClient(storage);
+    await expect(c.increment('n', delta)).rejects.toMatchObject({ code: 'invalid_argument' });
+    await c.close();
+    expect(storage.keys()).toEqual([]);
+    expect(c.pendingWrites).toBe(0);
+  }, 2000);
 });
