@@ -352,6 +352,8 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
       throw new SessionError(ClientErrorCode.PAYLOAD_TOO_LARGE, `write is ${bytes} bytes, above the server's limit of ${this.maxBytes}`, { bytes, limit: this.maxBytes });
     }
     await this.loadOutbox();
+    // close() may have run during the read: it rejected what was queued then, this was not yet.
+    if (this.status === 'closed') throw new SessionError(ClientErrorCode.CLOSED, 'client closed before the write was queued');
     const entry = this.outbox.add(fields);
     const result = new Promise<WriteResult>((resolve, reject) => {
       entry.settle = { resolve: resolve as (r: unknown) => void, reject };

@@ -71,7 +71,7 @@ describe('storage adapters', () => {
   });
 });
 
-describe('arguments refused before anything is queued', () => {
+describe('writes refused before anything is queued', () => {
   function offlineClient(storage: MemoryStorage): SessionClient<{ n: number }> {
     return new SessionClient<{ n: number }>({ url: 'ws://127.0.0.1:1/ws', token: 't', deviceId: 'd', sessionId: '00000000-0000-4000-8000-000000000001', storage, WebSocket: WebSocket as unknown as WebSocketFactory });
   }
@@ -83,5 +83,19 @@ describe('arguments refused before anything is queued', () => {
     await c.close();
     expect(storage.keys()).toEqual([]);
     expect(c.pendingWrites).toBe(0);
+  }, 2000);
+
+  it('a write made while close() runs rejects with closed (storage still being read), and nothing is queued', async () => {
+    const inner = new MemoryStorage();
+    const slow = {
+      getItem: (k: string) => new Promise<string | null>((r) => setTimeout(() => r(inner.getItem(k)), 50)),
+      setItem: (k: string, v: string) => inner.setItem(k, v),
+      removeItem: (k: string) => inner.removeItem(k),
+    };
+    const c = new SessionClient({ url: 'ws://127.0.0.1:1/ws', token: 't', deviceId: 'd', sessionId: '00000000-0000-4000-8000-000000000001', storage: slow, WebSocket: WebSocket as unknown as WebSocketFactory });
+    const write = c.set('k', 1);
+    await c.close();
+    await expect(write).rejects.toMatchObject({ code: 'closed' });
+    expect(inner.keys()).toEqual([]);
   }, 2000);
 });
