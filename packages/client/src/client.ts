@@ -774,8 +774,7 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
 
   private async prepareOutbox(sessionId: string, lastMutationId: number | null, version: number): Promise<void> {
     await this.outbox.bind(sessionId, lastMutationId ?? 0);
-    // A server without mutation ids (no last_mutation_id) dedups by correlation id only.
-    if (lastMutationId === null) return;
+    // Also without last_mutation_id (that server dedups by correlation id only): the queue is marked as being sent from.
     const done = await this.outbox.reconcile(lastMutationId);
     if (done.length > 0) this.emit('queue', this.outbox.size);
     for (const e of done) e.settle?.resolve({ version, duplicate: true } satisfies WriteResult);

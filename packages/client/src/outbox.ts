@@ -24,9 +24,10 @@ interface OutboxDoc {
   /** Highest mutation_id handed out for this (session, device). */
   next: number;
   /**
-   * True once the counter has been compared with the server's `last_mutation_id`. Until then no
-   * write of this document can have been sent, so ids that the server has already seen (storage
-   * wiped while the server kept its high-water mark) may be renumbered instead of dropped.
+   * True once a connection has been readied to send this document's writes (its counter compared
+   * with the server's `last_mutation_id`, when the server sent one). Until then no write of it
+   * can have been sent, so ids that the server has already seen (storage wiped while the server
+   * kept its high-water mark) may be renumbered instead of dropped.
    */
   synced: boolean;
   pending: StoredWrite[];
@@ -179,23 +180,28 @@ export class Outbox {
   }
 
   /**
-   * Squares the queue with the server's `last_mutation_id` for this device (from AUTH_SUCCESS)
-   * and saves before anything is sent. Returns the writes the server has already processed
-   * (applied, or refused with an error a retry would repeat): they leave the queue unsent.
+   * Squares the queue with the server's `last_mutation_id` for this device (from AUTH_SUCCESS;
+   * null from a server that states none) and saves before anything is sent. Returns the writes
+   * the server has already processed (applied, or refused with an error a retry would repeat):
+   * they leave the queue unsent.
    */
-  async reconcile(lastMutationId: number): Promise<PendingWrite[]> {
+  async reconcile(lastMutationId: number | null): Promise<PendingWrite[]> {
     let dropped: PendingWrite[] = [];
     const was = { next: this.next, synced: this.synced, size: this.entries.length };
-    this.next = Math.max(this.next, lastMutationId);
-    if (!this.synced) {
-      // Nothing here was ever sent: ids the server already knows mean the counter was lost.
-      if (this.entries.length > 0 && this.entries[0].m <= lastMutationId) for (const e of this.entries) e.m = ++this.next;
-      this.synced = true;
-    } else {
-      let n = 0;
-      while (n < this.entries.length && this.entries[n].m <= lastMutationId) n++;
-      dropped = this.entries.splice(0, n);
+    if (lastMutationId !== null) {
+      this.next = Math.max(this.next, lastMutationId);
+      if (!this.synced) {
+        // Nothing here was ever sent: ids the server already knows mean the counter was lost.
+        if (this.entries.length > 0 && this.entries[0].m <= lastMutationId) for (const e of this.entries) e.m = ++this.next;
+      } else {
+        let n = 0;
+        while (n < this.entries.length && this.entries[n].m <= lastMutationId) n++;
+        dropped = this.entries.splice(0, n);
+      }
     }
+    // Sending may start now, even to a server that stated nothing: from here on, an id a server
+    // knows was processed, and renumbering it would apply it twice.
+    this.synced = true;
     if (was.next !== this.next || !was.synced || was.size !== this.entries.length) await this.save();
     return dropped;
   }

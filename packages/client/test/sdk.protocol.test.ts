@@ -85,6 +85,32 @@ describe('SessionClient protocol (scripted server)', () => {
     expect(second.frames.filter((f) => f.type === T.STATE_UPDATE)).toHaveLength(1);
   });
 
+  it('a write sent to a server that states no last_mutation_id is settled, not renumbered, when the next server says it was processed', async () => {
+    server = await fakeServer(() => undefined);
+    const storage = new MemoryStorage();
+    const c = sdkClient({ url: server.url, token: 't', deviceId: 'd', sessionId: SID, storage });
+    const connected = c.connect();
+    await eventuallyConn(0);
+    const first = server.conns[0];
+    await accept(first, { last_mutation_id: undefined }); // e.g. an older node during a rolling upgrade
+    await connected;
+    const write = c.increment('n');
+    write.catch(() => undefined); // awaited below; a failure before that must not crash the run
+    const w1 = await first.next(T.STATE_UPDATE);
+    expect(w1.payload.mutation_id).toBe(1);
+    // Saved before it was sent, so an app restart knows it too.
+    expect(JSON.parse(storage.getItem(`harmonyflow:outbox:d:${SID}`)!)).toMatchObject({ synced: true });
+    // The server applies #1; its ACK is lost with the connection.
+    first.socket.terminate();
+
+    await eventuallyConn(1);
+    const second = server.conns[1];
+    await accept(second, { last_mutation_id: 1, version: 1 }, { n: 1 });
+    await expect(write).resolves.toEqual({ version: 1, duplicate: true });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(second.frames.filter((f) => f.type === T.STATE_UPDATE)).toEqual([]);
+  });
+
   it('re-sends an unacknowledged write with the same ids after ackTimeoutMs; a duplicate ACK resolves it', async () => {
     server = await fakeServer(() => undefined);
     const c = sdkClient({ url: server.url, token: 't', deviceId: 'd', sessionId: SID, ackTimeoutMs: 200 });
