@@ -204,7 +204,33 @@ describe('SessionClient protocol (scripted server)', () => {
     expect(c.status).toBe('connected');
   });
 
-  it('renumbers writes never sent when the server knows their ids (storage wiped), and binds session-less writes to the session AUTH names', async () => {
+  it('renumbers writes never sent when the server already knows their ids (storage wiped, server kept its mark)', async () => {
+    server = await fakeServer(() => undefined);
+    const storage = new MemoryStorage();
+    const key = `harmonyflow:outbox:d:${SID}`;
+    const c = sdkClient({ url: server.url, token: 't', deviceId: 'd', sessionId: SID, storage });
+    const offline = [c.increment('n'), c.set('mood', 'calm')];
+    for (const p of offline) p.catch(() => undefined); // awaited below; a failure before that must not crash the run
+    await until(() => pendingIn(storage.getItem(key)).length === 2);
+    expect(JSON.parse(storage.getItem(key)!)).toMatchObject({ next: 2, synced: false });
+    expect(pendingIn(storage.getItem(key)).map((w) => w.m)).toEqual([1, 2]);
+    const connected = c.connect();
+    await eventuallyConn(0);
+    const conn = server.conns[0];
+    await accept(conn, { last_mutation_id: 5 });
+    await connected;
+    const a = await conn.next(T.STATE_UPDATE);
+    expect(a.payload).toMatchObject({ key: 'n', mutation_id: 6 });
+    ack(conn, a, 1, { value: 1 });
+    const b = await conn.next(T.STATE_UPDATE);
+    expect(b.payload).toMatchObject({ key: 'mood', mutation_id: 7 });
+    ack(conn, b, 2);
+    expect(await Promise.all(offline)).toEqual([{ version: 1, value: 1 }, { version: 2 }]);
+    await until(() => pendingIn(storage.getItem(key)).length === 0);
+    expect(JSON.parse(storage.getItem(key)!)).toMatchObject({ next: 7, synced: true });
+  });
+
+  it('binds session-less writes to the session AUTH names, numbered above last_mutation_id; ids keep rising for the next client', async () => {
     server = await fakeServer(() => undefined);
     const storage = new MemoryStorage();
     // No sessionId: the server picks (the user's most recent session).
