@@ -1,5 +1,5 @@
 import {
-  CloseCode, ErrorCode, MessageType,
+  CloseCode, ErrorCode, MessageType, isValidId, stateKeyProblem,
   type AuthSuccessPayload, type Codec, type DeviceInfo, type Envelope, type JsonObject, type JsonValue,
 } from '@harmonyflow/protocol/lite';
 import { Emitter } from './emitter';
@@ -54,7 +54,7 @@ export interface SessionClientOptions {
    * refused a token; a fixed string is never replaced.
    */
   readonly token: TokenSource;
-  /** This device's id (1–128 characters), stable across restarts: the offline queue is keyed by it. */
+  /** This device's id (1–128 characters, no lone surrogates), stable across restarts: the offline queue is keyed by it. */
   readonly deviceId: string;
   /** The session (a UUID; an unknown one is created). Omitted: the user's most recent session. */
   readonly sessionId?: string;
@@ -208,7 +208,7 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
 
   /**
    * @throws SessionError `no_websocket` when neither `options.WebSocket` nor `globalThis.WebSocket` exists;
-   *   `invalid_argument` for a missing token or device id, or a URL that is not ws(s)://.
+   *   `invalid_argument` for a missing token, a missing or malformed device id, or a URL that is not ws(s)://.
    */
   constructor(options: SessionClientOptions) {
     super();
@@ -225,8 +225,8 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
       throw new SessionError(ClientErrorCode.INVALID_ARGUMENT, `url is not a URL: ${String(options.url)}`);
     }
     if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new SessionError(ClientErrorCode.INVALID_ARGUMENT, 'url must start with ws:// or wss://');
-    if (typeof options.deviceId !== 'string' || options.deviceId.length === 0 || options.deviceId.length > 128) {
-      throw new SessionError(ClientErrorCode.INVALID_ARGUMENT, 'deviceId must be 1-128 characters');
+    if (!isValidId(options.deviceId)) {
+      throw new SessionError(ClientErrorCode.INVALID_ARGUMENT, 'deviceId must be 1-128 characters of well-formed Unicode (no lone surrogates)');
     }
     if (typeof options.token !== 'function' && (typeof options.token !== 'string' || options.token === '')) {
       throw new SessionError(ClientErrorCode.INVALID_ARGUMENT, 'token must be a string or a function returning one');
@@ -342,7 +342,9 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
   // ── writes ────────────────────────────────────────────────────────────────
 
   private async write(key: string, op: WriteOperation, value: JsonValue | undefined, options: WriteOptions): Promise<WriteResult> {
-    if (typeof key !== 'string' || key.length === 0) throw new SessionError(ClientErrorCode.INVALID_ARGUMENT, 'key must be a non-empty string');
+    // The server would refuse it too, but only after it had been saved and had waited its turn.
+    const keyProblem = stateKeyProblem(key);
+    if (keyProblem !== null) throw new SessionError(ClientErrorCode.INVALID_ARGUMENT, keyProblem);
     // JSON has no NaN or Infinity: either would go out as null, which the server counts as 1.
     if (op === 'INCREMENT' && !Number.isFinite(value)) throw new SessionError(ClientErrorCode.INVALID_ARGUMENT, `delta must be a finite number, not ${String(value)}`);
     if (this._status === 'closed') throw new SessionError(ClientErrorCode.CLOSED, 'client closed');

@@ -4,6 +4,7 @@ import path from 'node:path';
 import WebSocket from 'ws';
 import { jwtTimes, MemoryStorage, refreshDelayMs, SessionClient, type WebSocketFactory } from '../src';
 import { FileStorage } from '../src/node';
+import { pendingIn, until } from './helpers';
 import { frameBytes } from '../src/wire';
 
 function jwt(claims: Record<string, unknown>): string {
@@ -37,6 +38,10 @@ describe('frame size', () => {
   it.each([['abc', 3], ['é', 2], ['€', 3], ['😀', 4], ['a😀é', 7]])('%s is %d bytes', (text, bytes) => {
     expect(frameBytes(text)).toBe(bytes);
     expect(frameBytes(text)).toBe(Buffer.byteLength(text));
+  });
+
+  it('a binary frame is its byte length', () => {
+    expect(frameBytes(new Uint8Array(7))).toBe(7);
   });
 });
 
@@ -85,6 +90,29 @@ describe('writes refused before anything is queued', () => {
     expect(c.pendingWrites).toBe(0);
   }, 2000);
 
+  it.each([
+    ['a lone surrogate', '\ud800'],
+    ['257 ASCII bytes', 'k'.repeat(257)],
+    ['100 characters but 300 bytes of UTF-8', '€'.repeat(100)],
+    ['empty', ''],
+  ])('a key that is %s rejects with invalid_argument, as the server would', async (_name, key) => {
+    const storage = new MemoryStorage();
+    const c = offlineClient(storage);
+    await expect(c.set(key as 'n', 1)).rejects.toMatchObject({ code: 'invalid_argument' });
+    await c.close();
+    expect(storage.keys()).toEqual([]);
+  }, 2000);
+
+  it('a key of 256 bytes of UTF-8 is queued', async () => {
+    const storage = new MemoryStorage();
+    const c = offlineClient(storage);
+    const key = `${'€'.repeat(85)}k` as 'n'; // 85 × 3 + 1
+    void c.set(key, 1).catch(() => undefined); // rejected as closed by close() below, once stored
+    await until(() => c.pendingWrites === 1);
+    await c.close();
+    expect(pendingIn(storage.getItem(storage.keys()[0])).map((w) => w.k)).toEqual([key]);
+  }, 2000);
+
   it('a write made while close() runs rejects with closed (storage still being read), and nothing is queued', async () => {
     const inner = new MemoryStorage();
     const slow = {
@@ -98,4 +126,19 @@ describe('writes refused before anything is queued', () => {
     await expect(write).rejects.toMatchObject({ code: 'closed' });
     expect(inner.keys()).toEqual([]);
   }, 2000);
+});
+
+describe('constructor arguments', () => {
+  it.each([
+    ['empty', ''],
+    ['129 characters', 'd'.repeat(129)],
+    ['a lone surrogate (it would reach the server as U+FFFD and share a queue with another id)', 'phone-\udc00'],
+  ])('a deviceId that is %s is refused with invalid_argument', (_name, deviceId) => {
+    expect(() => new SessionClient({ url: 'ws://127.0.0.1:1/ws', token: 't', deviceId, WebSocket: WebSocket as unknown as WebSocketFactory }))
+      .toThrow(expect.objectContaining({ code: 'invalid_argument' }));
+  });
+
+  it('a deviceId of 128 characters with a surrogate pair is accepted', () => {
+    expect(() => new SessionClient({ url: 'ws://127.0.0.1:1/ws', token: 't', deviceId: `${'d'.repeat(126)}😀`, WebSocket: WebSocket as unknown as WebSocketFactory })).not.toThrow();
+  });
 });
