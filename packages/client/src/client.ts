@@ -442,9 +442,8 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
       this.advanceMark();
       const value = e.op === 'DELETE' ? undefined : e.op === 'INCREMENT' ? (p.value as JsonValue) : e.v;
       if (version > this.version) this.version = version;
-      if (e.op === 'INCREMENT' && value === undefined) {
-        // Old server without the resulting value: the mirror learns it from the next snapshot.
-      } else this.setKey(e.k, value, version);
+      // An old server's INCREMENT ACK carries no resulting value: the mirror learns it from the next snapshot.
+      if (!(e.op === 'INCREMENT' && value === undefined)) this.setKey(e.k, value, version);
       this.emit('state', this.state, this.version);
     }
     this.outbox.remove(e).catch((err: Error) => this.reportStorage(err));
@@ -829,11 +828,10 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
     if (sameEpoch) {
       // Keys we know at a newer version than the snapshot (our own ACKs) keep what we know.
       for (const [k, kv] of this.keyVersions) {
-        if (kv <= version) continue;
-        if (k in this.mutableState) next[k] = this.mutableState[k];
+        if (kv <= version) this.keyVersions.delete(k); // the snapshot covers it
+        else if (k in this.mutableState) next[k] = this.mutableState[k];
         else delete next[k];
       }
-      for (const [k, kv] of this.keyVersions) if (kv <= version) this.keyVersions.delete(k);
       for (const v of this.acked) if (v <= version) this.acked.delete(v);
       this.version = Math.max(version, ...this.keyVersions.values());
     } else {
