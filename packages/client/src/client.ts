@@ -34,8 +34,10 @@ export interface WriteResult {
   /** The value the server reports (the resulting number for an INCREMENT). */
   value?: JsonValue;
   /**
-   * The server had already processed this write (its ACK was lost, or an earlier client with
-   * the same storage sent it) and did not apply it again.
+   * The server had already processed this write's mutation id (its ACK was lost, or an earlier
+   * client with the same storage sent it) and did nothing this time. Processed means applied,
+   * or refused with an error a retry would repeat (e.g. `version_conflict`), SPEC §10: a
+   * duplicate does not say the write took effect; `state` shows what did.
    */
   duplicate?: true;
 }
