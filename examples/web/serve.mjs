@@ -50,13 +50,14 @@ async function startGateway() {
   process.on('exit', () => child.kill());
   for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(0));
   const base = `http://127.0.0.1:${env.PORT}`;
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${base}/health`)).ok) break;
-    } catch {
-      if (i > 150) throw new Error('the gateway did not start');
-      await new Promise((r) => setTimeout(r, 100));
-    }
+  // Poll until it answers; a non-OK answer (something else on the port?) is waited on like no answer, not spun on.
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const res = await fetch(`${base}/health`).catch(() => null); // null: not listening yet
+    if (res?.ok) break;
+    if (child.exitCode !== null) throw new Error(`the gateway exited (code ${child.exitCode})`);
+    if (Date.now() > deadline) throw new Error(`the gateway did not become healthy within 15 s (last answer: ${res ? `HTTP ${res.status}` : 'none'})`);
+    await new Promise((r) => setTimeout(r, 100));
   }
   const { TokenService, loadConfig } = createRequire(import.meta.url)(path.join(repo, 'packages/gateway/dist/index.js'));
   const token = await new TokenService(loadConfig(env).jwt).signAccess('example-user', 'user', 24 * 3600);

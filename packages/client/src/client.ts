@@ -1,5 +1,5 @@
 import {
-  CloseCode, ErrorCode, MessageType,
+  CloseCode, ErrorCode, MessageType, isValidId, stateKeyProblem,
   type AuthSuccessPayload, type Codec, type DeviceInfo, type Envelope, type JsonObject, type JsonValue,
 } from '@harmonyflow/protocol/lite';
 import { Emitter } from './emitter';
@@ -34,8 +34,10 @@ export interface WriteResult {
   /** The value the server reports (the resulting number for an INCREMENT). */
   value?: JsonValue;
   /**
-   * The server had already processed this write (its ACK was lost, or an earlier client with
-   * the same storage sent it) and did not apply it again.
+   * The server had already processed this write's mutation id (its ACK was lost, or an earlier
+   * client with the same storage sent it) and did nothing this time. Processed means applied,
+   * or refused with an error a retry would repeat (e.g. `version_conflict`), SPEC §10: a
+   * duplicate does not say the write took effect; `state` shows what did.
    */
   duplicate?: true;
 }
@@ -54,7 +56,7 @@ export interface SessionClientOptions {
    * refused a token; a fixed string is never replaced.
    */
   readonly token: TokenSource;
-  /** This device's id (1–128 characters), stable across restarts: the offline queue is keyed by it. */
+  /** This device's id (1–128 characters, no lone surrogates), stable across restarts: the offline queue is keyed by it. */
   readonly deviceId: string;
   /** The session (a UUID; an unknown one is created). Omitted: the user's most recent session. */
   readonly sessionId?: string;
@@ -171,6 +173,8 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
   private phase: SocketPhase | null = null;
   private stateReady = false;
   private outboxReady = false;
+  /** The outbox load last seen by {@link loadOutbox} (a failed one is replaced by the next try). */
+  private outboxLoad: Promise<void> | null = null;
   private everLive = false;
   private waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
 
@@ -206,7 +210,7 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
 
   /**
    * @throws SessionError `no_websocket` when neither `options.WebSocket` nor `globalThis.WebSocket` exists;
-   *   `invalid_argument` for a missing token or device id, or a URL that is not ws(s)://.
+   *   `invalid_argument` for a missing token, a missing or malformed device id, or a URL that is not ws(s)://.
    */
   constructor(options: SessionClientOptions) {
     super();
@@ -223,8 +227,8 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
       throw new SessionError(ClientErrorCode.INVALID_ARGUMENT, `url is not a URL: ${String(options.url)}`);
     }
     if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new SessionError(ClientErrorCode.INVALID_ARGUMENT, 'url must start with ws:// or wss://');
-    if (typeof options.deviceId !== 'string' || options.deviceId.length === 0 || options.deviceId.length > 128) {
-      throw new SessionError(ClientErrorCode.INVALID_ARGUMENT, 'deviceId must be 1-128 characters');
+    if (!isValidId(options.deviceId)) {
+      throw new SessionError(ClientErrorCode.INVALID_ARGUMENT, 'deviceId must be 1-128 characters of well-formed Unicode (no lone surrogates)');
     }
     if (typeof options.token !== 'function' && (typeof options.token !== 'string' || options.token === '')) {
       throw new SessionError(ClientErrorCode.INVALID_ARGUMENT, 'token must be a string or a function returning one');
@@ -237,9 +241,8 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
     this.maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.httpBase = (options.httpUrl ?? httpBaseFromWsUrl(options.url)).replace(/\/+$/, '');
     this.outbox = new Outbox(options.storage ?? new MemoryStorage(), options.storagePrefix ?? 'harmonyflow:outbox', options.deviceId, this.sessionId, (e) => this.emit('error', e));
-    void this.outbox.loaded.then(() => {
-      if (this.outbox.size > 0) this.emit('queue', this.outbox.size);
-    });
+    // A failed read was reported by the outbox; write() and open() read again.
+    this.loadOutbox().catch(() => undefined);
   }
 
   /** `idle` (never connected), `connecting`, `connected`, `reconnecting`, or `closed` (by `close()` or a refusal). */
@@ -300,7 +303,10 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
     return this.write(key, 'DELETE', undefined, options);
   }
 
-  /** Adds `delta` (default 1) to the number at `key` (a missing key counts as 0); resolves with the resulting `value`. */
+  /**
+   * Adds `delta` (default 1) to the number at `key` (a missing key counts as 0); resolves with the
+   * resulting `value`. Rejects with `invalid_argument` unless `delta` is a finite number.
+   */
   increment<K extends NumericKeys<S>>(key: K, delta = 1, options: WriteOptions = {}): Promise<WriteResult> {
     return this.write(key, 'INCREMENT', delta, options);
   }
@@ -338,14 +344,20 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
   // ── writes ────────────────────────────────────────────────────────────────
 
   private async write(key: string, op: WriteOperation, value: JsonValue | undefined, options: WriteOptions): Promise<WriteResult> {
-    if (typeof key !== 'string' || key.length === 0) throw new SessionError(ClientErrorCode.INVALID_ARGUMENT, 'key must be a non-empty string');
+    // The server would refuse it too, but only after it had been saved and had waited its turn.
+    const keyProblem = stateKeyProblem(key);
+    if (keyProblem !== null) throw new SessionError(ClientErrorCode.INVALID_ARGUMENT, keyProblem);
+    // JSON has no NaN or Infinity: either would go out as null, which the server counts as 1.
+    if (op === 'INCREMENT' && !Number.isFinite(value)) throw new SessionError(ClientErrorCode.INVALID_ARGUMENT, `delta must be a finite number, not ${String(value)}`);
     if (this._status === 'closed') throw new SessionError(ClientErrorCode.CLOSED, 'client closed');
     const fields = { k: key, op, v: value, b: options.baseVersion };
     const bytes = frameBytes(this.encodeWrite({ ...fields, m: WIDEST_ID, c: 'x'.repeat(24) }));
     if (bytes > this.maxBytes) {
       throw new SessionError(ClientErrorCode.PAYLOAD_TOO_LARGE, `write is ${bytes} bytes, above the server's limit of ${this.maxBytes}`, { bytes, limit: this.maxBytes });
     }
-    await this.outbox.loaded;
+    await this.loadOutbox();
+    // close() may have run during the read: it rejected what was queued then, this was not yet.
+    if (this.status === 'closed') throw new SessionError(ClientErrorCode.CLOSED, 'client closed before the write was queued');
     const entry = this.outbox.add(fields);
     const result = new Promise<WriteResult>((resolve, reject) => {
       entry.settle = { resolve: resolve as (r: unknown) => void, reject };
@@ -364,6 +376,18 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
     entry.durable = true;
     this.pump();
     return result;
+  }
+
+  /** The stored queue in memory; the first time it is, `queue` tells the app what an earlier client left. */
+  private loadOutbox(): Promise<void> {
+    const p = this.outbox.load();
+    if (p !== this.outboxLoad) {
+      this.outboxLoad = p;
+      p.then(() => {
+        if (this.outbox.size > 0) this.emit('queue', this.outbox.size);
+      }, () => undefined); // the rejection goes to whoever awaits p
+    }
+    return p;
   }
 
   private encodeWrite(w: Pick<PendingWrite, 'k' | 'op' | 'v' | 'b' | 'm' | 'c'>): string | Uint8Array {
@@ -420,9 +444,8 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
       this.advanceMark();
       const value = e.op === 'DELETE' ? undefined : e.op === 'INCREMENT' ? (p.value as JsonValue) : e.v;
       if (version > this.version) this.version = version;
-      if (e.op === 'INCREMENT' && value === undefined) {
-        // Old server without the resulting value: the mirror learns it from the next snapshot.
-      } else this.setKey(e.k, value, version);
+      // An old server's INCREMENT ACK carries no resulting value: the mirror learns it from the next snapshot.
+      if (!(e.op === 'INCREMENT' && value === undefined)) this.setKey(e.k, value, version);
       this.emit('state', this.state, this.version);
     }
     this.outbox.remove(e).catch((err: Error) => this.reportStorage(err));
@@ -478,7 +501,13 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
 
   private async open(): Promise<void> {
     const gen = this.gen;
-    await this.outbox.loaded;
+    try {
+      await this.loadOutbox();
+    } catch {
+      // Reported by the outbox. Nothing is sent before the stored queue is known: its writes come first.
+      if (gen === this.gen) this.scheduleReconnect();
+      return;
+    }
     let token: string;
     try {
       token = this.nextToken ?? (await this.fetchToken());
@@ -748,8 +777,7 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
 
   private async prepareOutbox(sessionId: string, lastMutationId: number | null, version: number): Promise<void> {
     await this.outbox.bind(sessionId, lastMutationId ?? 0);
-    // A server without mutation ids (no last_mutation_id) dedups by correlation id only.
-    if (lastMutationId === null) return;
+    // Also without last_mutation_id (that server dedups by correlation id only): the queue is marked as being sent from.
     const done = await this.outbox.reconcile(lastMutationId);
     if (done.length > 0) this.emit('queue', this.outbox.size);
     for (const e of done) e.settle?.resolve({ version, duplicate: true } satisfies WriteResult);
@@ -802,11 +830,10 @@ export class SessionClient<S extends { [K in keyof S]: JsonValue } = JsonObject>
     if (sameEpoch) {
       // Keys we know at a newer version than the snapshot (our own ACKs) keep what we know.
       for (const [k, kv] of this.keyVersions) {
-        if (kv <= version) continue;
-        if (k in this.mutableState) next[k] = this.mutableState[k];
+        if (kv <= version) this.keyVersions.delete(k); // the snapshot covers it
+        else if (k in this.mutableState) next[k] = this.mutableState[k];
         else delete next[k];
       }
-      for (const [k, kv] of this.keyVersions) if (kv <= version) this.keyVersions.delete(k);
       for (const v of this.acked) if (v <= version) this.acked.delete(v);
       this.version = Math.max(version, ...this.keyVersions.values());
     } else {

@@ -24,9 +24,10 @@ interface OutboxDoc {
   /** Highest mutation_id handed out for this (session, device). */
   next: number;
   /**
-   * True once the counter has been compared with the server's `last_mutation_id`. Until then no
-   * write of this document can have been sent, so ids that the server has already seen (storage
-   * wiped while the server kept its high-water mark) may be renumbered instead of dropped.
+   * True once a connection has been readied to send this document's writes (its counter compared
+   * with the server's `last_mutation_id`, when the server sent one). Until then no write of it
+   * can have been sent, so ids that the server has already seen (storage wiped while the server
+   * kept its high-water mark) may be renumbered instead of dropped.
    */
   synced: boolean;
   pending: StoredWrite[];
@@ -45,6 +46,9 @@ export interface PendingWrite extends StoredWrite {
 }
 
 const UNBOUND = '~';
+/** Tries of a `getItem` that throws before a read gives up for now; pauses between them grow 50, 200, 800 ms. */
+const READ_ATTEMPTS = 4;
+const READ_RETRY_MS = 50;
 
 /**
  * The persistent queue of one device's unacknowledged writes to one session, and its
@@ -62,8 +66,7 @@ export class Outbox {
   private adopted: string[] = [];
   private chain: Promise<unknown> = Promise.resolve();
   private queued: Promise<void> | null = null;
-  /** Settles once the stored queue is in memory; never rejects (a bad document reads as empty). */
-  readonly loaded: Promise<void>;
+  private loading: Promise<void> | null = null;
 
   constructor(
     private readonly storage: StorageLike,
@@ -73,9 +76,26 @@ export class Outbox {
     private readonly onError: (err: SessionError) => void,
   ) {
     this.sessionId = sessionId ?? null;
-    this.loaded = this.read(this.key(this.sessionId)).then((doc) => {
-      if (doc) this.adopt(doc);
-    });
+  }
+
+  /**
+   * Brings the stored queue into memory; call (and wait) before anything is added. Settles at
+   * once after the first success. When storage cannot be read it rejects with `storage_failed`
+   * (reported through `onError` too) and the next call reads again: an unread document must
+   * not be taken for an empty one, or the next save would overwrite its writes and id counter.
+   */
+  load(): Promise<void> {
+    this.loading ??= this.read(this.key(this.sessionId)).then(
+      (doc) => {
+        if (doc) this.adopt(doc);
+      },
+      (err: SessionError) => {
+        this.loading = null;
+        this.onError(err);
+        throw err;
+      },
+    );
+    return this.loading;
   }
 
   /** Storage key of the document for a session (or the session-less one). */
@@ -138,7 +158,9 @@ export class Outbox {
    */
   async bind(sessionId: string, lastMutationId: number): Promise<void> {
     if (this.sessionId !== null) return;
+    await this.load();
     await this.chain;
+    // Throws when unreadable: the session's stored writes must not be replaced by these alone.
     const doc = await this.read(this.key(sessionId));
     // From here on synchronous: writes added during the read are moved too.
     const already = new Set(doc?.adopted ?? []);
@@ -158,23 +180,28 @@ export class Outbox {
   }
 
   /**
-   * Squares the queue with the server's `last_mutation_id` for this device (from AUTH_SUCCESS)
-   * and saves before anything is sent. Returns the writes the server has already processed
-   * (applied, or refused with an error a retry would repeat): they leave the queue unsent.
+   * Squares the queue with the server's `last_mutation_id` for this device (from AUTH_SUCCESS;
+   * null from a server that states none) and saves before anything is sent. Returns the writes
+   * the server has already processed (applied, or refused with an error a retry would repeat):
+   * they leave the queue unsent.
    */
-  async reconcile(lastMutationId: number): Promise<PendingWrite[]> {
+  async reconcile(lastMutationId: number | null): Promise<PendingWrite[]> {
     let dropped: PendingWrite[] = [];
     const was = { next: this.next, synced: this.synced, size: this.entries.length };
-    this.next = Math.max(this.next, lastMutationId);
-    if (!this.synced) {
-      // Nothing here was ever sent: ids the server already knows mean the counter was lost.
-      if (this.entries.length > 0 && this.entries[0].m <= lastMutationId) for (const e of this.entries) e.m = ++this.next;
-      this.synced = true;
-    } else {
-      let n = 0;
-      while (n < this.entries.length && this.entries[n].m <= lastMutationId) n++;
-      dropped = this.entries.splice(0, n);
+    if (lastMutationId !== null) {
+      this.next = Math.max(this.next, lastMutationId);
+      if (!this.synced) {
+        // Nothing here was ever sent: ids the server already knows mean the counter was lost.
+        if (this.entries.length > 0 && this.entries[0].m <= lastMutationId) for (const e of this.entries) e.m = ++this.next;
+      } else {
+        let n = 0;
+        while (n < this.entries.length && this.entries[n].m <= lastMutationId) n++;
+        dropped = this.entries.splice(0, n);
+      }
     }
+    // Sending may start now, even to a server that stated nothing: from here on, an id a server
+    // knows was processed, and renumbering it would apply it twice.
+    this.synced = true;
     if (was.next !== this.next || !was.synced || was.size !== this.entries.length) await this.save();
     return dropped;
   }
@@ -199,14 +226,24 @@ export class Outbox {
     await this.storage.setItem(key, JSON.stringify(doc));
   }
 
-  /** A stored document, or null when there is none or it cannot be read (reported, then ignored). */
+  /**
+   * The stored document, or null when there is none. A `getItem` that throws is tried again a few
+   * times, then the read rejects with `storage_failed`: a failed read tells nothing about what is
+   * stored. A value that is not a write queue is reported and read as empty, since reading it
+   * again cannot help.
+   */
   private async read(key: string): Promise<OutboxDoc | null> {
     let text: string | null | undefined;
-    try {
-      text = await this.storage.getItem(key);
-    } catch (err) {
-      this.onError(new SessionError(ClientErrorCode.STORAGE_FAILED, `reading ${key} failed: ${(err as Error).message}`));
-      return null;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        text = await this.storage.getItem(key);
+        break;
+      } catch (err) {
+        if (attempt >= READ_ATTEMPTS) {
+          throw new SessionError(ClientErrorCode.STORAGE_FAILED, `reading ${key} failed ${attempt} times, last: ${(err as Error)?.message ?? String(err)}; the stored queue is left untouched`);
+        }
+        await new Promise((r) => setTimeout(r, READ_RETRY_MS * 4 ** (attempt - 1)));
+      }
     }
     if (text === null || text === undefined) return null;
     try {

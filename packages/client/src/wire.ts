@@ -1,4 +1,4 @@
-import { SUBPROTOCOL_JSON, decodeFailure, decodeJson, encodeJson, type Codec } from '@harmonyflow/protocol/lite';
+import { SUBPROTOCOL_JSON, decodeFailure, decodeJson, encodeJson, utf8Length, type Codec } from '@harmonyflow/protocol/lite';
 
 /**
  * The JSON codec (`harmonyflow.v1.json`), the SDK's default. It is built on
@@ -15,16 +15,5 @@ export const jsonCodec: Codec = {
 
 /** Size of a frame on the wire: UTF-8 bytes for text, bytes for binary. */
 export function frameBytes(frame: string | Uint8Array): number {
-  if (typeof frame !== 'string') return frame.byteLength;
-  let n = 0;
-  for (let i = 0; i < frame.length; i++) {
-    const c = frame.charCodeAt(i);
-    if (c < 0x80) n += 1;
-    else if (c < 0x800) n += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < frame.length) {
-      n += 4; // a surrogate pair is one 4-byte character
-      i++;
-    } else n += 3;
-  }
-  return n;
+  return typeof frame === 'string' ? utf8Length(frame) : frame.byteLength;
 }

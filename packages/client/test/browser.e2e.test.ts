@@ -54,6 +54,17 @@ const waitText = (page: Page, id: string, value: string, timeout = 15_000) =>
   page.waitForFunction(([i, v]) => document.getElementById(i)?.textContent === v, [id, value], { timeout });
 
 describe('example page in Chromium on a 2-node cluster', () => {
+  it('opened without a token, the page says why instead of staying inert', async () => {
+    const page = await browser.newPage();
+    const pageErrors: string[] = [];
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    await page.goto(`${origin}/?${new URLSearchParams({ ws: nodes[0].wsUrl })}`);
+    await page.waitForFunction(() => /token/i.test(document.getElementById('error')?.textContent ?? ''), undefined, { timeout: 10_000 });
+    expect(await page.isDisabled('#inc')).toBe(true);
+    expect(pageErrors).toEqual([]);
+    await page.close();
+  });
+
   it('syncs two pages; a click made with the nodes down is queued in localStorage, survives a reload, and is applied once', async () => {
     const sid = randomUUID();
     const token = await tokens.signAccess('alice', 'user', 3600);

@@ -127,3 +127,23 @@ export function authSuccess(over: Record<string, unknown> = {}): Record<string, 
 }
 
 export const T = MessageType;
+
+/** Answers the next AUTH with AUTH_SUCCESS (`over` replaces fields) and, unless resumed, a snapshot. */
+export async function accept(conn: FakeConn, over: Record<string, unknown> = {}, state: Record<string, unknown> = {}): Promise<void> {
+  const auth = await conn.next(T.AUTH);
+  const ok = authSuccess({ device_id: auth.payload.device_id, ...over });
+  conn.send(T.AUTH_SUCCESS, ok);
+  if (ok.resumed !== true) conn.send(T.SNAPSHOT_RESPONSE, { session_id: ok.session_id, version: ok.version, state_data: state, updated_at: '', epoch: ok.epoch });
+}
+
+export function ack(conn: FakeConn, write: { correlation_id?: string; payload: Record<string, unknown> }, version: number, extra: Record<string, unknown> = {}): void {
+  conn.send(T.STATE_UPDATE_ACK, { correlation_id: write.correlation_id, version, mutation_id: write.payload.mutation_id, ...extra }, write.correlation_id);
+}
+
+export async function until(check: () => boolean, ms = 4000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

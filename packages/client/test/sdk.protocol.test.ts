@@ -1,5 +1,5 @@
 import { MemoryStorage, SessionError } from '../src';
-import { authSuccess, closeClients, countingWebSocket, fakeServer, pendingIn, sdkClient, T, type FakeConn } from './helpers';
+import { accept, ack, authSuccess, closeClients, countingWebSocket, fakeServer, pendingIn, sdkClient, T, until } from './helpers';
 
 // Protocol details against a scripted server: what a real gateway cannot be made to do on cue.
 const SID = '00000000-0000-4000-8000-000000000001';
@@ -16,17 +16,6 @@ function fakeJwt(ttlSeconds: number, tag: string): string {
   const now = Math.floor(Date.now() / 1000);
   const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
   return `${b64({ alg: 'HS256' })}.${b64({ sub: 'alice', iat: now, exp: now + ttlSeconds, tag })}.sig`;
-}
-
-async function accept(conn: FakeConn, over: Record<string, unknown> = {}, state: Record<string, unknown> = {}): Promise<void> {
-  const auth = await conn.next(T.AUTH);
-  const ok = authSuccess({ device_id: auth.payload.device_id, ...over });
-  conn.send(T.AUTH_SUCCESS, ok);
-  if (ok.resumed !== true) conn.send(T.SNAPSHOT_RESPONSE, { session_id: SID, version: ok.version, state_data: state, updated_at: '', epoch: ok.epoch });
-}
-
-function ack(conn: FakeConn, write: { correlation_id?: string; payload: Record<string, unknown> }, version: number, extra: Record<string, unknown> = {}): void {
-  conn.send(T.STATE_UPDATE_ACK, { correlation_id: write.correlation_id, version, mutation_id: write.payload.mutation_id, ...extra }, write.correlation_id);
 }
 
 describe('SessionClient protocol (scripted server)', () => {
@@ -94,6 +83,32 @@ describe('SessionClient protocol (scripted server)', () => {
     expect(c.version).toBe(3);
     expect(pendingIn(storage.getItem(`harmonyflow:outbox:d:${SID}`))).toEqual([]);
     expect(second.frames.filter((f) => f.type === T.STATE_UPDATE)).toHaveLength(1);
+  });
+
+  it('a write sent to a server that states no last_mutation_id is settled, not renumbered, when the next server says it was processed', async () => {
+    server = await fakeServer(() => undefined);
+    const storage = new MemoryStorage();
+    const c = sdkClient({ url: server.url, token: 't', deviceId: 'd', sessionId: SID, storage });
+    const connected = c.connect();
+    await eventuallyConn(0);
+    const first = server.conns[0];
+    await accept(first, { last_mutation_id: undefined }); // e.g. an older node during a rolling upgrade
+    await connected;
+    const write = c.increment('n');
+    write.catch(() => undefined); // awaited below; a failure before that must not crash the run
+    const w1 = await first.next(T.STATE_UPDATE);
+    expect(w1.payload.mutation_id).toBe(1);
+    // Saved before it was sent, so an app restart knows it too.
+    expect(JSON.parse(storage.getItem(`harmonyflow:outbox:d:${SID}`)!)).toMatchObject({ synced: true });
+    // The server applies #1; its ACK is lost with the connection.
+    first.socket.terminate();
+
+    await eventuallyConn(1);
+    const second = server.conns[1];
+    await accept(second, { last_mutation_id: 1, version: 1 }, { n: 1 });
+    await expect(write).resolves.toEqual({ version: 1, duplicate: true });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(second.frames.filter((f) => f.type === T.STATE_UPDATE)).toEqual([]);
   });
 
   it('re-sends an unacknowledged write with the same ids after ackTimeoutMs; a duplicate ACK resolves it', async () => {
@@ -189,7 +204,33 @@ describe('SessionClient protocol (scripted server)', () => {
     expect(c.status).toBe('connected');
   });
 
-  it('renumbers writes never sent when the server knows their ids (storage wiped), and binds session-less writes to the session AUTH names', async () => {
+  it('renumbers writes never sent when the server already knows their ids (storage wiped, server kept its mark)', async () => {
+    server = await fakeServer(() => undefined);
+    const storage = new MemoryStorage();
+    const key = `harmonyflow:outbox:d:${SID}`;
+    const c = sdkClient({ url: server.url, token: 't', deviceId: 'd', sessionId: SID, storage });
+    const offline = [c.increment('n'), c.set('mood', 'calm')];
+    for (const p of offline) p.catch(() => undefined); // awaited below; a failure before that must not crash the run
+    await until(() => pendingIn(storage.getItem(key)).length === 2);
+    expect(JSON.parse(storage.getItem(key)!)).toMatchObject({ next: 2, synced: false });
+    expect(pendingIn(storage.getItem(key)).map((w) => w.m)).toEqual([1, 2]);
+    const connected = c.connect();
+    await eventuallyConn(0);
+    const conn = server.conns[0];
+    await accept(conn, { last_mutation_id: 5 });
+    await connected;
+    const a = await conn.next(T.STATE_UPDATE);
+    expect(a.payload).toMatchObject({ key: 'n', mutation_id: 6 });
+    ack(conn, a, 1, { value: 1 });
+    const b = await conn.next(T.STATE_UPDATE);
+    expect(b.payload).toMatchObject({ key: 'mood', mutation_id: 7 });
+    ack(conn, b, 2);
+    expect(await Promise.all(offline)).toEqual([{ version: 1, value: 1 }, { version: 2 }]);
+    await until(() => pendingIn(storage.getItem(key)).length === 0);
+    expect(JSON.parse(storage.getItem(key)!)).toMatchObject({ next: 7, synced: true });
+  });
+
+  it('binds session-less writes to the session AUTH names, numbered above last_mutation_id; ids keep rising for the next client', async () => {
     server = await fakeServer(() => undefined);
     const storage = new MemoryStorage();
     // No sessionId: the server picks (the user's most recent session).
@@ -225,14 +266,6 @@ describe('SessionClient protocol (scripted server)', () => {
     await w;
   });
 });
-
-async function until(check: () => boolean, ms = 4000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 function eventuallyConn(i: number): Promise<void> {
   return until(() => (server?.conns.length ?? 0) > i);

@@ -1,8 +1,10 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { jwtTimes, MemoryStorage, refreshDelayMs } from '../src';
+import WebSocket from 'ws';
+import { jwtTimes, MemoryStorage, refreshDelayMs, SessionClient, type WebSocketFactory } from '../src';
 import { FileStorage } from '../src/node';
+import { pendingIn, until } from './helpers';
 import { frameBytes } from '../src/wire';
 
 function jwt(claims: Record<string, unknown>): string {
@@ -37,6 +39,10 @@ describe('frame size', () => {
     expect(frameBytes(text)).toBe(bytes);
     expect(frameBytes(text)).toBe(Buffer.byteLength(text));
   });
+
+  it('a binary frame is its byte length', () => {
+    expect(frameBytes(new Uint8Array(7))).toBe(7);
+  });
 });
 
 describe('storage adapters', () => {
@@ -67,5 +73,72 @@ describe('storage adapters', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('writes refused before anything is queued', () => {
+  function offlineClient(storage: MemoryStorage): SessionClient<{ n: number }> {
+    return new SessionClient<{ n: number }>({ url: 'ws://127.0.0.1:1/ws', token: 't', deviceId: 'd', sessionId: '00000000-0000-4000-8000-000000000001', storage, WebSocket: WebSocket as unknown as WebSocketFactory });
+  }
+
+  it.each([NaN, Infinity, -Infinity])('increment by %s rejects with invalid_argument (JSON would send null, counted as +1)', async (delta) => {
+    const storage = new MemoryStorage();
+    const c = offlineClient(storage);
+    await expect(c.increment('n', delta)).rejects.toMatchObject({ code: 'invalid_argument' });
+    await c.close();
+    expect(storage.keys()).toEqual([]);
+    expect(c.pendingWrites).toBe(0);
+  }, 2000);
+
+  it.each([
+    ['a lone surrogate', '\ud800'],
+    ['257 ASCII bytes', 'k'.repeat(257)],
+    ['100 characters but 300 bytes of UTF-8', '€'.repeat(100)],
+    ['empty', ''],
+  ])('a key that is %s rejects with invalid_argument, as the server would', async (_name, key) => {
+    const storage = new MemoryStorage();
+    const c = offlineClient(storage);
+    await expect(c.set(key as 'n', 1)).rejects.toMatchObject({ code: 'invalid_argument' });
+    await c.close();
+    expect(storage.keys()).toEqual([]);
+  }, 2000);
+
+  it('a key of 256 bytes of UTF-8 is queued', async () => {
+    const storage = new MemoryStorage();
+    const c = offlineClient(storage);
+    const key = `${'€'.repeat(85)}k` as 'n'; // 85 × 3 + 1
+    void c.set(key, 1).catch(() => undefined); // rejected as closed by close() below, once stored
+    await until(() => c.pendingWrites === 1);
+    await c.close();
+    expect(pendingIn(storage.getItem(storage.keys()[0])).map((w) => w.k)).toEqual([key]);
+  }, 2000);
+
+  it('a write made while close() runs rejects with closed (storage still being read), and nothing is queued', async () => {
+    const inner = new MemoryStorage();
+    const slow = {
+      getItem: (k: string) => new Promise<string | null>((r) => setTimeout(() => r(inner.getItem(k)), 50)),
+      setItem: (k: string, v: string) => inner.setItem(k, v),
+      removeItem: (k: string) => inner.removeItem(k),
+    };
+    const c = new SessionClient({ url: 'ws://127.0.0.1:1/ws', token: 't', deviceId: 'd', sessionId: '00000000-0000-4000-8000-000000000001', storage: slow, WebSocket: WebSocket as unknown as WebSocketFactory });
+    const write = c.set('k', 1);
+    await c.close();
+    await expect(write).rejects.toMatchObject({ code: 'closed' });
+    expect(inner.keys()).toEqual([]);
+  }, 2000);
+});
+
+describe('constructor arguments', () => {
+  it.each([
+    ['empty', ''],
+    ['129 characters', 'd'.repeat(129)],
+    ['a lone surrogate (it would reach the server as U+FFFD and share a queue with another id)', 'phone-\udc00'],
+  ])('a deviceId that is %s is refused with invalid_argument', (_name, deviceId) => {
+    expect(() => new SessionClient({ url: 'ws://127.0.0.1:1/ws', token: 't', deviceId, WebSocket: WebSocket as unknown as WebSocketFactory }))
+      .toThrow(expect.objectContaining({ code: 'invalid_argument' }));
+  });
+
+  it('a deviceId of 128 characters with a surrogate pair is accepted', () => {
+    expect(() => new SessionClient({ url: 'ws://127.0.0.1:1/ws', token: 't', deviceId: `${'d'.repeat(126)}😀`, WebSocket: WebSocket as unknown as WebSocketFactory })).not.toThrow();
   });
 });

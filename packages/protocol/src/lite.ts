@@ -9,3 +9,4 @@ export * from './envelope';
 export * from './codec/result';
 export { encodeJson, decodeJson } from './codec/json';
 export type { Codec } from './codec';
+export * from './validate';
