@@ -258,20 +258,19 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
       if (state.draining) return;
       state.draining = true;
       ws.refuseNew();
-      for (const t of timers) t.stop();
-      keepAlive.stop();
+      await Promise.all([...timers.map((t) => t.stop()), keepAlive.stop()]);
       canary.stop();
       await ws.drain(Math.min(config.drainTimeoutMs, 3000));
       const deadline = Date.now() + config.drainTimeoutMs;
       while ((inflight.count > 0 || ws.connectionCount > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       ws.stop();
-      tracker.stop();
+      await tracker.stop();
       // Leave cleanly so nobody has to reap us; if Redis is away, a survivor will.
       try {
         const gone = await membership.leave();
         await Promise.all(gone.map((g) => tracker.left(g.sessionId, g.deviceId, 'disconnected')));
       } catch (err) {
-        membership.stop();
+        await membership.stop();
         log.warn({ err: (err as Error).message }, 'could not leave the cluster cleanly; a survivor will reap this node');
       }
       // /health and /ready answered throughout the drain; the listen socket goes last.

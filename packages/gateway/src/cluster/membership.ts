@@ -1,4 +1,5 @@
 import type { Logger } from '../log';
+import { every, type Periodic } from '../periodic';
 import type { PresenceRegistry } from '../presence/types';
 import { nodeIdOf } from './instance';
 import type { LocalConnection, NodeInfo, NodeRegistry } from './nodeRegistry';
@@ -43,8 +44,7 @@ export class Membership {
   /** Connection list changes since the last beat (kept as they happen: no per-beat diff of every connection). */
   private added = new Map<string, LocalConnection>();
   private removed = new Set<string>();
-  private timer: NodeJS.Timeout | null = null;
-  private beating = false;
+  private ticker: Periodic | null = null;
 
   constructor(
     private readonly registry: NodeRegistry,
@@ -70,15 +70,10 @@ export class Membership {
     for (const n of [...live, ...dead]) {
       if (n.instance !== this.opts.instance && nodeIdOf(n.instance) === mine) await this.reap(n.instance, 'previous incarnation');
     }
-    this.timer = setInterval(() => {
-      if (this.beating) return;
-      this.beating = true;
-      this.beat()
-        .then(() => this.reapDead())
-        .catch((err) => this.log.warn({ err: (err as Error).message }, 'heartbeat failed'))
-        .finally(() => (this.beating = false));
-    }, this.opts.heartbeatMs);
-    this.timer.unref();
+    this.ticker = every(this.opts.heartbeatMs, this.log, 'heartbeat', async () => {
+      await this.beat();
+      await this.reapDead();
+    });
   }
 
   /**
@@ -149,8 +144,9 @@ export class Membership {
    * unreachable the entries stay, and a survivor reaps them once our heartbeat is old.
    */
   async leave(): Promise<Array<{ sessionId: string; deviceId: string }>> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    // A beat still in flight would put the entry back after forget(): a departed instance listed
+    // as live until it is reaped.
+    await this.stop();
     const inst = this.opts.instance;
     const sessionIds = [...new Set([...(await this.registry.sessionsOf(inst)), ...this.local.sessionIds()])];
     const gone = await this.presence.reapNode(inst, sessionIds, Date.now());
@@ -158,8 +154,10 @@ export class Membership {
     return gone;
   }
 
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+  /** Stops heartbeating; resolves once a beat in flight has landed. */
+  async stop(): Promise<void> {
+    const t = this.ticker;
+    this.ticker = null;
+    await t?.stop();
   }
 }

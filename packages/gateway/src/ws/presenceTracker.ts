@@ -1,6 +1,7 @@
 import { BusKind, type ControlFrame, type DeviceInfo, type DeviceLeftReason } from '@harmonyflow/protocol';
 import type { Hub } from '../hub';
 import type { Logger } from '../log';
+import { every, type Periodic } from '../periodic';
 import type { DeviceDescriptor, PresenceRegistry } from '../presence/types';
 import { connOf, type Conn, type WS } from './conn';
 
@@ -16,7 +17,7 @@ export type PublishControl = (sessionId: string, kind: ControlFrame['kind'], bod
 export class PresenceTracker {
   /** Devices whose stored count on this instance may be off: sessionId → device ids. */
   private readonly dirty = new Map<string, Set<string>>();
-  private timer: NodeJS.Timeout | null = null;
+  private ticker: Periodic | null = null;
   private reconciling = false;
 
   constructor(
@@ -29,16 +30,17 @@ export class PresenceTracker {
 
   /** Starts the periodic `last_seen` touch and reconciliation. */
   start(touchEveryMs: number, sockets: () => Iterable<WS>): void {
-    this.timer = setInterval(() => {
+    this.ticker = every(touchEveryMs, this.log, 'presence reconciliation', async () => {
       this.touch(sockets(), Date.now());
-      this.reconcile().catch((err) => this.log.warn({ err: (err as Error).message }, 'presence reconciliation failed'));
-    }, touchEveryMs);
-    this.timer.unref();
+      await this.reconcile();
+    });
   }
 
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+  /** Stops the periodic work; resolves once a round in progress has finished. */
+  async stop(): Promise<void> {
+    const t = this.ticker;
+    this.ticker = null;
+    await t?.stop();
   }
 
   /**
