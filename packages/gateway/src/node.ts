@@ -188,6 +188,8 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
   membership = new Membership(registry, presence, {
     sessionIds: () => hub.localSessionIds(),
     drainLeftSessions: () => hub.drainLeftSessions(),
+    hosts: (sessionId) => hub.connsOf(sessionId) !== undefined,
+    unsettled: (sessionId) => tracker.hasDirty(sessionId),
     connections: localConnections,
     figures: () => ({ active_connections: ws.connectionCount, sessions: hub.sessionCount, store: store.kind }),
   }, {
@@ -265,9 +267,12 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
       while ((inflight.count > 0 || ws.connectionCount > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       ws.stop();
       await tracker.stop();
+      // Counts that failed updates left off are set right (and announced) while we still can;
+      // leave() zeroes whatever stays unsettled.
+      await tracker.reconcile().catch((err) => log.warn({ err: (err as Error).message }, 'presence reconciliation at shutdown failed'));
       // Leave cleanly so nobody has to reap us; if Redis is away, a survivor will.
       try {
-        const gone = await membership.leave();
+        const gone = await membership.leave(tracker.dirtySessionIds());
         await Promise.all(gone.map((g) => tracker.left(g.sessionId, g.deviceId, 'disconnected')));
       } catch (err) {
         await membership.stop();

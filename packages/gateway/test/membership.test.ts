@@ -24,6 +24,8 @@ class SlowRegistry extends MemoryNodeRegistry {
 const emptyView: LocalView = {
   sessionIds: () => [],
   drainLeftSessions: () => [],
+  hosts: () => false,
+  unsettled: () => false,
   connections: () => new Map(),
   figures: () => ({ active_connections: 0, sessions: 0 }),
 };
@@ -33,13 +35,39 @@ const listed = async (r: MemoryNodeRegistry) => {
   return [...live, ...dead].some((n) => n.instance === INSTANCE);
 };
 
+const hooks = { deviceTimedOut: async () => undefined, recount: async () => undefined };
+
 describe('Membership', () => {
+  it('keeps a left session in the registry set while a device count of it is unsettled, and drops it once settled', async () => {
+    const registry = new MemoryNodeRegistry(60_000);
+    const left: string[] = [];
+    const dirty = new Set<string>();
+    const hosted = new Set<string>();
+    const m = new Membership(registry, new MemoryPresence(60_000), {
+      ...emptyView,
+      drainLeftSessions: () => left.splice(0),
+      hosts: (id) => hosted.has(id),
+      unsettled: (id) => dirty.has(id),
+    }, hooks, log, { instance: INSTANCE, startedAt: Date.now(), heartbeatMs: 60_000 });
+    await registry.trackSessions(INSTANCE, ['s1', 's2', 's3'], []);
+    left.push('s1', 's2', 's3');
+    dirty.add('s1').add('s3');
+    await m.beat();
+    expect((await registry.sessionsOf(INSTANCE)).sort()).toEqual(['s1', 's3']);
+    await m.beat();
+    expect((await registry.sessionsOf(INSTANCE)).sort()).toEqual(['s1', 's3']);
+    dirty.delete('s1');
+    hosted.add('s3'); // joined again: its join keeps it listed, and it is drained again when it is left
+    await m.beat();
+    expect(await registry.sessionsOf(INSTANCE)).toEqual(['s3']);
+    dirty.delete('s3');
+    await m.beat();
+    expect(await registry.sessionsOf(INSTANCE)).toEqual(['s3']);
+  });
+
   it('leave() waits for a heartbeat in flight: the departed instance is not listed again after it left', async () => {
     const registry = new SlowRegistry(60_000);
-    const m = new Membership(registry, new MemoryPresence(60_000), emptyView, {
-      deviceTimedOut: async () => undefined,
-      recount: async () => undefined,
-    }, log, { instance: INSTANCE, startedAt: Date.now(), heartbeatMs: 20 });
+    const m = new Membership(registry, new MemoryPresence(60_000), emptyView, hooks, log, { instance: INSTANCE, startedAt: Date.now(), heartbeatMs: 20 });
     await m.start();
     expect(await listed(registry)).toBe(true);
     let release!: () => void;

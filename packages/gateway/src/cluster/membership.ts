@@ -10,6 +10,10 @@ export interface LocalView {
   sessionIds(): string[];
   /** Sessions this node stopped hosting since the last call (joins are recorded as they happen). */
   drainLeftSessions(): string[];
+  /** Whether the session has a local socket now. */
+  hosts(sessionId: string): boolean;
+  /** Whether a count of the session's devices on this instance may be off (an update failed, not yet reconciled). */
+  unsettled(sessionId: string): boolean;
   /** Authenticated local connections by connection id (for the periodic full rewrite). */
   connections(): Map<string, LocalConnection>;
   /** The figures of NodeInfo this node reports. */
@@ -44,6 +48,8 @@ export class Membership {
   /** Connection list changes since the last beat (kept as they happen: no per-beat diff of every connection). */
   private added = new Map<string, LocalConnection>();
   private removed = new Set<string>();
+  /** Sessions left here whose device counts are not settled yet: they stay in the registry's set. */
+  private heldBack = new Set<string>();
   private ticker: Periodic | null = null;
 
   constructor(
@@ -84,7 +90,7 @@ export class Membership {
   async beat(): Promise<void> {
     const inst = this.opts.instance;
     if (await this.registry.takeReapedMark(inst, this.opts.startedAt)) await this.reregister();
-    const left = this.local.drainLeftSessions();
+    const left = this.settledLeftSessions();
     if (left.length) await this.registry.trackSessions(inst, [], left);
     const full = this.beats++ % (this.opts.rewriteEvery ?? 12) === 0;
     const added = full ? [...this.local.connections().values()] : [...this.added.values()];
@@ -117,6 +123,23 @@ export class Membership {
     if (!this.added.delete(connId)) this.removed.add(connId);
   }
 
+  /**
+   * Sessions to drop from the registry's set: left here, and every device count of theirs on this
+   * instance settled. One with a count still off (a disconnect that failed and is not reconciled
+   * yet) stays listed, so that if this process dies first, its reaper still zeroes that count.
+   */
+  private settledLeftSessions(): string[] {
+    const candidates = new Set([...this.heldBack, ...this.local.drainLeftSessions()]);
+    this.heldBack.clear();
+    const settled: string[] = [];
+    for (const id of candidates) {
+      if (this.local.hosts(id)) continue; // hosted again: listed, and drained when it is left again
+      if (this.local.unsettled(id)) this.heldBack.add(id);
+      else settled.push(id);
+    }
+    return settled;
+  }
+
   private async reregister(): Promise<void> {
     this.log.warn('this node was reaped while alive; re-registering its sessions and devices');
     await this.registry.trackSessions(this.opts.instance, this.local.sessionIds(), []);
@@ -140,15 +163,16 @@ export class Membership {
 
   /**
    * Leaves cleanly once every local socket is closed: zeroes whatever this instance still counts
-   * (a disconnect that failed during the drain) and drops its registry entries. If Redis is
-   * unreachable the entries stay, and a survivor reaps them once our heartbeat is old.
+   * (a disconnect that failed during the drain) in the sessions of its registry set, its local
+   * ones and `unsettled` (those with a count that may be off), and drops its registry entries. If
+   * Redis is unreachable the entries stay, and a survivor reaps them once our heartbeat is old.
    */
-  async leave(): Promise<Array<{ sessionId: string; deviceId: string }>> {
+  async leave(unsettled: readonly string[] = []): Promise<Array<{ sessionId: string; deviceId: string }>> {
     // A beat still in flight would put the entry back after forget(): a departed instance listed
     // as live until it is reaped.
     await this.stop();
     const inst = this.opts.instance;
-    const sessionIds = [...new Set([...(await this.registry.sessionsOf(inst)), ...this.local.sessionIds()])];
+    const sessionIds = [...new Set([...(await this.registry.sessionsOf(inst)), ...this.local.sessionIds(), ...this.heldBack, ...unsettled])];
     const gone = await this.presence.reapNode(inst, sessionIds, Date.now());
     await this.registry.forget(inst);
     return gone;

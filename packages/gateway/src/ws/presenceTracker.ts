@@ -16,9 +16,11 @@ export type PublishControl = (sessionId: string, kind: ControlFrame['kind'], bod
  */
 export class PresenceTracker {
   /** Devices whose stored count on this instance may be off: sessionId → device ids. */
-  private readonly dirty = new Map<string, Set<string>>();
+  private dirty = new Map<string, Set<string>>();
+  /** The devices the reconciliation round in progress is setting. */
+  private settling = new Map<string, Set<string>>();
+  private round: Promise<void> | null = null;
   private ticker: Periodic | null = null;
-  private reconciling = false;
 
   constructor(
     private readonly presence: PresenceRegistry,
@@ -115,15 +117,28 @@ export class PresenceTracker {
     s.add(deviceId);
   }
 
-  /** Sets the stored count of every marked device to what this node really holds. */
+  /**
+   * Sets the stored count of every marked device to what this node really holds. A call while a
+   * round runs waits for it and then runs its own: it settles every device marked before the call.
+   */
   async reconcile(): Promise<void> {
-    if (this.reconciling || this.dirty.size === 0) return;
-    this.reconciling = true;
+    while (this.round) await this.round.catch(() => undefined);
+    if (this.dirty.size === 0) return;
+    const round = (this.round = this.settle());
     try {
-      const work = [...this.dirty];
-      this.dirty.clear();
-      let failure: unknown = null;
-      for (const [sessionId, devices] of work) {
+      await round;
+    } finally {
+      if (this.round === round) this.round = null;
+    }
+  }
+
+  private async settle(): Promise<void> {
+    // Devices stay unsettled (hasDirty) until their count is set: `settling` covers the round.
+    this.settling = this.dirty;
+    this.dirty = new Map();
+    let failure: unknown = null;
+    try {
+      for (const [sessionId, devices] of this.settling) {
         for (const deviceId of devices) {
           try {
             const change = await this.presence.setCount(sessionId, deviceId, this.instance, this.localCount(sessionId, deviceId), Date.now());
@@ -136,10 +151,24 @@ export class PresenceTracker {
           }
         }
       }
-      if (failure) throw failure;
     } finally {
-      this.reconciling = false;
+      this.settling = new Map();
     }
+    if (failure) throw failure;
+  }
+
+  /**
+   * Whether a count of the session's devices on this instance may be off (a failed update not yet
+   * reconciled). Such a session must stay in this instance's registry set: a reaper finds the
+   * devices it has to zero there.
+   */
+  hasDirty(sessionId: string): boolean {
+    return this.dirty.has(sessionId) || this.settling.has(sessionId);
+  }
+
+  /** Sessions with a count on this instance that may be off. */
+  dirtySessionIds(): string[] {
+    return [...new Set([...this.dirty.keys(), ...this.settling.keys()])];
   }
 
   private localCount(sessionId: string, deviceId: string): number {
