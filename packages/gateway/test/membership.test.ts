@@ -1,6 +1,6 @@
-import { eventually } from '@harmonyflow/testkit';
+import { connectRedis, eventually, randomKeySpace, useRedis } from '@harmonyflow/testkit';
 import { Membership, type LocalView } from '../src/cluster/membership';
-import { MemoryNodeRegistry, type ConnectionDelta, type NodeInfo } from '../src/cluster/nodeRegistry';
+import { MemoryNodeRegistry, RedisNodeRegistry, type ConnectionDelta, type HeartbeatResult, type NodeInfo } from '../src/cluster/nodeRegistry';
 import { createLogger } from '../src/log';
 import { MemoryPresence } from '../src/presence/memory';
 
@@ -12,12 +12,12 @@ class SlowRegistry extends MemoryNodeRegistry {
   hold: Promise<void> | null = null;
   started = 0;
   landed = 0;
-  async heartbeat(info: NodeInfo, delta: ConnectionDelta): Promise<boolean> {
+  async heartbeat(info: NodeInfo, delta: ConnectionDelta): Promise<HeartbeatResult> {
     this.started++;
     if (this.hold) await this.hold;
-    const missing = await super.heartbeat(info, delta);
+    const seen = await super.heartbeat(info, delta);
     this.landed++;
-    return missing;
+    return seen;
   }
 }
 
@@ -36,6 +36,7 @@ const listed = async (r: MemoryNodeRegistry) => {
 };
 
 const hooks = { deviceTimedOut: async () => undefined, recount: async () => undefined };
+const redis = useRedis();
 
 describe('Membership', () => {
   it('keeps a left session in the registry set while a device count of it is unsettled, and drops it once settled', async () => {
@@ -82,5 +83,31 @@ describe('Membership', () => {
     release();
     await eventually(() => registry.landed === registry.started, 2000, 5);
     expect(await listed(registry)).toBe(false);
+  });
+
+  it('an instance reaped while alive (claimed, reaped, forgotten between two beats) re-registers once in the next beat', async () => {
+    const keys = randomKeySpace();
+    const [mine, reaper] = await Promise.all([connectRedis({ mode: 'single', url: redis().url }), connectRedis({ mode: 'single', url: redis().url })]);
+    try {
+      const registry = new RedisNodeRegistry(mine, keys, 60_000, 3600_000);
+      const other = new RedisNodeRegistry(reaper, keys, 60_000, 3600_000);
+      let recounts = 0;
+      const m = new Membership(registry, new MemoryPresence(60_000), { ...emptyView, sessionIds: () => ['s1'] }, {
+        ...hooks,
+        recount: async () => void recounts++,
+      }, log, { instance: INSTANCE, startedAt: Date.now(), heartbeatMs: 60_000 });
+      await m.beat();
+      await registry.trackSessions(INSTANCE, ['s1'], []);
+      expect(await other.claimReap(INSTANCE)).toBe(true);
+      await other.forget(INSTANCE);
+      await m.beat();
+      expect(recounts).toBe(1);
+      expect(await other.sessionsOf(INSTANCE)).toEqual(['s1']);
+      await m.beat();
+      expect(recounts).toBe(1);
+    } finally {
+      mine.disconnect();
+      reaper.disconnect();
+    }
   });
 });

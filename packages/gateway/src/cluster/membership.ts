@@ -2,7 +2,7 @@ import type { Logger } from '../log';
 import { every, type Periodic } from '../periodic';
 import type { PresenceRegistry } from '../presence/types';
 import { nodeIdOf } from './instance';
-import type { LocalConnection, NodeInfo, NodeRegistry } from './nodeRegistry';
+import type { HeartbeatResult, LocalConnection, NodeInfo, NodeRegistry } from './nodeRegistry';
 
 /** What membership needs to know about this node's own sockets and sessions. */
 export interface LocalView {
@@ -89,7 +89,6 @@ export class Membership {
    */
   async beat(): Promise<void> {
     const inst = this.opts.instance;
-    if (await this.registry.takeReapedMark(inst, this.opts.startedAt)) await this.reregister();
     const left = this.settledLeftSessions();
     if (left.length) await this.registry.trackSessions(inst, [], left);
     const full = this.beats++ % (this.opts.rewriteEvery ?? 12) === 0;
@@ -101,14 +100,14 @@ export class Membership {
       node_id: nodeIdOf(inst), instance: inst, ...this.local.figures(),
       started_at: new Date(this.opts.startedAt).toISOString(), updated_at: Date.now(),
     };
-    let missing: boolean;
+    let seen: HeartbeatResult;
     try {
-      missing = await this.registry.heartbeat(info, { full, added, removed });
+      seen = await this.registry.heartbeat(info, { full, added, removed });
     } catch (err) {
       this.beats = 0; // the stored list may now be off: rewrite it whole next time
       throw err;
     }
-    if (missing && this.registered) await this.reregister();
+    if ((seen.missing || seen.reaped) && this.registered) await this.reregister();
     this.registered = true;
   }
 
