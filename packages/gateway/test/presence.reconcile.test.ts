@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { MessageType as T } from '@harmonyflow/protocol';
+import { BusKind, CloseCode, encodeControlFrame, MessageType as T } from '@harmonyflow/protocol';
 import {
   api, closeAllDevices, connectDevice, eventually, spawnNode, startNode, startRedis, testTokens,
   type NodeProcess, type PrivateRedis, type StartedNode, type TestDevice,
@@ -109,6 +109,24 @@ describe('presence survives failed updates', () => {
     expect(left.payload.reason).toBe('timeout');
     await eventually(async () => (await status(b, sid)).phone === 'offline', 5000, 100);
   }, 40_000);
+
+  it('a kicked device counted here again between the kicker\'s removal and the kick (a recount) is not left counted', async () => {
+    const a = await node(`a-${randomUUID().slice(0, 4)}`);
+    const sid = randomUUID();
+    const phone = await join(a, 'phone', sid);
+    const connections = async () => {
+      const r = await api(a.url, 'GET', `/session/${sid}/devices`, { token: await a.token('alice') });
+      return (r.body.devices as Array<{ device_id: string; connections: number }>).find((d) => d.device_id === 'phone')?.connections;
+    };
+    expect(await connections()).toBe(1);
+    // The kicker's removal, a recount of this node landing right after it, then the kick itself.
+    await a.node.presence.remove(sid, 'phone');
+    await a.node.presence.setCount(sid, 'phone', a.node.instance, 1, Date.now());
+    await a.node.bus.publish(sid, encodeControlFrame({ kind: BusKind.KICK, sessionId: sid, originNode: 'kicker', body: { device_id: 'phone' } }));
+    await eventually(() => phone.closeCode !== null, 5000, 20);
+    expect(phone.closeCode).toBe(CloseCode.KICKED);
+    await eventually(async () => (await connections()) === 0, 5000, 100);
+  });
 
   /**
    * A device's disconnect fails during a Redis blip, and a heartbeat after the blip runs before

@@ -69,12 +69,24 @@ export class PresenceTracker {
       });
   }
 
+  /**
+   * A connection being closed by a kick: the kicker removed the device's record and announced
+   * DEVICE_LEFT, so there is nothing to take back. But something may have counted the device here
+   * again between that removal and the kick (a recount): the next reconciliation sets its count
+   * on this instance from the sockets that remain.
+   */
+  kicked(c: Conn): void {
+    if (!c.counted) return;
+    c.counted = false;
+    this.markDirty(c.sessionId, c.deviceId);
+  }
+
   /** Traffic from a connection that went silent past the presence timeout: online again. */
   heard(c: Conn, now: number): void {
     if (!c.authed || c.counted || c.closed || c.authInFlight) return;
     c.counted = true;
     this.presence.connect(c.sessionId, { deviceId: c.deviceId }, this.instance, now)
-      .then(({ first }) => (first ? this.joined(c.sessionId, c.deviceId) : undefined))
+      .then(({ first, devices }) => (first ? this.joined(c.sessionId, c.deviceId, devices) : undefined))
       .catch((err) => {
         this.log.warn({ err: (err as Error).message }, 'presence reconnect failed; will reconcile');
         this.markDirty(c.sessionId, c.deviceId);
