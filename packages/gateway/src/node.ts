@@ -6,7 +6,7 @@ import { BusCanary } from './bus/canary';
 import { MemoryBroker, MemoryBus } from './bus/memory';
 import { RedisBus } from './bus/redis';
 import type { Bus } from './bus/types';
-import { newInstanceId } from './cluster/instance';
+import { connectionId, newInstanceId } from './cluster/instance';
 import { Membership } from './cluster/membership';
 import { MemoryNodeRegistry, RedisNodeRegistry, type LocalConnection, type NodeRegistry } from './cluster/nodeRegistry';
 import type { Config } from './config';
@@ -151,7 +151,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
   // resolved when called, after both exist.
   let membership: Membership | null = null;
   const connectionRecord = (c: Conn): LocalConnection => ({
-    conn_id: `${instance}/${c.id}`, node_id: config.nodeId, session_id: c.sessionId, user_id: c.userId, device_id: c.deviceId,
+    conn_id: connectionId(instance, c.id), node_id: config.nodeId, session_id: c.sessionId, user_id: c.userId, device_id: c.deviceId,
     subprotocol: c.binary ? 'harmonyflow.v1.proto' : 'harmonyflow.v1.json', connected_at: new Date(c.openedAt).toISOString(),
   });
   const tracker = new PresenceTracker(presence, hub, instance, publish, log);
@@ -161,7 +161,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
     dispatch: (ws, message, isBinary) => gateway!.dispatch(ws, message, isBinary),
     connections: {
       up: (c) => membership?.connectionUp(connectionRecord(c)),
-      down: (c) => membership?.connectionDown(`${instance}/${c.id}`),
+      down: (c) => membership?.connectionDown(connectionId(instance, c.id)),
     },
   };
   const ws = (gateway = new WsGateway(app, ctx));
@@ -175,14 +175,16 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
   };
   await canary.start();
 
-  const localConnections = (): Map<string, LocalConnection> => {
-    const out = new Map<string, LocalConnection>();
+  // Sockets are kept in open order, and local ids grow with it.
+  function* connectionsAfter(after: number): Iterable<{ seq: number; conn: LocalConnection }> {
     for (const s of ws.sockets) {
       const c = connOf(s);
-      if (!c.authed || c.closed) continue;
-      const r = connectionRecord(c);
-      out.set(r.conn_id, r);
+      if (c.id > after && c.authed && !c.closed) yield { seq: c.id, conn: connectionRecord(c) };
     }
+  }
+  const localConnections = (): Map<string, LocalConnection> => {
+    const out = new Map<string, LocalConnection>();
+    for (const { conn } of connectionsAfter(0)) out.set(conn.conn_id, conn);
     return out;
   };
   membership = new Membership(registry, presence, {
@@ -197,7 +199,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
     recount: () => tracker.recountAll(),
   }, log, { instance, startedAt: state.startedAt, heartbeatMs });
 
-  const adminMetrics = new AdminMetrics(store, registry, { instance, connections: () => ws.connectionCount, sessions: () => hub.sessionCount, localConnections });
+  const adminMetrics = new AdminMetrics(store, registry, { instance, self: () => membership.selfInfo(), connectionsAfter });
   const deps: HttpDeps = { tokens, log, metrics, bodyLimit: config.maxStateBytes + 64 * 1024, inflight };
   registerOpsRoutes(app, deps, {
     nodeId: config.nodeId,

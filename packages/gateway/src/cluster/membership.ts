@@ -96,10 +96,7 @@ export class Membership {
     const removed = full ? [] : [...this.removed];
     this.added = new Map();
     this.removed = new Set();
-    const info: NodeInfo = {
-      node_id: nodeIdOf(inst), instance: inst, ...this.local.figures(),
-      started_at: new Date(this.opts.startedAt).toISOString(), updated_at: Date.now(),
-    };
+    const info = this.selfInfo();
     let seen: HeartbeatResult;
     try {
       seen = await this.registry.heartbeat(info, { full, added, removed });
@@ -109,6 +106,15 @@ export class Membership {
     }
     if ((seen.missing || seen.reaped) && this.registered) await this.reregister();
     this.registered = true;
+  }
+
+  /** This incarnation's NodeInfo with its figures as of now. */
+  selfInfo(): NodeInfo {
+    const inst = this.opts.instance;
+    return {
+      node_id: nodeIdOf(inst), instance: inst, ...this.local.figures(),
+      started_at: new Date(this.opts.startedAt).toISOString(), updated_at: Date.now(),
+    };
   }
 
   /** A local connection authenticated: listed from the next heartbeat on. */
