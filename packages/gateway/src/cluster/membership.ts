@@ -24,9 +24,13 @@ export interface MembershipOptions {
   readonly instance: string;
   readonly startedAt: number;
   readonly heartbeatMs: number;
-  /** The connection list is sent as a delta each beat and whole every this many beats. */
-  readonly rewriteEvery?: number;
 }
+
+/**
+ * The connection list is sent as a delta each beat and whole every this many beats (and after a
+ * failed beat or a re-registration), so a list gone off somehow heals within a minute at most.
+ */
+const REWRITE_EVERY = 12;
 
 export interface MembershipHooks {
   /** A reaped instance's device went offline: tell the session's other devices (DEVICE_LEFT timeout). */
@@ -61,10 +65,6 @@ export class Membership {
     private readonly opts: MembershipOptions,
   ) {}
 
-  get instance(): string {
-    return this.opts.instance;
-  }
-
   /**
    * Registers this incarnation and reaps every earlier incarnation of the same NODE_ID at once
    * (its devices are offline unless they are back), before this node accepts a connection.
@@ -91,7 +91,7 @@ export class Membership {
     const inst = this.opts.instance;
     const left = this.settledLeftSessions();
     if (left.length) await this.registry.trackSessions(inst, [], left);
-    const full = this.beats++ % (this.opts.rewriteEvery ?? 12) === 0;
+    const full = this.beats++ % REWRITE_EVERY === 0;
     const added = full ? [...this.local.connections().values()] : [...this.added.values()];
     const removed = full ? [] : [...this.removed];
     this.added = new Map();
