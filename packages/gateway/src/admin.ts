@@ -1,12 +1,16 @@
 import type { LocalConnection, NodeInfo, NodeRegistry } from './cluster/nodeRegistry';
 import type { SessionStore } from './store/types';
 
-/** This node's own figures, read live (the registry holds other nodes' as of their last heartbeat). */
+/** This node's own part, read live (the registry holds other nodes' as of their last heartbeat). */
 export interface LocalFigures {
   readonly instance: string;
-  connections(): number;
-  sessions(): number;
-  localConnections(): Map<string, LocalConnection>;
+  /** This incarnation's NodeInfo with live figures. */
+  self(): NodeInfo;
+  /**
+   * This node's authenticated connections with a local id above `after`, in id order (`seq` is
+   * the local id), made as they are iterated: a page costs records for the page only.
+   */
+  connectionsAfter(after: number): Iterable<{ seq: number; conn: LocalConnection }>;
 }
 
 /**
@@ -19,33 +23,17 @@ export class AdminMetrics {
   /** Live node incarnations, this one with live figures (and listed even before its first beat lands). */
   async nodes(): Promise<NodeInfo[]> {
     const { live } = await this.registry.list(Date.now());
-    const others = live.filter((n) => n.instance !== this.local.instance);
-    const self = live.find((n) => n.instance === this.local.instance);
-    const mine: NodeInfo = {
-      ...(self ?? { node_id: this.local.instance.slice(0, this.local.instance.lastIndexOf('/')), instance: this.local.instance, started_at: new Date().toISOString() }),
-      active_connections: this.local.connections(), sessions: this.local.sessions(), updated_at: Date.now(),
-    } as NodeInfo;
-    return [mine, ...others].sort((a, b) => (a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0));
+    const mine = this.local.self();
+    return [mine, ...live.filter((n) => n.instance !== mine.instance)].sort((a, b) => (a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0));
   }
 
   async connections() {
-    const nodes = await this.nodes();
-    return {
-      active_connections: nodes.reduce((n, x) => n + x.active_connections, 0),
-      nodes: nodes.map((x) => ({
-        node_id: x.node_id, instance: x.instance, active_connections: x.active_connections, sessions: x.sessions,
-        started_at: x.started_at, last_heartbeat: new Date(x.updated_at).toISOString(),
-      })),
-      node_count: nodes.length,
-    };
+    return connectionFigures(await this.nodes());
   }
 
   async sessions() {
-    const nodes = await this.nodes();
-    return {
-      active_sessions: nodes.reduce((n, x) => n + x.sessions, 0),
-      stored_sessions: await this.store.countSessions(),
-    };
+    const [nodes, stored] = await Promise.all([this.nodes(), this.store.countSessions()]);
+    return sessionFigures(nodes, stored);
   }
 
   async snapshots() {
@@ -54,8 +42,8 @@ export class AdminMetrics {
   }
 
   async all() {
-    const [sessions, connections, snapshots, nodes] = await Promise.all([this.sessions(), this.connections(), this.snapshots(), this.nodes()]);
-    return { sessions, connections, snapshots, nodes, timestamp: new Date().toISOString() };
+    const [nodes, stored, snapshots] = await Promise.all([this.nodes(), this.store.countSessions(), this.snapshots()]);
+    return { sessions: sessionFigures(nodes, stored), connections: connectionFigures(nodes), snapshots, nodes, timestamp: new Date().toISOString() };
   }
 
   /**
@@ -76,12 +64,10 @@ export class AdminMetrics {
         // Local ids grow with connection order: resume after the last one listed.
         const after = Number(inner) || 0;
         let last = after;
-        for (const c of this.local.localConnections().values()) {
-          const n = Number(c.conn_id.slice(c.conn_id.lastIndexOf('/') + 1));
-          if (n <= after) continue;
+        for (const { seq, conn } of this.local.connectionsAfter(after)) {
           if (items.length === limit) return { items, next_cursor: encodeCursor(inst, String(last)) };
-          items.push(c);
-          last = n;
+          items.push(conn);
+          last = seq;
         }
         continue;
       }
@@ -106,6 +92,21 @@ export class AdminMetrics {
     }
     return { items, next_cursor: i < instances.length ? encodeCursor(instances[i], '0') : null };
   }
+}
+
+function connectionFigures(nodes: NodeInfo[]) {
+  return {
+    active_connections: nodes.reduce((n, x) => n + x.active_connections, 0),
+    nodes: nodes.map((x) => ({
+      node_id: x.node_id, instance: x.instance, active_connections: x.active_connections, sessions: x.sessions,
+      started_at: x.started_at, last_heartbeat: new Date(x.updated_at).toISOString(),
+    })),
+    node_count: nodes.length,
+  };
+}
+
+function sessionFigures(nodes: NodeInfo[], stored: number) {
+  return { active_sessions: nodes.reduce((n, x) => n + x.sessions, 0), stored_sessions: stored };
 }
 
 function encodeCursor(instance: string, inner: string): string {

@@ -1,4 +1,5 @@
 import type { Logger } from './log';
+import { every, type Periodic } from './periodic';
 import type { SessionStore } from './store/types';
 
 /**
@@ -8,8 +9,7 @@ import type { SessionStore } from './store/types';
  * heartbeat.
  */
 export class SessionKeepAlive {
-  private timer: NodeJS.Timeout | null = null;
-  private running = false;
+  private ticker: Periodic | null = null;
 
   constructor(
     private readonly store: SessionStore,
@@ -24,25 +24,15 @@ export class SessionKeepAlive {
   }
 
   start(everyMs: number): void {
-    this.timer = setInterval(() => void this.run(), everyMs);
-    this.timer.unref();
-  }
-
-  async run(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
-    try {
+    this.ticker = every(everyMs, this.log, 'session keep-alive', async () => {
       const ids = this.sessionIds();
       for (let i = 0; i < ids.length; i += this.batch) await this.store.keepAlive(ids.slice(i, i + this.batch));
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'session keep-alive failed');
-    } finally {
-      this.running = false;
-    }
+    });
   }
 
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+  async stop(): Promise<void> {
+    const t = this.ticker;
+    this.ticker = null;
+    await t?.stop();
   }
 }

@@ -6,7 +6,7 @@ import { BusCanary } from './bus/canary';
 import { MemoryBroker, MemoryBus } from './bus/memory';
 import { RedisBus } from './bus/redis';
 import type { Bus } from './bus/types';
-import { newInstanceId } from './cluster/instance';
+import { connectionId, newInstanceId } from './cluster/instance';
 import { Membership } from './cluster/membership';
 import { MemoryNodeRegistry, RedisNodeRegistry, type LocalConnection, type NodeRegistry } from './cluster/nodeRegistry';
 import type { Config } from './config';
@@ -151,7 +151,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
   // resolved when called, after both exist.
   let membership: Membership | null = null;
   const connectionRecord = (c: Conn): LocalConnection => ({
-    conn_id: `${instance}/${c.id}`, node_id: config.nodeId, session_id: c.sessionId, user_id: c.userId, device_id: c.deviceId,
+    conn_id: connectionId(instance, c.id), node_id: config.nodeId, session_id: c.sessionId, user_id: c.userId, device_id: c.deviceId,
     subprotocol: c.binary ? 'harmonyflow.v1.proto' : 'harmonyflow.v1.json', connected_at: new Date(c.openedAt).toISOString(),
   });
   const tracker = new PresenceTracker(presence, hub, instance, publish, log);
@@ -161,7 +161,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
     dispatch: (ws, message, isBinary) => gateway!.dispatch(ws, message, isBinary),
     connections: {
       up: (c) => membership?.connectionUp(connectionRecord(c)),
-      down: (c) => membership?.connectionDown(`${instance}/${c.id}`),
+      down: (c) => membership?.connectionDown(connectionId(instance, c.id)),
     },
   };
   const ws = (gateway = new WsGateway(app, ctx));
@@ -171,23 +171,27 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
   const canary = new BusCanary(bus, instance, Math.max(200, Math.min(2000, heartbeatMs)), metrics);
   hub.onControl = (f) => {
     if (f.kind === BusKind.CANARY) canary.heard(f);
-    else deliverControl(f, hub, app, metrics);
+    else deliverControl(f, hub, app, metrics, tracker);
   };
   await canary.start();
 
-  const localConnections = (): Map<string, LocalConnection> => {
-    const out = new Map<string, LocalConnection>();
+  // Sockets are kept in open order, and local ids grow with it.
+  function* connectionsAfter(after: number): Iterable<{ seq: number; conn: LocalConnection }> {
     for (const s of ws.sockets) {
       const c = connOf(s);
-      if (!c.authed || c.closed) continue;
-      const r = connectionRecord(c);
-      out.set(r.conn_id, r);
+      if (c.id > after && c.authed && !c.closed) yield { seq: c.id, conn: connectionRecord(c) };
     }
+  }
+  const localConnections = (): Map<string, LocalConnection> => {
+    const out = new Map<string, LocalConnection>();
+    for (const { conn } of connectionsAfter(0)) out.set(conn.conn_id, conn);
     return out;
   };
   membership = new Membership(registry, presence, {
     sessionIds: () => hub.localSessionIds(),
     drainLeftSessions: () => hub.drainLeftSessions(),
+    hosts: (sessionId) => hub.connsOf(sessionId) !== undefined,
+    unsettled: (sessionId) => tracker.hasDirty(sessionId),
     connections: localConnections,
     figures: () => ({ active_connections: ws.connectionCount, sessions: hub.sessionCount, store: store.kind }),
   }, {
@@ -195,7 +199,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
     recount: () => tracker.recountAll(),
   }, log, { instance, startedAt: state.startedAt, heartbeatMs });
 
-  const adminMetrics = new AdminMetrics(store, registry, { instance, connections: () => ws.connectionCount, sessions: () => hub.sessionCount, localConnections });
+  const adminMetrics = new AdminMetrics(store, registry, { instance, self: () => membership.selfInfo(), connectionsAfter });
   const deps: HttpDeps = { tokens, log, metrics, bodyLimit: config.maxStateBytes + 64 * 1024, inflight };
   registerOpsRoutes(app, deps, {
     nodeId: config.nodeId,
@@ -233,7 +237,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
     every(4000, log, 'admin update', async () => {
       if (app.numSubscribers('admins/j') + app.numSubscribers('admins/p') === 0) return;
       const payload = await adminMetrics.all();
-      deliverControl({ kind: BusKind.BROADCAST, sessionId: '', originNode: instance, body: { admin_update: true, payload } }, hub, app, metrics);
+      deliverControl({ kind: BusKind.BROADCAST, sessionId: '', originNode: instance, body: { admin_update: true, payload } }, hub, app, metrics, tracker);
     }),
   ];
 
@@ -258,20 +262,22 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
       if (state.draining) return;
       state.draining = true;
       ws.refuseNew();
-      for (const t of timers) t.stop();
-      keepAlive.stop();
+      await Promise.all([...timers.map((t) => t.stop()), keepAlive.stop()]);
       canary.stop();
       await ws.drain(Math.min(config.drainTimeoutMs, 3000));
       const deadline = Date.now() + config.drainTimeoutMs;
       while ((inflight.count > 0 || ws.connectionCount > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       ws.stop();
-      tracker.stop();
+      await tracker.stop();
+      // Counts that failed updates left off are set right (and announced) while we still can;
+      // leave() zeroes whatever stays unsettled.
+      await tracker.reconcile().catch((err) => log.warn({ err: (err as Error).message }, 'presence reconciliation at shutdown failed'));
       // Leave cleanly so nobody has to reap us; if Redis is away, a survivor will.
       try {
-        const gone = await membership.leave();
+        const gone = await membership.leave(tracker.dirtySessionIds());
         await Promise.all(gone.map((g) => tracker.left(g.sessionId, g.deviceId, 'disconnected')));
       } catch (err) {
-        membership.stop();
+        await membership.stop();
         log.warn({ err: (err as Error).message }, 'could not leave the cluster cleanly; a survivor will reap this node');
       }
       // /health and /ready answered throughout the drain; the listen socket goes last.

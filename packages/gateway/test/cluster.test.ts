@@ -3,8 +3,8 @@ import WebSocket from 'ws';
 import { MessageType as T } from '@harmonyflow/protocol';
 import { SessionClient, type WebSocketFactory } from '@harmonyflow/client';
 import {
-  api, closeAllDevices, connectDevice, eventually, freePort, spawnNode, startHaproxy, startRedis, startRedisCluster, testTokens,
-  type NodeProcess, type TestDevice,
+  api, closeAllDevices, connectDevice, eventually, freePort, spawnNode, startHaproxy, startRedis, testTokens, useRedisBackends,
+  type NodeProcess, type RedisBackend, type TestDevice,
 } from '@harmonyflow/testkit';
 
 /**
@@ -14,36 +14,23 @@ import {
 const FAST = { WS_RATE_PER_SECOND: '100000', WS_RATE_BURST: '100000', PRESENCE_TIMEOUT_MS: '2000' };
 const tokens = testTokens();
 
-type Backend = { env: Record<string, string>; stop(): Promise<void> };
-const backends: Array<[string, () => Promise<Backend>]> = [
-  ['Redis', async () => {
-    const r = await startRedis();
-    return { env: { REDIS_URL: r.url }, stop: () => r.stop() };
-  }],
-  ['Redis Cluster (3 masters)', async () => {
-    const c = await startRedisCluster(3);
-    return { env: { REDIS_CLUSTER_NODES: c.spec }, stop: () => c.stop() };
-  }],
-];
+const backends = useRedisBackends().map((b): [string, RedisBackend] => [b.name, b]);
 
 async function stopAll(nodes: NodeProcess[]): Promise<void> {
   for (const n of nodes) if (n.proc.exitCode === null) n.kill('SIGKILL');
   await Promise.all(nodes.map((n) => n.exited));
 }
 
-describe.each(backends)('cluster over %s', (_name, makeBackend) => {
-  let backend: Backend;
+describe.each(backends)('cluster over %s', (_name, backend) => {
   let nodes: NodeProcess[];
   let nodeIds: string[];
   beforeAll(async () => {
-    backend = await makeBackend();
     nodeIds = [1, 2, 3].map((i) => `node-${i}-${randomUUID().slice(0, 4)}`);
-    nodes = await Promise.all(nodeIds.map((id) => spawnNode({ ...backend.env, ...FAST, NODE_ID: id, LOG_LEVEL: 'warn' })));
+    nodes = await Promise.all(nodeIds.map((id) => spawnNode({ ...backend.env(), ...FAST, NODE_ID: id, LOG_LEVEL: 'warn' })));
   }, 60_000);
   afterAll(async () => {
     await closeAllDevices();
     await stopAll(nodes ?? []);
-    await backend?.stop();
   });
   afterEach(closeAllDevices);
 

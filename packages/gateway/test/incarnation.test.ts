@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { MessageType as T, type Envelope } from '@harmonyflow/protocol';
 import {
-  api, closeAllDevices, connectDevice, freePort, spawnNode, startRedis, startRedisCluster, testTokens, type NodeProcess, type TestDevice,
+  api, closeAllDevices, connectDevice, eventually, freePort, spawnNode, testTokens, useRedisBackends,
+  type NodeProcess, type RedisBackend, type TestDevice,
 } from '@harmonyflow/testkit';
 
 /**
@@ -9,20 +10,11 @@ import {
  * same pod) inherits nothing of its previous process. Real gateway processes on a real Redis and
  * Redis Cluster.
  */
-const FAST = { WS_RATE_PER_SECOND: '100000', WS_RATE_BURST: '100000', PRESENCE_TIMEOUT_MS: '2000', LOG_LEVEL: 'warn' };
+// A presence timeout far beyond the test (heartbeats every 5 s, dead after 45 s): the surviving
+// node cannot reap the killed process in time, so only the restarted node's takeover can.
+const FAST = { WS_RATE_PER_SECOND: '100000', WS_RATE_BURST: '100000', PRESENCE_TIMEOUT_MS: '60000', LOG_LEVEL: 'warn' };
 const tokens = testTokens();
-
-type Backend = { env: Record<string, string>; stop(): Promise<void> };
-const backends: Array<[string, () => Promise<Backend>]> = [
-  ['Redis', async () => {
-    const r = await startRedis();
-    return { env: { REDIS_URL: r.url }, stop: () => r.stop() };
-  }],
-  ['Redis Cluster (3 masters)', async () => {
-    const c = await startRedisCluster(3);
-    return { env: { REDIS_CLUSTER_NODES: c.spec }, stop: () => c.stop() };
-  }],
-];
+const backends = useRedisBackends().map((b): [string, RedisBackend] => [b.name, b]);
 
 /** A device's state built only from what it received: SNAPSHOT_RESPONSE, then STATE_UPDATEs in order. */
 function mirror(frames: Envelope[], start: Record<string, unknown> = {}): Record<string, unknown> {
@@ -37,21 +29,16 @@ function mirror(frames: Envelope[], start: Record<string, unknown> = {}): Record
   return state;
 }
 
-describe.each(backends)('node restarted under the same NODE_ID, over %s', (_name, makeBackend) => {
-  let backend: Backend;
+describe.each(backends)('node restarted under the same NODE_ID, over %s', (_name, backend) => {
   const procs: NodeProcess[] = [];
-  beforeAll(async () => {
-    backend = await makeBackend();
-  }, 30_000);
   afterAll(async () => {
     await closeAllDevices();
     for (const p of procs) if (p.proc.exitCode === null) p.kill('SIGKILL');
     await Promise.all(procs.map((p) => p.exited));
-    await backend?.stop();
   });
 
   async function start(nodeId: string, port?: number): Promise<NodeProcess> {
-    const p = await spawnNode({ ...backend.env, ...FAST, NODE_ID: nodeId, ...(port ? { PORT: String(port) } : {}) });
+    const p = await spawnNode({ ...backend.env(), ...FAST, NODE_ID: nodeId, ...(port ? { PORT: String(port) } : {}) });
     procs.push(p);
     return p;
   }
@@ -84,15 +71,31 @@ describe.each(backends)('node restarted under the same NODE_ID, over %s', (_name
     }
     await web.waitFor(() => web.ofType(T.STATE_UPDATE).length === 6);
 
+    // The old incarnation, and its connections once its heartbeat listed them, as the admin API shows them.
+    const admin = await tokens.signAccess('root', 'admin');
+    const nodesOn = async (n: NodeProcess) => (await api(n.url, 'GET', '/admin/metrics/connections', { token: admin })).body.nodes as Array<{ node_id: string; instance: string }>;
+    const connsOn = async (n: NodeProcess) => (await api(n.url, 'GET', '/admin/connections?limit=500', { token: admin })).body.items as Array<{ conn_id: string }>;
+    const oldInstance = (await nodesOn(y)).find((n) => n.node_id === xId)!.instance;
+    const ofOld = (items: Array<{ conn_id: string }>) => items.filter((c) => c.conn_id.startsWith(`${oldInstance}/`));
+    await eventually(async () => ofOld(await connsOn(y)).length === 2, 10_000, 200);
+
     x.kill('SIGKILL');
     await x.exited;
     const fromWeb = web.frames.length;
     x = await start(xId, xPort);
+    const answered = Date.now();
 
     // Taken over at start: the previous process's devices are offline and announced as timed out.
     for (const id of ['phone', 'tablet']) {
-      const left = await web.waitFor((e) => e.type === T.DEVICE_LEFT && e.payload.device_id === id, 8000, fromWeb);
+      const left = await web.waitFor((e) => e.type === T.DEVICE_LEFT && e.payload.device_id === id, Math.max(0, answered + 2000 - Date.now()), fromWeb);
       expect(left.payload.reason).toBe('timeout');
+    }
+    // And nothing of it is listed any more, on either node.
+    for (const n of [x, y]) {
+      const nodes = await nodesOn(n);
+      expect(nodes.some((i) => i.instance === oldInstance)).toBe(false);
+      expect(nodes.filter((i) => i.node_id === xId)).toHaveLength(1);
+      expect(ofOld(await connsOn(n))).toEqual([]);
     }
     const devices = await api(y.url, 'GET', `/session/${sid}/devices`, { token });
     const status = Object.fromEntries(devices.body.devices.map((d: { device_id: string; status: string }) => [d.device_id, d.status]));

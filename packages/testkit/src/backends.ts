@@ -7,6 +7,8 @@ import { useRedis, type PrivateRedis } from './redis';
 export interface RedisBackend {
   readonly name: string;
   config(): RedisConfig;
+  /** The same backend as a gateway process's environment (REDIS_URL or REDIS_CLUSTER_NODES). */
+  env(): Record<string, string>;
   readonly redis?: () => PrivateRedis;
 }
 
@@ -18,8 +20,10 @@ export function useRedisBackends(): RedisBackend[] {
   const redis = useRedis();
   const cluster = useRedisCluster(3);
   return [
-    { name: 'Redis', config: () => ({ mode: 'single', url: redis().url }), redis },
-    { name: 'Redis Cluster', config: () => ({ mode: 'cluster', nodes: cluster().hosts }) },
+    { name: 'Redis', config: () => ({ mode: 'single', url: redis().url }), env: () => ({ REDIS_URL: redis().url }), redis },
+    {
+      name: 'Redis Cluster', config: () => ({ mode: 'cluster', nodes: cluster().hosts }), env: () => ({ REDIS_CLUSTER_NODES: cluster().spec }),
+    },
   ];
 }
 

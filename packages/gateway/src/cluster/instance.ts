@@ -15,3 +15,8 @@ export function nodeIdOf(instance: string): string {
   const i = instance.lastIndexOf('/');
   return i < 0 ? instance : instance.slice(0, i);
 }
+
+/** A connection's id cluster-wide: its instance and its id on that process. */
+export function connectionId(instance: string, localId: number): string {
+  return `${instance}/${localId}`;
+}

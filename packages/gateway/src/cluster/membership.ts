@@ -1,7 +1,8 @@
 import type { Logger } from '../log';
+import { every, type Periodic } from '../periodic';
 import type { PresenceRegistry } from '../presence/types';
 import { nodeIdOf } from './instance';
-import type { LocalConnection, NodeInfo, NodeRegistry } from './nodeRegistry';
+import type { HeartbeatResult, LocalConnection, NodeInfo, NodeRegistry } from './nodeRegistry';
 
 /** What membership needs to know about this node's own sockets and sessions. */
 export interface LocalView {
@@ -9,6 +10,10 @@ export interface LocalView {
   sessionIds(): string[];
   /** Sessions this node stopped hosting since the last call (joins are recorded as they happen). */
   drainLeftSessions(): string[];
+  /** Whether the session has a local socket now. */
+  hosts(sessionId: string): boolean;
+  /** Whether a count of the session's devices on this instance may be off (an update failed, not yet reconciled). */
+  unsettled(sessionId: string): boolean;
   /** Authenticated local connections by connection id (for the periodic full rewrite). */
   connections(): Map<string, LocalConnection>;
   /** The figures of NodeInfo this node reports. */
@@ -19,9 +24,13 @@ export interface MembershipOptions {
   readonly instance: string;
   readonly startedAt: number;
   readonly heartbeatMs: number;
-  /** The connection list is sent as a delta each beat and whole every this many beats. */
-  readonly rewriteEvery?: number;
 }
+
+/**
+ * The connection list is sent as a delta each beat and whole every this many beats (and after a
+ * failed beat or a re-registration), so a list gone off somehow heals within a minute at most.
+ */
+const REWRITE_EVERY = 12;
 
 export interface MembershipHooks {
   /** A reaped instance's device went offline: tell the session's other devices (DEVICE_LEFT timeout). */
@@ -43,8 +52,9 @@ export class Membership {
   /** Connection list changes since the last beat (kept as they happen: no per-beat diff of every connection). */
   private added = new Map<string, LocalConnection>();
   private removed = new Set<string>();
-  private timer: NodeJS.Timeout | null = null;
-  private beating = false;
+  /** Sessions left here whose device counts are not settled yet: they stay in the registry's set. */
+  private heldBack = new Set<string>();
+  private ticker: Periodic | null = null;
 
   constructor(
     private readonly registry: NodeRegistry,
@@ -54,10 +64,6 @@ export class Membership {
     private readonly log: Logger,
     private readonly opts: MembershipOptions,
   ) {}
-
-  get instance(): string {
-    return this.opts.instance;
-  }
 
   /**
    * Registers this incarnation and reaps every earlier incarnation of the same NODE_ID at once
@@ -70,15 +76,10 @@ export class Membership {
     for (const n of [...live, ...dead]) {
       if (n.instance !== this.opts.instance && nodeIdOf(n.instance) === mine) await this.reap(n.instance, 'previous incarnation');
     }
-    this.timer = setInterval(() => {
-      if (this.beating) return;
-      this.beating = true;
-      this.beat()
-        .then(() => this.reapDead())
-        .catch((err) => this.log.warn({ err: (err as Error).message }, 'heartbeat failed'))
-        .finally(() => (this.beating = false));
-    }, this.opts.heartbeatMs);
-    this.timer.unref();
+    this.ticker = every(this.opts.heartbeatMs, this.log, 'heartbeat', async () => {
+      await this.beat();
+      await this.reapDead();
+    });
   }
 
   /**
@@ -88,27 +89,32 @@ export class Membership {
    */
   async beat(): Promise<void> {
     const inst = this.opts.instance;
-    if (await this.registry.takeReapedMark(inst, this.opts.startedAt)) await this.reregister();
-    const left = this.local.drainLeftSessions();
+    const left = this.settledLeftSessions();
     if (left.length) await this.registry.trackSessions(inst, [], left);
-    const full = this.beats++ % (this.opts.rewriteEvery ?? 12) === 0;
+    const full = this.beats++ % REWRITE_EVERY === 0;
     const added = full ? [...this.local.connections().values()] : [...this.added.values()];
     const removed = full ? [] : [...this.removed];
     this.added = new Map();
     this.removed = new Set();
-    const info: NodeInfo = {
-      node_id: nodeIdOf(inst), instance: inst, ...this.local.figures(),
-      started_at: new Date(this.opts.startedAt).toISOString(), updated_at: Date.now(),
-    };
-    let missing: boolean;
+    const info = this.selfInfo();
+    let seen: HeartbeatResult;
     try {
-      missing = await this.registry.heartbeat(info, { full, added, removed });
+      seen = await this.registry.heartbeat(info, { full, added, removed });
     } catch (err) {
       this.beats = 0; // the stored list may now be off: rewrite it whole next time
       throw err;
     }
-    if (missing && this.registered) await this.reregister();
+    if ((seen.missing || seen.reaped) && this.registered) await this.reregister();
     this.registered = true;
+  }
+
+  /** This incarnation's NodeInfo with its figures as of now. */
+  selfInfo(): NodeInfo {
+    const inst = this.opts.instance;
+    return {
+      node_id: nodeIdOf(inst), instance: inst, ...this.local.figures(),
+      started_at: new Date(this.opts.startedAt).toISOString(), updated_at: Date.now(),
+    };
   }
 
   /** A local connection authenticated: listed from the next heartbeat on. */
@@ -120,6 +126,23 @@ export class Membership {
   /** A local connection closed. */
   connectionDown(connId: string): void {
     if (!this.added.delete(connId)) this.removed.add(connId);
+  }
+
+  /**
+   * Sessions to drop from the registry's set: left here, and every device count of theirs on this
+   * instance settled. One with a count still off (a disconnect that failed and is not reconciled
+   * yet) stays listed, so that if this process dies first, its reaper still zeroes that count.
+   */
+  private settledLeftSessions(): string[] {
+    const candidates = new Set([...this.heldBack, ...this.local.drainLeftSessions()]);
+    this.heldBack.clear();
+    const settled: string[] = [];
+    for (const id of candidates) {
+      if (this.local.hosts(id)) continue; // hosted again: listed, and drained when it is left again
+      if (this.local.unsettled(id)) this.heldBack.add(id);
+      else settled.push(id);
+    }
+    return settled;
   }
 
   private async reregister(): Promise<void> {
@@ -145,21 +168,25 @@ export class Membership {
 
   /**
    * Leaves cleanly once every local socket is closed: zeroes whatever this instance still counts
-   * (a disconnect that failed during the drain) and drops its registry entries. If Redis is
-   * unreachable the entries stay, and a survivor reaps them once our heartbeat is old.
+   * (a disconnect that failed during the drain) in the sessions of its registry set, its local
+   * ones and `unsettled` (those with a count that may be off), and drops its registry entries. If
+   * Redis is unreachable the entries stay, and a survivor reaps them once our heartbeat is old.
    */
-  async leave(): Promise<Array<{ sessionId: string; deviceId: string }>> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+  async leave(unsettled: readonly string[] = []): Promise<Array<{ sessionId: string; deviceId: string }>> {
+    // A beat still in flight would put the entry back after forget(): a departed instance listed
+    // as live until it is reaped.
+    await this.stop();
     const inst = this.opts.instance;
-    const sessionIds = [...new Set([...(await this.registry.sessionsOf(inst)), ...this.local.sessionIds()])];
+    const sessionIds = [...new Set([...(await this.registry.sessionsOf(inst)), ...this.local.sessionIds(), ...this.heldBack, ...unsettled])];
     const gone = await this.presence.reapNode(inst, sessionIds, Date.now());
     await this.registry.forget(inst);
     return gone;
   }
 
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+  /** Stops heartbeating; resolves once a beat in flight has landed. */
+  async stop(): Promise<void> {
+    const t = this.ticker;
+    this.ticker = null;
+    await t?.stop();
   }
 }

@@ -29,6 +29,11 @@ export interface ConnectionDelta {
   readonly removed: readonly string[];
 }
 
+export interface HeartbeatResult {
+  readonly missing: boolean;
+  readonly reaped: boolean;
+}
+
 /**
  * Which gateway node incarnations are alive and what they host. Instances heartbeat; one silent
  * for `deadAfterMs` is dead, and exactly one survivor (`claimReap`) cleans up after it. Every key
@@ -37,10 +42,12 @@ export interface ConnectionDelta {
 export interface NodeRegistry {
   /**
    * Instance info, plus the connection list as a delta since the last beat (or whole, with
-   * `full`). Resolves true when the instance had no entry before this beat: the first beat, or a
-   * reaper forgot it while it was alive (a long pause, a partition).
+   * `full`). `missing`: the instance had no entry before this beat (the first beat, or a reaper
+   * forgot it while it was alive: a long pause, a partition). `reaped`: a reaper claimed it since
+   * the last beat (reported once). Either way, after the first beat, what the instance holds must
+   * be registered and counted again.
    */
-  heartbeat(info: NodeInfo, connections: ConnectionDelta): Promise<boolean>;
+  heartbeat(info: NodeInfo, connections: ConnectionDelta): Promise<HeartbeatResult>;
   /** Live instances, and dead ones not yet reaped. */
   list(now: number): Promise<{ live: NodeInfo[]; dead: NodeInfo[] }>;
   /**
@@ -54,18 +61,13 @@ export interface NodeRegistry {
   trackSessions(instance: string, added: readonly string[], removed: readonly string[]): Promise<void>;
   /** True for exactly one caller per dead instance among the processes sharing the registry. */
   claimReap(instance: string): Promise<boolean>;
-  /**
-   * When this instance was reaped (declared dead) since `startedAt`, the reap time — consumed by
-   * the call. An instance paused past the dead-node timeout uses it to re-register what it holds.
-   */
-  takeReapedMark(instance: string, startedAt: number): Promise<number | null>;
   forget(instance: string): Promise<void>;
 }
 
 /**
  * One process holds the whole registry, so no other process can reap one of its instances:
- * `claimReap` is true while the instance is registered (there is no second reaper to race) and
- * `takeReapedMark` is always null.
+ * `claimReap` is true while the instance is registered (there is no second reaper to race) and a
+ * heartbeat never reports `reaped`.
  */
 export class MemoryNodeRegistry implements NodeRegistry {
   private readonly nodes = new Map<string, NodeInfo>();
@@ -76,7 +78,7 @@ export class MemoryNodeRegistry implements NodeRegistry {
 
   constructor(private readonly deadAfterMs: number) {}
 
-  async heartbeat(info: NodeInfo, delta: ConnectionDelta): Promise<boolean> {
+  async heartbeat(info: NodeInfo, delta: ConnectionDelta): Promise<HeartbeatResult> {
     const missing = !this.nodes.has(info.instance);
     this.nodes.set(info.instance, info);
     let m = this.conns.get(info.instance);
@@ -86,7 +88,7 @@ export class MemoryNodeRegistry implements NodeRegistry {
       m.set(c.conn_id, { seq: ++this.seq, conn: c });
     }
     for (const id of delta.removed) m.delete(id);
-    return missing;
+    return { missing, reaped: false };
   }
 
   async list(now: number): Promise<{ live: NodeInfo[]; dead: NodeInfo[] }> {
@@ -122,10 +124,6 @@ export class MemoryNodeRegistry implements NodeRegistry {
     return this.nodes.has(instance);
   }
 
-  async takeReapedMark(): Promise<number | null> {
-    return null;
-  }
-
   async forget(instance: string): Promise<void> {
     this.nodes.delete(instance);
     this.conns.delete(instance);
@@ -147,11 +145,13 @@ export class RedisNodeRegistry implements NodeRegistry {
     private readonly sessionTtlMs: number,
   ) {}
 
-  async heartbeat(info: NodeInfo, delta: ConnectionDelta): Promise<boolean> {
+  async heartbeat(info: NodeInfo, delta: ConnectionDelta): Promise<HeartbeatResult> {
     // `nodes` and an instance's own keys sit in different Cluster slots: two transactions, not one.
     const connsKey = this.keys.nodeConns(info.instance);
+    const reapingKey = this.keys.nodeReaping(info.instance);
     const added = await this.r.hset(this.keys.nodes(), info.instance, JSON.stringify(info));
-    const m = this.r.multi();
+    // The reap mark is read and consumed with the instance's own keys (one {instance} slot).
+    const m = this.r.multi().get(reapingKey).del(reapingKey);
     if (delta.full) m.del(connsKey);
     if (delta.added.length > 0) {
       const flat: string[] = [];
@@ -161,8 +161,10 @@ export class RedisNodeRegistry implements NodeRegistry {
     if (delta.removed.length > 0) m.hdel(connsKey, ...delta.removed);
     m.pexpire(connsKey, this.deadAfterMs * 2);
     m.pexpire(this.keys.nodeSessions(info.instance), this.sessionTtlMs);
-    await m.exec();
-    return added === 1;
+    const replies = await m.exec();
+    const [err, mark] = replies?.[0] ?? [new Error('heartbeat transaction discarded'), null];
+    if (err) throw err;
+    return { missing: added === 1, reaped: mark !== null };
   }
 
   async list(now: number): Promise<{ live: NodeInfo[]; dead: NodeInfo[] }> {
@@ -192,14 +194,6 @@ export class RedisNodeRegistry implements NodeRegistry {
 
   async claimReap(instance: string): Promise<boolean> {
     return (await this.r.set(this.keys.nodeReaping(instance), String(Date.now()), 'PX', 60_000, 'NX')) === 'OK';
-  }
-
-  async takeReapedMark(instance: string, startedAt: number): Promise<number | null> {
-    const key = this.keys.nodeReaping(instance);
-    const at = Number(await this.r.get(key));
-    if (!at || at < startedAt) return null;
-    await this.r.del(key);
-    return at;
   }
 
   async forget(instance: string): Promise<void> {

@@ -87,16 +87,13 @@ export class MemoryPresence implements PresenceRegistry {
     return m ? [...m.values()].map((r) => deviceView(r, now, this.timeoutMs)) : [];
   }
 
-  async reapNode(instance: string, sessionIds: readonly string[], now: number): Promise<Array<{ sessionId: string; deviceId: string }>> {
+  async reapNode(instance: string, sessionIds: readonly string[]): Promise<Array<{ sessionId: string; deviceId: string }>> {
     const gone: Array<{ sessionId: string; deviceId: string }> = [];
     for (const sessionId of sessionIds) {
       for (const r of this.sessions.get(sessionId)?.values() ?? []) {
         if (!r.nodes[instance]) continue;
         delete r.nodes[instance];
-        if (total(r) === 0) {
-          r.last_seen = Math.min(r.last_seen, now);
-          gone.push({ sessionId, deviceId: r.device_id });
-        }
+        if (total(r) === 0) gone.push({ sessionId, deviceId: r.device_id });
       }
     }
     return gone;

@@ -2,6 +2,7 @@ import { BusKind, CloseCode, MessageType, type ControlFrame, type Envelope } fro
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { Hub } from '../hub';
 import type { Conn } from './conn';
+import type { PresenceTracker } from './presenceTracker';
 import { Encoded } from './frames';
 import { TOPIC } from './topics';
 import { send } from './io';
@@ -12,7 +13,7 @@ import type { Metrics } from '../metrics';
  * devices, handoff notices to the named device, kicks, and broadcasts (via uWS topics, encoded
  * once per subprotocol).
  */
-export function deliverControl(f: ControlFrame, hub: Hub, app: TemplatedApp, metrics: Metrics): void {
+export function deliverControl(f: ControlFrame, hub: Hub, app: TemplatedApp, metrics: Metrics, tracker: PresenceTracker): void {
   const b = f.body;
   if (f.kind === BusKind.BROADCAST) {
     const sessionId = typeof b.session_id === 'string' ? b.session_id : null;
@@ -53,7 +54,7 @@ export function deliverControl(f: ControlFrame, hub: Hub, app: TemplatedApp, met
       for (const c of [...conns]) {
         if (c.deviceId !== b.device_id || c.closed || !c.ws) continue;
         c.leaveReason = 'kicked';
-        c.counted = false; // the kicker already removed the device and announced DEVICE_LEFT
+        tracker.kicked(c);
         metrics.wsCloses.inc({ code: String(CloseCode.KICKED) });
         c.ws.end(CloseCode.KICKED, 'kicked');
       }

@@ -1,6 +1,7 @@
 import { BusKind, type ControlFrame, type DeviceInfo, type DeviceLeftReason } from '@harmonyflow/protocol';
 import type { Hub } from '../hub';
 import type { Logger } from '../log';
+import { every, type Periodic } from '../periodic';
 import type { DeviceDescriptor, PresenceRegistry } from '../presence/types';
 import { connOf, type Conn, type WS } from './conn';
 
@@ -15,9 +16,11 @@ export type PublishControl = (sessionId: string, kind: ControlFrame['kind'], bod
  */
 export class PresenceTracker {
   /** Devices whose stored count on this instance may be off: sessionId → device ids. */
-  private readonly dirty = new Map<string, Set<string>>();
-  private timer: NodeJS.Timeout | null = null;
-  private reconciling = false;
+  private dirty = new Map<string, Set<string>>();
+  /** The devices the reconciliation round in progress is setting. */
+  private settling = new Map<string, Set<string>>();
+  private round: Promise<void> | null = null;
+  private ticker: Periodic | null = null;
 
   constructor(
     private readonly presence: PresenceRegistry,
@@ -29,16 +32,17 @@ export class PresenceTracker {
 
   /** Starts the periodic `last_seen` touch and reconciliation. */
   start(touchEveryMs: number, sockets: () => Iterable<WS>): void {
-    this.timer = setInterval(() => {
+    this.ticker = every(touchEveryMs, this.log, 'presence reconciliation', async () => {
       this.touch(sockets(), Date.now());
-      this.reconcile().catch((err) => this.log.warn({ err: (err as Error).message }, 'presence reconciliation failed'));
-    }, touchEveryMs);
-    this.timer.unref();
+      await this.reconcile();
+    });
   }
 
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+  /** Stops the periodic work; resolves once a round in progress has finished. */
+  async stop(): Promise<void> {
+    const t = this.ticker;
+    this.ticker = null;
+    await t?.stop();
   }
 
   /**
@@ -65,12 +69,24 @@ export class PresenceTracker {
       });
   }
 
+  /**
+   * A connection being closed by a kick: the kicker removed the device's record and announced
+   * DEVICE_LEFT, so there is nothing to take back. But something may have counted the device here
+   * again between that removal and the kick (a recount): the next reconciliation sets its count
+   * on this instance from the sockets that remain.
+   */
+  kicked(c: Conn): void {
+    if (!c.counted) return;
+    c.counted = false;
+    this.markDirty(c.sessionId, c.deviceId);
+  }
+
   /** Traffic from a connection that went silent past the presence timeout: online again. */
   heard(c: Conn, now: number): void {
     if (!c.authed || c.counted || c.closed || c.authInFlight) return;
     c.counted = true;
     this.presence.connect(c.sessionId, { deviceId: c.deviceId }, this.instance, now)
-      .then(({ first }) => (first ? this.joined(c.sessionId, c.deviceId) : undefined))
+      .then(({ first, devices }) => (first ? this.joined(c.sessionId, c.deviceId, devices) : undefined))
       .catch((err) => {
         this.log.warn({ err: (err as Error).message }, 'presence reconnect failed; will reconcile');
         this.markDirty(c.sessionId, c.deviceId);
@@ -113,15 +129,28 @@ export class PresenceTracker {
     s.add(deviceId);
   }
 
-  /** Sets the stored count of every marked device to what this node really holds. */
+  /**
+   * Sets the stored count of every marked device to what this node really holds. A call while a
+   * round runs waits for it and then runs its own: it settles every device marked before the call.
+   */
   async reconcile(): Promise<void> {
-    if (this.reconciling || this.dirty.size === 0) return;
-    this.reconciling = true;
+    while (this.round) await this.round.catch(() => undefined);
+    if (this.dirty.size === 0) return;
+    const round = (this.round = this.settle());
     try {
-      const work = [...this.dirty];
-      this.dirty.clear();
-      let failure: unknown = null;
-      for (const [sessionId, devices] of work) {
+      await round;
+    } finally {
+      if (this.round === round) this.round = null;
+    }
+  }
+
+  private async settle(): Promise<void> {
+    // Devices stay unsettled (hasDirty) until their count is set: `settling` covers the round.
+    this.settling = this.dirty;
+    this.dirty = new Map();
+    let failure: unknown = null;
+    try {
+      for (const [sessionId, devices] of this.settling) {
         for (const deviceId of devices) {
           try {
             const change = await this.presence.setCount(sessionId, deviceId, this.instance, this.localCount(sessionId, deviceId), Date.now());
@@ -134,10 +163,24 @@ export class PresenceTracker {
           }
         }
       }
-      if (failure) throw failure;
     } finally {
-      this.reconciling = false;
+      this.settling = new Map();
     }
+    if (failure) throw failure;
+  }
+
+  /**
+   * Whether a count of the session's devices on this instance may be off (a failed update not yet
+   * reconciled). Such a session must stay in this instance's registry set: a reaper finds the
+   * devices it has to zero there.
+   */
+  hasDirty(sessionId: string): boolean {
+    return this.dirty.has(sessionId) || this.settling.has(sessionId);
+  }
+
+  /** Sessions with a count on this instance that may be off. */
+  dirtySessionIds(): string[] {
+    return [...new Set([...this.dirty.keys(), ...this.settling.keys()])];
   }
 
   private localCount(sessionId: string, deviceId: string): number {

@@ -7,9 +7,9 @@ export interface NodeRegistryHarness {
   readonly b: NodeRegistry;
   /**
    * True when processes share the registry (Redis): `claimReap` is then exclusive across them and
-   * `takeReapedMark` reports a reap by another process. The memory registry lives in one process,
-   * which cannot be reaped by anyone else: there `claimReap` is true while the instance is
-   * registered (no second reaper exists to race) and `takeReapedMark` is always null.
+   * the claimed instance's next heartbeat reports `reaped`. The memory registry lives in one
+   * process, which cannot be reaped by anyone else: there `claimReap` is true while the instance is
+   * registered (no second reaper exists to race) and a heartbeat never reports `reaped`.
    */
   readonly shared: boolean;
   close(): Promise<void>;
@@ -24,7 +24,8 @@ const EMPTY = { full: false, added: [], removed: [] } as const;
 /**
  * The NodeRegistry contract (cluster/nodeRegistry.ts): liveness by heartbeat age, the connection
  * list kept from full rewrites and deltas and paged with a cursor, the session set, exactly one
- * reaper per dead instance, forget, and the reaped mark an instance paused past the timeout reads.
+ * reaper per dead instance, forget, and what a heartbeat reports (missing, reaped) to an instance
+ * paused past the timeout.
  */
 export function describeNodeRegistry(name: string, factory: NodeRegistryFactory): void {
   describe(`NodeRegistry contract: ${name}`, () => {
@@ -184,25 +185,22 @@ export function describeNodeRegistry(name: string, factory: NodeRegistryFactory)
       }
     });
 
-    it('takeReapedMark: the reap time once after a reap since startedAt, then null (always null in one process)', async () => {
-      const [x, y, z] = [instance(), instance(), instance()];
-      const startedAt = Date.now();
-      for (const i of [x, y, z]) await a.heartbeat(info(i, startedAt - 10 * DEAD_AFTER_MS), EMPTY);
-      expect(await a.takeReapedMark(x, startedAt)).toBeNull(); // not reaped
-      expect(await b.claimReap(x)).toBe(true);
-      await b.claimReap(y);
+    it('heartbeat reports missing on the first beat and after forget, reaped once after a reap claim (never in one process)', async () => {
+      const [x, y] = [instance(), instance()];
+      expect(await a.heartbeat(info(x), EMPTY)).toEqual({ missing: true, reaped: false });
+      expect(await a.heartbeat(info(x), EMPTY)).toEqual({ missing: false, reaped: false });
       await b.forget(x);
-      if (h.shared) {
-        const at = await a.takeReapedMark(x, startedAt);
-        expect(at).toBeGreaterThanOrEqual(startedAt);
-        expect(at).toBeLessThanOrEqual(Date.now());
-        expect(await a.takeReapedMark(x, startedAt)).toBeNull(); // consumed
-        expect(await a.takeReapedMark(y, Date.now() + 60_000)).toBeNull(); // reaped before it started
-      } else {
-        expect(await a.takeReapedMark(x, startedAt)).toBeNull();
-        expect(await a.takeReapedMark(y, 0)).toBeNull();
-      }
-      expect(await a.takeReapedMark(z, 0)).toBeNull();
+      expect(await a.heartbeat(info(x), EMPTY)).toEqual({ missing: true, reaped: false });
+      expect(await a.heartbeat(info(x), EMPTY)).toEqual({ missing: false, reaped: false });
+      // Declared dead by another node while alive: the claim comes before the forget.
+      await a.heartbeat(info(y), EMPTY);
+      expect(await b.claimReap(x)).toBe(true);
+      expect(await a.heartbeat(info(x), EMPTY)).toEqual({ missing: false, reaped: h.shared });
+      expect(await a.heartbeat(info(x), EMPTY)).toEqual({ missing: false, reaped: false }); // reported once
+      expect(await b.claimReap(x)).toBe(true);
+      await b.forget(x);
+      expect(await a.heartbeat(info(x), EMPTY)).toEqual({ missing: true, reaped: h.shared });
+      expect(await a.heartbeat(info(y), EMPTY)).toEqual({ missing: false, reaped: false }); // another instance's claim is not its own
     });
   });
 }

@@ -29,7 +29,8 @@ local function save(id, r)
   redis.call('HSET', key, id, cjson.encode(r))
 end
 
--- The registry lives and dies with its session: same expiry instant (header field 10, lib.lua).
+-- The registry lives and dies with its session: same expiry instant. This script is loaded without
+-- the lib.lua prelude, so the header index is written out: 10 is lib.lua's H_EXP (change both).
 local function expire()
   local h = redis.call('HGET', KEYS[2], 'h')
   if h then redis.call('PEXPIREAT', key, cmsgpack.unpack(h)[10]) else redis.call('PEXPIRE', key, ttl) end
