@@ -49,6 +49,8 @@ export interface Conn {
   epoch: string;
   /** Bus frames held back while a snapshot or replay is being prepared; null when live. */
   pending: UpdateFrame[] | null;
+  /** A SNAPSHOT_REQUEST came while a catch-up was under way: sent once that one finishes. */
+  snapshotWanted: boolean;
   /** Slow consumer: deltas are skipped until drain, then one fresh snapshot is sent. */
   stale: boolean;
   /** The last send() reported buffered bytes: check the buffer before the next delivery. */
@@ -100,6 +102,7 @@ export function newConn(binary: boolean, query: QueryAuth | null, now: number, b
     lastVersion: 0,
     epoch: '',
     pending: null,
+    snapshotWanted: false,
     stale: false,
     backpressured: false,
     bucket: burst,

@@ -24,6 +24,13 @@ export function corked(ws: WS, fn: () => void): void {
   if (!connOf(ws).closed) ws.cork(fn);
 }
 
+/** Closes the socket (nothing once closed), counted in hf_ws_closes_total by code. */
+export function closeCounted(ws: WS, code: number, reason: string, metrics: Metrics): void {
+  if (connOf(ws).closed) return;
+  metrics.wsCloses.inc({ code: String(code) });
+  ws.end(code, reason);
+}
+
 /** The socket-facing half of every handler: frames out, errors, closes, all counted. */
 export class SocketIO {
   constructor(private readonly metrics: Metrics, private readonly log: Logger) {}
@@ -46,8 +53,6 @@ export class SocketIO {
   }
 
   close(ws: WS, code: number, reason: string): void {
-    if (connOf(ws).closed) return;
-    this.metrics.wsCloses.inc({ code: String(code) });
-    ws.end(code, reason);
+    closeCounted(ws, code, reason, this.metrics);
   }
 }
