@@ -412,6 +412,41 @@ describe.each(stores)('WebSocket protocol (%s)', (_name, storeEnv) => {
       expect(await d.closed).toBe(4400);
     });
 
+    it('a correlation_id outside 1-128 well-formed characters gets ERROR invalid_message on any frame, never echoed', async () => {
+      const { d } = await device('phone', randomUUID());
+      const bad = ['c'.repeat(129), '', 'a\ud800b'];
+      const frames = [
+        ...bad.map((corr) => () => d.send({ type: T.HEARTBEAT, correlation_id: corr, payload: { client_time: 1 } })),
+        () => d.send({ type: T.DEVICE_LIST, correlation_id: 'd'.repeat(129), payload: {} }),
+        () => d.send({ type: T.AUTH, correlation_id: 'x'.repeat(129), payload: { token: aliceToken, device_id: 'phone' } }),
+        () => d.send({ type: 99 as T, correlation_id: 'u'.repeat(129), payload: {} }),
+      ];
+      for (const sendIt of frames) {
+        const from = d.frames.length;
+        sendIt();
+        const err = await d.next(T.ERROR, 5000, from);
+        expect(err.payload.code).toMatch(/^(invalid_message|unknown_type)$/);
+        expect(err.correlation_id).toBeUndefined();
+        expect(err.payload.correlation_id).toBeUndefined();
+      }
+      // The refused frames were not processed: no reply but the ERRORs, and the connection still works.
+      d.send({ type: T.HEARTBEAT, correlation_id: 'c'.repeat(128), payload: { client_time: 2 } });
+      const ack = await d.next(T.HEARTBEAT_ACK);
+      expect(ack.correlation_id).toBe('c'.repeat(128));
+      expect(d.ofType(T.HEARTBEAT_ACK)).toHaveLength(1);
+      expect(d.ofType(T.DEVICE_LIST)).toHaveLength(0);
+      expect(d.ofType(T.AUTH_SUCCESS)).toHaveLength(1);
+      expect(d.closeCode).toBeNull();
+
+      // As the first frame: AUTH_FAILURE and 4401, as for any first frame that is not a valid AUTH.
+      const fresh = await connectDevice(n.wsUrl);
+      fresh.send({ type: T.AUTH, correlation_id: 'x'.repeat(129), payload: { token: aliceToken, device_id: 'phone' } });
+      expect(await fresh.closed).toBe(4401);
+      expect(fresh.frames).toHaveLength(1);
+      expect(fresh.frames[0]).toMatchObject({ type: T.AUTH_FAILURE, payload: { code: 'invalid_message' } });
+      expect(fresh.frames[0].correlation_id).toBeUndefined();
+    });
+
     it('a frame above MAX_MESSAGE_BYTES gets ERROR payload_too_large and close 1009', async () => {
       const { d } = await device('phone', randomUUID());
       d.send({ type: T.STATE_UPDATE, payload: { key: 'big', operation: 'SET', value: 'x'.repeat(5000) } });

@@ -1,6 +1,6 @@
 import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t } from 'uWebSockets.js';
 import {
-  CloseCode, ErrorCode, MessageType, codecFor, negotiateSubprotocol, SUBPROTOCOL_PROTO, type Envelope,
+  CloseCode, ErrorCode, MessageType, codecFor, isValidId, MAX_ID_LENGTH, negotiateSubprotocol, SUBPROTOCOL_PROTO, type Envelope,
 } from '@harmonyflow/protocol';
 import { connOf, newConn, type QueryAuth, type Slot, type WS } from './conn';
 import type { WsContext } from './context';
@@ -135,11 +135,19 @@ export class WsGateway {
     const { limits } = this.ctx;
     const decoded = codecFor(c.binary ? SUBPROTOCOL_PROTO : null).decode(c.binary || isBinary ? message : Buffer.from(message as ArrayBuffer).toString('utf8'));
     if (!decoded.ok) {
-      if (!c.authed) return this.notAuthenticated(ws, decoded.correlation_id);
-      limits.strike(ws, decoded.code, decoded.message, decoded.correlation_id);
+      // Echoed only when valid: a reply must not carry an id the service refuses (SPEC §9).
+      const corr = isValidId(decoded.correlation_id) ? decoded.correlation_id : undefined;
+      if (!c.authed) return this.notAuthenticated(ws, corr);
+      limits.strike(ws, decoded.code, decoded.message, corr);
       return;
     }
     const env: Envelope = decoded.envelope;
+    if (env.correlation_id !== undefined && !isValidId(env.correlation_id)) {
+      const why = `correlation_id must be 1-${MAX_ID_LENGTH} characters of well-formed Unicode`;
+      if (!c.authed) return this.notAuthenticated(ws, undefined, ErrorCode.INVALID_MESSAGE, why);
+      limits.strike(ws, ErrorCode.INVALID_MESSAGE, why);
+      return;
+    }
     this.ctx.metrics.message(env.type).inc();
     if (env.type === MessageType.AUTH) {
       void authenticate(this.ctx, ws, env.payload as unknown as QueryAuth, env.correlation_id);
@@ -164,12 +172,11 @@ export class WsGateway {
     }
   }
 
-  /** A first frame that is not AUTH (SPEC §3): AUTH_FAILURE and close 4401 at once. */
-  private notAuthenticated(ws: WS, correlationId: string | undefined): void {
-    this.ctx.io.sendEnv(ws, {
-      type: MessageType.AUTH_FAILURE, timestamp: Date.now(), correlation_id: correlationId,
-      payload: { code: ErrorCode.NOT_AUTHENTICATED, message: 'the first frame must be AUTH' },
-    });
+  /** A first frame that is not a valid AUTH (SPEC §3): AUTH_FAILURE and close 4401 at once. */
+  private notAuthenticated(
+    ws: WS, correlationId: string | undefined, code: string = ErrorCode.NOT_AUTHENTICATED, message = 'the first frame must be AUTH',
+  ): void {
+    this.ctx.io.sendEnv(ws, { type: MessageType.AUTH_FAILURE, timestamp: Date.now(), correlation_id: correlationId, payload: { code, message } });
     this.ctx.io.close(ws, CloseCode.AUTH, 'not authenticated');
   }
 

@@ -1,5 +1,5 @@
 import {
-  ErrorCode, MessageType, isValidId, jsonDepth, MAX_ID_LENGTH, MAX_STATE_DEPTH, stateKeyProblem, type Envelope, type JsonValue,
+  ErrorCode, MessageType, jsonDepth, MAX_STATE_DEPTH, stateKeyProblem, type Envelope, type JsonValue,
 } from '@harmonyflow/protocol';
 import type { StateOp } from '../../store/types';
 import { connOf, type WS } from '../conn';
@@ -10,8 +10,7 @@ import { corked, send } from '../io';
 type Parsed = { op: StateOp; baseVersion?: number; mutationId?: number } | { problem: string };
 
 /** Validates a STATE_UPDATE payload into one store operation, or says what is wrong with it. */
-export function parseStateUpdate(p: Record<string, unknown>, correlationId: string | undefined): Parsed {
-  if (correlationId !== undefined && !isValidId(correlationId)) return { problem: `correlation_id must be 1-${MAX_ID_LENGTH} characters` };
+export function parseStateUpdate(p: Record<string, unknown>): Parsed {
   const keyProblem = stateKeyProblem(p.key);
   if (keyProblem) return { problem: keyProblem };
   const key = p.key as string;
@@ -45,14 +44,15 @@ export function parseStateUpdate(p: Record<string, unknown>, correlationId: stri
 /**
  * STATE_UPDATE (c→s): one store mutation; the writer gets STATE_UPDATE_ACK (with `duplicate`
  * when the write had been processed before), the session's other devices get the change from the
- * bus. Identity of a write: (session, device_id, mutation_id) or (session, device_id, correlation_id).
+ * bus. Identity of a write: (session, device_id, mutation_id) or (session, device_id, correlation_id);
+ * dispatch has refused correlation ids outside SPEC §9's 1-128 characters.
  */
 export async function stateUpdate(ctx: WsContext, ws: WS, env: Envelope): Promise<void> {
   const c = connOf(ws);
   const corr = env.correlation_id;
-  const parsed = parseStateUpdate(env.payload, corr);
+  const parsed = parseStateUpdate(env.payload);
   if ('problem' in parsed) {
-    ctx.limits.strike(ws, ErrorCode.INVALID_MESSAGE, parsed.problem, isValidId(corr) ? corr : undefined);
+    ctx.limits.strike(ws, ErrorCode.INVALID_MESSAGE, parsed.problem, corr);
     return;
   }
   ctx.inflight.count++;
