@@ -14,6 +14,12 @@ export interface QueryAuth {
   last_epoch?: string;
 }
 
+export interface HeldFrame {
+  /** A copy: uWS reuses the message's ArrayBuffer once its callback returns. */
+  readonly data: Buffer;
+  readonly isBinary: boolean;
+}
+
 /**
  * Per-connection state (uWS user data). Kept flat and small: it is multiplied by every
  * connection, and no closures hang off it — timers are one sweep per node, not one per socket.
@@ -27,8 +33,11 @@ export interface Conn {
   readonly openedAt: number;
   authed: boolean;
   authInFlight: boolean;
-  /** Frames that arrived while authentication was in flight, replayed once it settles. */
-  held: Buffer[] | null;
+  /**
+   * Frames that arrived while the first authentication was in flight, replayed as they came once
+   * it settles. A re-AUTH holds nothing: the connection is authenticated throughout.
+   */
+  held: HeldFrame[] | null;
   closed: boolean;
   userId: string;
   admin: boolean;

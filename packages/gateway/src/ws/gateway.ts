@@ -120,8 +120,8 @@ export class WsGateway {
     this.traffic(ws, now);
     if (!this.ctx.limits.admit(ws, message.byteLength, now)) return;
     const c = connOf(ws);
-    if (c.authInFlight) {
-      this.ctx.limits.hold(ws, message);
+    if (c.authInFlight && !c.authed) {
+      this.ctx.limits.hold(ws, message, isBinary);
       return;
     }
     this.dispatch(ws, message, isBinary);

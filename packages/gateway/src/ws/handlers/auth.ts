@@ -11,7 +11,8 @@ import { TOPIC } from '../topics';
 
 /**
  * AUTH: the first frame, the `?token=` query, or a token refresh on a live connection (SPEC §3,
- * §5, §9). Frames that arrive while it is in flight are held and processed once it settles.
+ * §5, §9). Frames that arrive while the first one is in flight are held and processed once it
+ * settles; during a refresh they are processed as they come.
  */
 export async function authenticate(ctx: WsContext, ws: WS, p: QueryAuth, correlationId: string | undefined): Promise<void> {
   const c = connOf(ws);
@@ -39,7 +40,7 @@ export async function authenticate(ctx: WsContext, ws: WS, p: QueryAuth, correla
     c.authInFlight = false;
     const held = c.held;
     c.held = null;
-    if (held && c.authed && !c.closed) for (const m of held) ctx.dispatch(ws, m, c.binary);
+    if (held && c.authed && !c.closed) for (const m of held) ctx.dispatch(ws, m.data, m.isBinary);
   }
 }
 
