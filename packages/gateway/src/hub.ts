@@ -295,10 +295,11 @@ export class Hub {
   }
 
   private deliver(f: UpdateFrame): void {
-    if (f.updatedAt > 0) this.metrics.busLag.observe(Math.max(0, Date.now() - f.updatedAt) / 1000);
+    const now = Date.now();
+    if (f.updatedAt > 0) this.metrics.hot.busLag.observe(Math.max(0, now - f.updatedAt) / 1000);
     const s = this.sessions.get(f.sessionId);
     if (!s) return;
-    s.lastFrameAt = Date.now();
+    s.lastFrameAt = now;
     this.noteEpoch(f.sessionId, f.epoch);
     const encoded = new EncodedUpdate(f);
     for (const c of s.conns) {
