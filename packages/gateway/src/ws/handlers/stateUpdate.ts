@@ -64,18 +64,18 @@ export async function stateUpdate(ctx: WsContext, ws: WS, env: Envelope): Promis
     }, 'ws');
     if (c.closed) return;
     const now = Date.now();
+    // One frame, sent uncorked: a cork batches only the sends inside its callback, so around a
+    // single send it saves nothing (and uWS asks for one on HTTP responses, not WebSocket sends).
     if (!c.binary) {
       // The per-write reply of the default subprotocol: built as text, no envelope object.
-      const text = ackJson(c.sessionId, corr, r.version, r.value, parsed.mutationId, r.duplicate, now);
-      // After an await: cork, so the ACK leaves in one syscall with whatever else is queued.
-      ws.cork(() => send(ws, text));
+      send(ws, ackJson(c.sessionId, corr, r.version, r.value, parsed.mutationId, r.duplicate, now));
       return;
     }
     const payload: Record<string, unknown> = { correlation_id: corr, version: r.version };
     if (r.value !== undefined) payload.value = r.value;
     if (parsed.mutationId !== undefined) payload.mutation_id = parsed.mutationId;
     if (r.duplicate) payload.duplicate = true;
-    ws.cork(() => ctx.io.sendEnv(ws, { type: MessageType.STATE_UPDATE_ACK, session_id: c.sessionId, timestamp: now, correlation_id: corr, payload }));
+    ctx.io.sendEnv(ws, { type: MessageType.STATE_UPDATE_ACK, session_id: c.sessionId, timestamp: now, correlation_id: corr, payload });
   } catch (err) {
     corked(ws, () => ctx.io.failed(ws, err, corr));
   } finally {
