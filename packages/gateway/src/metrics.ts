@@ -1,12 +1,11 @@
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { HotCounter, HotHistogram, type CounterSeries, type HistogramSeries } from './hotMetrics';
 import { redisConnectionStates } from './store/redisClient';
 import type { MutationResult, StateOp } from './store/types';
 import { uwsBuild, uwsIsNative } from './uwsRuntime';
 
-const PACKAGE_VERSION: string = JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')).version;
+// require, not a file read: node.ts requires the same file, so this is its cached copy.
+const PACKAGE_VERSION: string = (require('../package.json') as { version: string }).version;
 
 /**
  * prom-client's default gauges that end in `_total`, which Prometheus reserves for counters

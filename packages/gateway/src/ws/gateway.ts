@@ -9,6 +9,7 @@ import { deviceList } from './handlers/deviceList';
 import { heartbeat } from './handlers/heartbeat';
 import { snapshotRequest } from './handlers/snapshotRequest';
 import { stateUpdate } from './handlers/stateUpdate';
+import { sendEnv } from './io';
 
 /**
  * The `/ws` endpoint: upgrade (subprotocol, `?token=`), the connection lifecycle, dispatch of
@@ -157,7 +158,7 @@ export class WsGateway {
     limits.good(c);
     switch (env.type) {
       case MessageType.HEARTBEAT:
-        return heartbeat(this.ctx, ws, env, now);
+        return heartbeat(ws, env, now);
       case MessageType.SNAPSHOT_REQUEST:
         return snapshotRequest(this.ctx, ws);
       case MessageType.STATE_UPDATE:
@@ -176,7 +177,7 @@ export class WsGateway {
   private notAuthenticated(
     ws: WS, correlationId: string | undefined, code: string = ErrorCode.NOT_AUTHENTICATED, message = 'the first frame must be AUTH',
   ): void {
-    this.ctx.io.sendEnv(ws, { type: MessageType.AUTH_FAILURE, timestamp: Date.now(), correlation_id: correlationId, payload: { code, message } });
+    sendEnv(ws, { type: MessageType.AUTH_FAILURE, timestamp: Date.now(), correlation_id: correlationId, payload: { code, message } });
     this.ctx.io.close(ws, CloseCode.AUTH, 'not authenticated');
   }
 
@@ -189,7 +190,7 @@ export class WsGateway {
       if (c.closed) continue;
       if (!c.authed) {
         if (!c.authInFlight && now - c.openedAt > authTimeoutMs) {
-          io.sendEnv(ws, { type: MessageType.AUTH_FAILURE, timestamp: now, payload: { code: ErrorCode.NOT_AUTHENTICATED, message: 'no AUTH within the deadline' } });
+          sendEnv(ws, { type: MessageType.AUTH_FAILURE, timestamp: now, payload: { code: ErrorCode.NOT_AUTHENTICATED, message: 'no AUTH within the deadline' } });
           io.close(ws, CloseCode.AUTH, 'auth timeout');
         }
         continue;
@@ -227,7 +228,7 @@ export class WsGateway {
         if (c.closed) continue;
         const retry = 100 + Math.floor(Math.random() * 900);
         ws.cork(() => {
-          this.ctx.io.sendEnv(ws, { type: MessageType.RECONNECT, timestamp: Date.now(), payload: { retry_after_ms: retry } });
+          sendEnv(ws, { type: MessageType.RECONNECT, timestamp: Date.now(), payload: { retry_after_ms: retry } });
           this.ctx.io.close(ws, CloseCode.DRAINING, 'node draining');
         });
       }

@@ -31,13 +31,9 @@ export function closeCounted(ws: WS, code: number, reason: string, metrics: Metr
   ws.end(code, reason);
 }
 
-/** The socket-facing half of every handler: frames out, errors, closes, all counted. */
+/** ERROR frames and closes of every handler, counted by code; other frames go out through sendEnv. */
 export class SocketIO {
   constructor(private readonly metrics: Metrics, private readonly log: Logger) {}
-
-  sendEnv(ws: WS, env: Envelope): void {
-    sendEnv(ws, env);
-  }
 
   error(ws: WS, code: string, message: string, correlationId?: string, extra?: Record<string, unknown>): void {
     this.metrics.wsErrors.inc({ code });

@@ -7,6 +7,7 @@ import { AppError } from '../../errors';
 import { connOf, type Conn, type QueryAuth, type WS } from '../conn';
 import type { WsContext } from '../context';
 import { errorFromThrown } from '../errors';
+import { sendEnv } from '../io';
 import { TOPIC } from '../topics';
 
 /**
@@ -45,7 +46,7 @@ export async function authenticate(ctx: WsContext, ws: WS, p: QueryAuth, correla
 }
 
 function fail(ctx: WsContext, ws: WS, correlationId: string | undefined, code: string, message: string, close: number = CloseCode.AUTH): void {
-  ctx.io.sendEnv(ws, { type: MessageType.AUTH_FAILURE, timestamp: Date.now(), correlation_id: correlationId, payload: { code, message } });
+  sendEnv(ws, { type: MessageType.AUTH_FAILURE, timestamp: Date.now(), correlation_id: correlationId, payload: { code, message } });
   ctx.io.close(ws, close, code);
 }
 
@@ -64,7 +65,7 @@ function reauthenticate(ctx: WsContext, ws: WS, who: Principal, correlationId: s
     else ws.unsubscribe(TOPIC.admins(c.binary));
   }
   c.admin = admin;
-  ctx.io.sendEnv(ws, {
+  sendEnv(ws, {
     type: MessageType.AUTH_SUCCESS, session_id: c.sessionId, timestamp: Date.now(), correlation_id: correlationId,
     payload: successPayload(ctx, c, c.lastVersion, c.epoch, [], false, null),
   });
@@ -105,7 +106,7 @@ async function join(ctx: WsContext, ws: WS, who: Principal, p: QueryAuth, correl
     if (c.closed) return;
     await ctx.hub.catchUp(ws, lastVersion, lastEpoch, ({ resumed, version, epoch }) => {
       // Synchronously before the snapshot or replay frames: AUTH_SUCCESS always comes first.
-      ctx.io.sendEnv(ws, {
+      sendEnv(ws, {
         type: MessageType.AUTH_SUCCESS, session_id: sessionId, user_id: who.userId, device_id: deviceId, timestamp: Date.now(),
         correlation_id: correlationId, payload: successPayload(ctx, c, version, epoch, devices, resumed, claimed.lastMutationId),
       });

@@ -5,7 +5,7 @@ import type { StateOp } from '../../store/types';
 import { connOf, type WS } from '../conn';
 import type { WsContext } from '../context';
 import { ackJson } from '../frames';
-import { corked, send } from '../io';
+import { corked, send, sendEnv } from '../io';
 
 type Parsed = { op: StateOp; baseVersion?: number; mutationId?: number } | { problem: string };
 
@@ -75,7 +75,7 @@ export async function stateUpdate(ctx: WsContext, ws: WS, env: Envelope): Promis
     if (r.value !== undefined) payload.value = r.value;
     if (parsed.mutationId !== undefined) payload.mutation_id = parsed.mutationId;
     if (r.duplicate) payload.duplicate = true;
-    ctx.io.sendEnv(ws, { type: MessageType.STATE_UPDATE_ACK, session_id: c.sessionId, timestamp: now, correlation_id: corr, payload });
+    sendEnv(ws, { type: MessageType.STATE_UPDATE_ACK, session_id: c.sessionId, timestamp: now, correlation_id: corr, payload });
   } catch (err) {
     corked(ws, () => ctx.io.failed(ws, err, corr));
   } finally {
