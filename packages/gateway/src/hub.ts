@@ -1,14 +1,14 @@
 import {
-  BusKind, MessageType, decodeBusFrame, encodeJson, encodeProto, type ControlFrame, type Envelope, type UpdateFrame,
+  BusKind, CloseCode, MessageType, decodeBusFrame, encodeJson, encodeProto, type ControlFrame, type Envelope, type UpdateFrame,
 } from '@harmonyflow/protocol';
 import type { Bus } from './bus/types';
 import { StoreUnavailableError } from './errors';
 import type { Logger } from './log';
 import type { Metrics } from './metrics';
-import type { SessionStore } from './store/types';
+import type { SessionStore, Snapshot } from './store/types';
 import { connOf, type Conn, type WS } from './ws/conn';
 import { EncodedUpdate, snapshotPayload, type EncodedFrame } from './ws/frames';
-import { send } from './ws/io';
+import { closeCounted, send } from './ws/io';
 
 /** Store-unavailable retries of a resync (100 ms doubling to 1.6 s: about 5 s in all). */
 const RESYNC_ATTEMPTS = 6;
@@ -134,64 +134,62 @@ export class Hub {
    * Sends the socket what it missed since `afterVersion` of `afterEpoch` (replay from the update
    * log) or, when the log does not cover it, the epoch is another one or no version is given, one
    * SNAPSHOT_RESPONSE; then releases the deltas held back meanwhile. `before` runs synchronously
-   * just before the first frame, with where the socket stands.
+   * just before the first frame, with where the socket stands. A log with a hole (an entry that
+   * does not decode, a version skipped) does not cover the gap: the socket gets a snapshot.
    */
-  async catchUp(
-    ws: WS, afterVersion: number | null, afterEpoch: string | null,
-    before?: (at: { resumed: boolean; version: number; epoch: string }) => void,
-  ): Promise<{ resumed: boolean; version: number; epoch: string }> {
+  async catchUp(ws: WS, afterVersion: number | null, afterEpoch: string | null, before?: (at: CatchUpResult) => void): Promise<CatchUpResult> {
     const c = connOf(ws);
-    if (c.pending === null) c.pending = [];
+    c.pending ??= [];
     const log = afterVersion !== null ? await this.store.updatesSince(c.sessionId, afterVersion, afterEpoch) : null;
-    const snap = log === null ? await this.store.get(c.sessionId) : null;
+    const replay = log !== null ? replayOf(log.frames, afterVersion!) : null;
+    const snap = replay === null ? await this.store.get(c.sessionId) : null;
     if (c.closed) return { resumed: false, version: 0, epoch: '' };
-    let version: number;
-    let epoch: string;
-    if (log !== null) {
-      const replay: UpdateFrame[] = [];
-      version = afterVersion!;
-      epoch = log.epoch;
-      for (const data of log.frames) {
-        const f = decodeBusFrame(data) as UpdateFrame | null;
-        if (f && f.version > version) {
-          replay.push(f);
-          version = f.version;
-        }
-      }
-      before?.({ resumed: true, version, epoch });
+    const at: CatchUpResult = replay !== null
+      ? { resumed: true, version: replay.length > 0 ? replay[replay.length - 1].version : afterVersion!, epoch: log!.epoch }
+      : { resumed: false, version: snap ? snap.version : 0, epoch: snap ? snap.epoch : '' };
+    // After awaits, outside any uWS callback: one cork makes the whole catch-up one write.
+    ws.cork(() => this.sendCatchUp(ws, c, at, replay, snap, before));
+    if (c.snapshotWanted && c.pending === null && !c.closed) {
+      c.snapshotWanted = false;
+      this.resync(ws, 'snapshot request', true);
+    }
+    return at;
+  }
+
+  private sendCatchUp(
+    ws: WS, c: Conn, at: CatchUpResult, replay: UpdateFrame[] | null, snap: Snapshot | null, before?: (at: CatchUpResult) => void,
+  ): void {
+    before?.(at);
+    if (replay !== null) {
       for (const f of replay) {
         // Never a writer's own update on the connection that wrote it (it has its ACK). A new
         // connection of the same device does get its earlier writes: their ACKs may have been lost.
         if (f.originConn === c.id && f.originNode === this.opts.instance) continue;
-        send(ws, encodedUpdate(f).for(c.binary));
+        send(ws, new EncodedUpdate(f).for(c.binary));
       }
     } else {
-      version = snap ? snap.version : 0;
-      epoch = snap ? snap.epoch : '';
-      before?.({ resumed: false, version, epoch });
       const env: Envelope = {
         type: MessageType.SNAPSHOT_RESPONSE,
         session_id: c.sessionId,
         timestamp: Date.now(),
-        payload: snapshotPayload(c.sessionId, version, snap ? snap.state : {}, snap ? snap.updatedAt : Date.now(), epoch),
+        payload: snapshotPayload(c.sessionId, at.version, snap ? snap.state : {}, snap ? snap.updatedAt : Date.now(), at.epoch),
       };
       send(ws, c.binary ? encodeProto(env) : encodeJson(env));
     }
-    c.lastVersion = version;
-    c.epoch = epoch;
-    this.noteEpoch(c.sessionId, epoch);
+    c.lastVersion = at.version;
+    c.epoch = at.epoch;
+    this.noteEpoch(c.sessionId, at.epoch);
     const held = c.pending ?? [];
     c.pending = null;
     c.stale = false;
     for (let i = 0; i < held.length; i++) {
-      this.deliverTo(c, held[i], encodedUpdate(held[i]));
+      this.deliverTo(c, held[i], new EncodedUpdate(held[i]));
       if (c.pending !== null) {
         // That frame revealed a gap and started another catch-up: it owns the rest.
         (c.pending as UpdateFrame[]).push(...held.slice(i + 1));
         break;
       }
     }
-    return { resumed: log !== null, version, epoch };
   }
 
   /** Records the session's current epoch here; a change under known sockets is reported once. */
@@ -210,7 +208,13 @@ export class Hub {
    */
   resync(ws: WS, reason: string, snapshot = false): void {
     const c = connOf(ws);
-    if (c.closed || !c.authed || c.pending !== null) return;
+    if (c.closed || !c.authed) return;
+    if (c.pending !== null) {
+      // A catch-up is under way and owns the socket's frames; a snapshot asked for meanwhile is
+      // sent when it finishes (catchUp), not dropped.
+      if (snapshot) c.snapshotWanted = true;
+      return;
+    }
     this.metrics.hot.resync.inc();
     void this.resyncWithRetry(ws, reason, snapshot);
   }
@@ -224,7 +228,6 @@ export class Hub {
     const c = connOf(ws);
     for (let attempt = 0; ; attempt++) {
       try {
-        c.pending ??= [];
         await this.catchUp(ws, snapshot || c.stale ? null : c.lastVersion, c.epoch);
         return;
       } catch (err) {
@@ -232,7 +235,7 @@ export class Hub {
         if (!(err instanceof StoreUnavailableError) || attempt >= RESYNC_ATTEMPTS) {
           this.log.warn({ err: (err as Error).message, reason }, 'resync failed; closing so the client resumes');
           c.pending = null;
-          ws.end(1011, 'resync failed');
+          closeCounted(ws, CloseCode.INTERNAL, 'resync failed', this.metrics);
           return;
         }
         await new Promise((r) => setTimeout(r, 100 * 2 ** Math.min(attempt, 4)));
@@ -292,12 +295,13 @@ export class Hub {
   }
 
   private deliver(f: UpdateFrame): void {
-    if (f.updatedAt > 0) this.metrics.busLag.observe(Math.max(0, Date.now() - f.updatedAt) / 1000);
+    const now = Date.now();
+    if (f.updatedAt > 0) this.metrics.hot.busLag.observe(Math.max(0, now - f.updatedAt) / 1000);
     const s = this.sessions.get(f.sessionId);
     if (!s) return;
-    s.lastFrameAt = Date.now();
+    s.lastFrameAt = now;
     this.noteEpoch(f.sessionId, f.epoch);
-    const encoded = encodedUpdate(f);
+    const encoded = new EncodedUpdate(f);
     for (const c of s.conns) {
       if (c.pending !== null) {
         c.pending.push(f);
@@ -344,8 +348,24 @@ export class Hub {
   }
 }
 
-function encodedUpdate(f: UpdateFrame): EncodedFrame {
-  return new EncodedUpdate(f);
+export interface CatchUpResult {
+  readonly resumed: boolean;
+  readonly version: number;
+  readonly epoch: string;
 }
 
-export type { Conn };
+/**
+ * The log's frames when they decode and continue `after` one version at a time; null when the log
+ * has a hole, which a replay must never hand a client (it would take the missing version as seen).
+ */
+function replayOf(frames: readonly Uint8Array[], after: number): UpdateFrame[] | null {
+  const out: UpdateFrame[] = [];
+  let version = after;
+  for (const data of frames) {
+    const f = decodeBusFrame(data);
+    if (!f || f.kind !== BusKind.UPDATE || f.version !== version + 1) return null;
+    out.push(f);
+    version = f.version;
+  }
+  return out;
+}

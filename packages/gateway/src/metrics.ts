@@ -1,11 +1,11 @@
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { HotCounter, HotHistogram, type CounterSeries, type HistogramSeries } from './hotMetrics';
 import { redisConnectionStates } from './store/redisClient';
+import type { MutationResult, StateOp } from './store/types';
 import { uwsBuild, uwsIsNative } from './uwsRuntime';
 
-const PACKAGE_VERSION: string = JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')).version;
+// require, not a file read: node.ts requires the same file, so this is its cached copy.
+const PACKAGE_VERSION: string = (require('../package.json') as { version: string }).version;
 
 /**
  * prom-client's default gauges that end in `_total`, which Prometheus reserves for counters
@@ -13,6 +13,11 @@ const PACKAGE_VERSION: string = JSON.parse(readFileSync(path.join(__dirname, '..
  * same name without the suffix, e.g. `sum(hf_nodejs_active_handles)`, so nothing is lost.
  */
 const NON_COUNTER_TOTALS = ['hf_nodejs_active_handles_total', 'hf_nodejs_active_requests_total', 'hf_nodejs_active_resources_total'];
+
+const BUS_LAG_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1];
+
+export type MutateOutcome = MutationResult['status'] | 'error';
+export type WriteSource = 'http' | 'ws';
 
 /** Every metric of a node, in one registry. Labels are bounded: never a session or user id. */
 export class Metrics {
@@ -56,7 +61,14 @@ export class Metrics {
     ['outcome'], this.registry);
 
   readonly busLag = new HotHistogram('hf_bus_lag_seconds', 'Time from a state update commit to its arrival on this node',
-    [], [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1], this.registry);
+    [], BUS_LAG_BUCKETS, this.registry);
+
+  readonly busCanaryRtt = new Histogram({
+    name: 'hf_bus_canary_rtt_seconds',
+    help: 'Round trip of the bus canary: a frame this node publishes to itself, through the same kind of channel sessions use, back to it',
+    buckets: BUS_LAG_BUCKETS,
+    registers: [this.registry],
+  });
 
   readonly busSubscriptions = new Gauge({
     name: 'hf_bus_subscribed_sessions',
@@ -103,10 +115,12 @@ export class Metrics {
     delivered: this.fanout.labels('delivered'),
     skippedSlow: this.fanout.labels('skipped_slow'),
     resync: this.fanout.labels('resync'),
+    busLag: this.busLag.labels(),
     /** By message type number (0..18). */
     messages: [] as CounterSeries[],
-    mutate: new Map<string, HistogramSeries>(),
-    writes: new Map<string, CounterSeries>(),
+    /** Small fixed label sets, each series resolved on first use (never scraped unused). */
+    mutate: {} as Partial<Record<MutateOutcome, HistogramSeries>>,
+    writes: { http: {}, ws: {} } as Record<WriteSource, Partial<Record<StateOp['op'], CounterSeries>>>,
   };
 
   /** The wsMessages child of a message type. */
@@ -115,18 +129,13 @@ export class Metrics {
   }
 
   /** The storeOps child of a mutate outcome. */
-  mutateDuration(outcome: string) {
-    let c = this.hot.mutate.get(outcome);
-    if (!c) this.hot.mutate.set(outcome, (c = this.storeOps.labels('mutate', outcome)));
-    return c;
+  mutateDuration(outcome: MutateOutcome): HistogramSeries {
+    return (this.hot.mutate[outcome] ??= this.storeOps.labels('mutate', outcome));
   }
 
   /** The writes child of a (source, op) pair. */
-  write(source: string, op: string) {
-    const key = `${source} ${op}`;
-    let c = this.hot.writes.get(key);
-    if (!c) this.hot.writes.set(key, (c = this.writes.labels(source, op)));
-    return c;
+  write(source: WriteSource, op: StateOp['op']): CounterSeries {
+    return (this.hot.writes[source][op] ??= this.writes.labels(source, op));
   }
 
   constructor() {

@@ -1,5 +1,9 @@
 import { Counter, Histogram, Registry } from 'prom-client';
+import { BusKind } from '@harmonyflow/protocol';
+import { BusCanary } from '../src/bus/canary';
+import type { Bus } from '../src/bus/types';
 import { HotCounter, HotHistogram } from '../src/hotMetrics';
+import { Metrics } from '../src/metrics';
 
 // The per-update metrics must scrape exactly as the prom-client metrics they replace.
 
@@ -56,5 +60,41 @@ describe('hot metrics scrape like prom-client', () => {
     h1.inc({ outcome: 'broadcast' });
     h2.labels().inc(5);
     expect(await text(b)).toBe(await text(a));
+  });
+});
+
+describe('the node\'s per-update series', () => {
+  it('write(source, op) and mutateDuration(outcome) resolve each series once and scrape only what was used', async () => {
+    const m = new Metrics();
+    expect(m.write('ws', 'set')).toBe(m.write('ws', 'set'));
+    expect(m.write('ws', 'set')).toBe(m.writes.labels('ws', 'set'));
+    expect(m.write('http', 'set')).not.toBe(m.write('ws', 'set'));
+    expect(m.mutateDuration('ok')).toBe(m.storeOps.labels('mutate', 'ok'));
+    m.write('ws', 'incr').inc();
+    m.write('ws', 'incr').inc();
+    m.mutateDuration('conflict').observe(0.001);
+    const text = await m.registry.metrics();
+    expect(text).toContain('hf_store_writes_total{source="ws",op="incr"} 2');
+    expect(text).toContain('hf_store_writes_total{source="ws",op="set"} 0');
+    expect(text).not.toContain('op="delete"');
+    expect(text).toContain('hf_store_operation_duration_seconds_count{op="mutate",outcome="conflict"} 1');
+  });
+
+  it('bus lag has its series resolved for the delivery path', async () => {
+    const m = new Metrics();
+    expect(m.hot.busLag).toBe(m.busLag.labels());
+    m.hot.busLag.observe(0.002);
+    expect(await m.registry.metrics()).toContain('hf_bus_lag_seconds_count 1');
+  });
+
+  it('the bus canary\'s round trip is its own metric, not commit-to-arrival bus lag', async () => {
+    const m = new Metrics();
+    const canary = new BusCanary({} as Bus, 'node-a', 1000, m);
+    canary.heard({ kind: BusKind.CANARY, sessionId: 'canary-node-a', originNode: 'node-a', body: { sent_at: Date.now() - 3 } });
+    canary.heard({ kind: BusKind.CANARY, sessionId: 'canary-node-b', originNode: 'node-b', body: { sent_at: Date.now() - 3 } });
+    const text = await m.registry.metrics();
+    expect(text).toContain('hf_bus_lag_seconds_count 0');
+    expect(text).toContain('hf_bus_canary_rtt_seconds_count 1');
+    expect(text).toMatch(/^# HELP hf_bus_canary_rtt_seconds .*canary/m);
   });
 });

@@ -38,6 +38,8 @@ export type Subprotocol = typeof SUBPROTOCOL_JSON | typeof SUBPROTOCOL_PROTO;
 export const CloseCode = {
   NORMAL: 1000,
   TOO_BIG: 1009,
+  /** The server could not keep the connection's stream consistent (a resync failed): resume. */
+  INTERNAL: 1011,
   DRAINING: 1012,
   KICKED: 4000,
   PROTOCOL_ABUSE: 4400,

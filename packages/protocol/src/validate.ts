@@ -66,17 +66,41 @@ export function stateKeyProblem(key: unknown): string | null {
   return null;
 }
 
-/** Iterative, so hostile nesting cannot overflow the stack while it is measured. */
+const hasOwn = Object.prototype.hasOwnProperty;
+
+/**
+ * Nesting depth of a JSON value: 0 for a primitive, 1 for a flat object or array; `limit + 1` as
+ * soon as it is known to exceed `limit` (the rest is not walked). Iterative, so hostile nesting
+ * cannot overflow the stack while it is measured. It runs on every value a client writes, so it
+ * allocates little: nothing for a primitive, and only objects and arrays go on its stack.
+ */
 export function jsonDepth(v: unknown, limit: number): number {
-  let max = 0;
-  const stack: [unknown, number][] = [[v, 1]];
-  while (stack.length > 0) {
-    const [node, d] = stack.pop()!;
-    if (node === null || typeof node !== 'object') continue;
-    if (d > max) max = d;
-    if (max > limit) return max;
-    if (Array.isArray(node)) for (const x of node) stack.push([x, d + 1]);
-    else for (const k of Object.keys(node)) stack.push([(node as Record<string, unknown>)[k], d + 1]);
+  if (v === null || typeof v !== 'object') return 0;
+  let max = 1;
+  if (max > limit) return max;
+  const nodes: object[] = [v];
+  const depths: number[] = [1];
+  while (nodes.length > 0) {
+    const node = nodes.pop()!;
+    const d = depths.pop()! + 1; // the depth of its children
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i++) {
+        const x: unknown = node[i];
+        if (x === null || typeof x !== 'object') continue;
+        if (d > max && (max = d) > limit) return max;
+        nodes.push(x);
+        depths.push(d);
+      }
+    } else {
+      for (const k in node) {
+        if (!hasOwn.call(node, k)) continue;
+        const x: unknown = (node as Record<string, unknown>)[k];
+        if (x === null || typeof x !== 'object') continue;
+        if (d > max && (max = d) > limit) return max;
+        nodes.push(x);
+        depths.push(d);
+      }
+    }
   }
   return max;
 }

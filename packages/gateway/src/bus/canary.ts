@@ -5,7 +5,8 @@ import type { Bus } from './types';
 /**
  * A frame to ourselves, every `everyMs`, through the same kind of channel sessions use. A node
  * whose bus silently stopped delivering (subscribed to nothing after a failover, a stuck shard
- * subscriber) turns not-ready (`silent()`), and the round trip is the bus lag metric.
+ * subscriber) turns not-ready (`silent()`). The round trip is hf_bus_canary_rtt_seconds: bus lag
+ * (hf_bus_lag_seconds) is commit to arrival of state updates, which a canary is not.
  */
 export class BusCanary {
   private readonly channel: string;
@@ -33,7 +34,9 @@ export class BusCanary {
   heard(f: ControlFrame): void {
     if (f.originNode !== this.instance) return;
     this.heardAt = Date.now();
-    this.metrics.busLag.observe(Math.max(0, Date.now() - Number(f.body.sent_at)) / 1000);
+    const rtt = this.heardAt - Number(f.body.sent_at);
+    // prom-client throws on NaN; a clock stepped back reads as 0.
+    if (Number.isFinite(rtt)) this.metrics.busCanaryRtt.observe(Math.max(0, rtt) / 1000);
   }
 
   /** True when our own frames stopped coming back. */

@@ -14,6 +14,12 @@ export interface QueryAuth {
   last_epoch?: string;
 }
 
+export interface HeldFrame {
+  /** A copy: uWS reuses the message's ArrayBuffer once its callback returns. */
+  readonly data: Buffer;
+  readonly isBinary: boolean;
+}
+
 /**
  * Per-connection state (uWS user data). Kept flat and small: it is multiplied by every
  * connection, and no closures hang off it — timers are one sweep per node, not one per socket.
@@ -27,8 +33,11 @@ export interface Conn {
   readonly openedAt: number;
   authed: boolean;
   authInFlight: boolean;
-  /** Frames that arrived while authentication was in flight, replayed once it settles. */
-  held: Buffer[] | null;
+  /**
+   * Frames that arrived while the first authentication was in flight, replayed as they came once
+   * it settles. A re-AUTH holds nothing: the connection is authenticated throughout.
+   */
+  held: HeldFrame[] | null;
   closed: boolean;
   userId: string;
   admin: boolean;
@@ -49,6 +58,8 @@ export interface Conn {
   epoch: string;
   /** Bus frames held back while a snapshot or replay is being prepared; null when live. */
   pending: UpdateFrame[] | null;
+  /** A SNAPSHOT_REQUEST came while a catch-up was under way: sent once that one finishes. */
+  snapshotWanted: boolean;
   /** Slow consumer: deltas are skipped until drain, then one fresh snapshot is sent. */
   stale: boolean;
   /** The last send() reported buffered bytes: check the buffer before the next delivery. */
@@ -100,6 +111,7 @@ export function newConn(binary: boolean, query: QueryAuth | null, now: number, b
     lastVersion: 0,
     epoch: '',
     pending: null,
+    snapshotWanted: false,
     stale: false,
     backpressured: false,
     bucket: burst,

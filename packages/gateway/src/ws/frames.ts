@@ -96,7 +96,7 @@ export class Encoded implements EncodedFrame {
   private proto: Uint8Array | null = null;
   private envelope: Envelope | null = null;
 
-  constructor(private readonly build: () => Envelope, private readonly fastJson: (() => string | null) | null = null) {}
+  constructor(private readonly build: () => Envelope) {}
 
   private env(): Envelope {
     return (this.envelope ??= this.build());
@@ -104,7 +104,6 @@ export class Encoded implements EncodedFrame {
 
   for(binary: boolean): string | Uint8Array {
     if (binary) return (this.proto ??= encodeProto(this.env()));
-    if (this.json === null) this.json = this.fastJson?.() ?? encodeJson(this.env());
-    return this.json;
+    return (this.json ??= encodeJson(this.env()));
   }
 }

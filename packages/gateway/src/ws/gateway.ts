@@ -1,6 +1,6 @@
 import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t } from 'uWebSockets.js';
 import {
-  CloseCode, ErrorCode, MessageType, codecFor, negotiateSubprotocol, SUBPROTOCOL_PROTO, type Envelope,
+  CloseCode, ErrorCode, MessageType, codecFor, isValidId, MAX_ID_LENGTH, negotiateSubprotocol, SUBPROTOCOL_PROTO, type Envelope,
 } from '@harmonyflow/protocol';
 import { connOf, newConn, type QueryAuth, type Slot, type WS } from './conn';
 import type { WsContext } from './context';
@@ -9,6 +9,7 @@ import { deviceList } from './handlers/deviceList';
 import { heartbeat } from './handlers/heartbeat';
 import { snapshotRequest } from './handlers/snapshotRequest';
 import { stateUpdate } from './handlers/stateUpdate';
+import { sendEnv } from './io';
 
 /**
  * The `/ws` endpoint: upgrade (subprotocol, `?token=`), the connection lifecycle, dispatch of
@@ -120,8 +121,8 @@ export class WsGateway {
     this.traffic(ws, now);
     if (!this.ctx.limits.admit(ws, message.byteLength, now)) return;
     const c = connOf(ws);
-    if (c.authInFlight) {
-      this.ctx.limits.hold(ws, message);
+    if (c.authInFlight && !c.authed) {
+      this.ctx.limits.hold(ws, message, isBinary);
       return;
     }
     this.dispatch(ws, message, isBinary);
@@ -135,11 +136,19 @@ export class WsGateway {
     const { limits } = this.ctx;
     const decoded = codecFor(c.binary ? SUBPROTOCOL_PROTO : null).decode(c.binary || isBinary ? message : Buffer.from(message as ArrayBuffer).toString('utf8'));
     if (!decoded.ok) {
-      if (!c.authed) return this.notAuthenticated(ws, decoded.correlation_id);
-      limits.strike(ws, decoded.code, decoded.message, decoded.correlation_id);
+      // Echoed only when valid: a reply must not carry an id the service refuses (SPEC §9).
+      const corr = isValidId(decoded.correlation_id) ? decoded.correlation_id : undefined;
+      if (!c.authed) return this.notAuthenticated(ws, corr);
+      limits.strike(ws, decoded.code, decoded.message, corr);
       return;
     }
     const env: Envelope = decoded.envelope;
+    if (env.correlation_id !== undefined && !isValidId(env.correlation_id)) {
+      const why = `correlation_id must be 1-${MAX_ID_LENGTH} characters of well-formed Unicode`;
+      if (!c.authed) return this.notAuthenticated(ws, undefined, ErrorCode.INVALID_MESSAGE, why);
+      limits.strike(ws, ErrorCode.INVALID_MESSAGE, why);
+      return;
+    }
     this.ctx.metrics.message(env.type).inc();
     if (env.type === MessageType.AUTH) {
       void authenticate(this.ctx, ws, env.payload as unknown as QueryAuth, env.correlation_id);
@@ -149,7 +158,7 @@ export class WsGateway {
     limits.good(c);
     switch (env.type) {
       case MessageType.HEARTBEAT:
-        return heartbeat(this.ctx, ws, env, now);
+        return heartbeat(ws, env, now);
       case MessageType.SNAPSHOT_REQUEST:
         return snapshotRequest(this.ctx, ws);
       case MessageType.STATE_UPDATE:
@@ -164,12 +173,11 @@ export class WsGateway {
     }
   }
 
-  /** A first frame that is not AUTH (SPEC §3): AUTH_FAILURE and close 4401 at once. */
-  private notAuthenticated(ws: WS, correlationId: string | undefined): void {
-    this.ctx.io.sendEnv(ws, {
-      type: MessageType.AUTH_FAILURE, timestamp: Date.now(), correlation_id: correlationId,
-      payload: { code: ErrorCode.NOT_AUTHENTICATED, message: 'the first frame must be AUTH' },
-    });
+  /** A first frame that is not a valid AUTH (SPEC §3): AUTH_FAILURE and close 4401 at once. */
+  private notAuthenticated(
+    ws: WS, correlationId: string | undefined, code: string = ErrorCode.NOT_AUTHENTICATED, message = 'the first frame must be AUTH',
+  ): void {
+    sendEnv(ws, { type: MessageType.AUTH_FAILURE, timestamp: Date.now(), correlation_id: correlationId, payload: { code, message } });
     this.ctx.io.close(ws, CloseCode.AUTH, 'not authenticated');
   }
 
@@ -182,7 +190,7 @@ export class WsGateway {
       if (c.closed) continue;
       if (!c.authed) {
         if (!c.authInFlight && now - c.openedAt > authTimeoutMs) {
-          io.sendEnv(ws, { type: MessageType.AUTH_FAILURE, timestamp: now, payload: { code: ErrorCode.NOT_AUTHENTICATED, message: 'no AUTH within the deadline' } });
+          sendEnv(ws, { type: MessageType.AUTH_FAILURE, timestamp: now, payload: { code: ErrorCode.NOT_AUTHENTICATED, message: 'no AUTH within the deadline' } });
           io.close(ws, CloseCode.AUTH, 'auth timeout');
         }
         continue;
@@ -220,7 +228,7 @@ export class WsGateway {
         if (c.closed) continue;
         const retry = 100 + Math.floor(Math.random() * 900);
         ws.cork(() => {
-          this.ctx.io.sendEnv(ws, { type: MessageType.RECONNECT, timestamp: Date.now(), payload: { retry_after_ms: retry } });
+          sendEnv(ws, { type: MessageType.RECONNECT, timestamp: Date.now(), payload: { retry_after_ms: retry } });
           this.ctx.io.close(ws, CloseCode.DRAINING, 'node draining');
         });
       }

@@ -24,13 +24,16 @@ export function corked(ws: WS, fn: () => void): void {
   if (!connOf(ws).closed) ws.cork(fn);
 }
 
-/** The socket-facing half of every handler: frames out, errors, closes, all counted. */
+/** Closes the socket (nothing once closed), counted in hf_ws_closes_total by code. */
+export function closeCounted(ws: WS, code: number, reason: string, metrics: Metrics): void {
+  if (connOf(ws).closed) return;
+  metrics.wsCloses.inc({ code: String(code) });
+  ws.end(code, reason);
+}
+
+/** ERROR frames and closes of every handler, counted by code; other frames go out through sendEnv. */
 export class SocketIO {
   constructor(private readonly metrics: Metrics, private readonly log: Logger) {}
-
-  sendEnv(ws: WS, env: Envelope): void {
-    sendEnv(ws, env);
-  }
 
   error(ws: WS, code: string, message: string, correlationId?: string, extra?: Record<string, unknown>): void {
     this.metrics.wsErrors.inc({ code });
@@ -46,8 +49,6 @@ export class SocketIO {
   }
 
   close(ws: WS, code: number, reason: string): void {
-    if (connOf(ws).closed) return;
-    this.metrics.wsCloses.inc({ code: String(code) });
-    ws.end(code, reason);
+    closeCounted(ws, code, reason, this.metrics);
   }
 }

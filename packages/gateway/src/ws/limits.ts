@@ -5,7 +5,7 @@ import type { SocketIO } from './io';
 
 /** Invalid frames tolerated (net of good ones) before a connection is closed with 4400. */
 const STRIKES_BEFORE_CLOSE = 10;
-/** Frames held while authentication is in flight; more is abuse. */
+/** Frames held while the first authentication is in flight; more is abuse. */
 const MAX_HELD_FRAMES = 64;
 
 /**
@@ -60,16 +60,15 @@ export class Limits {
     if (c.strikes >= STRIKES_BEFORE_CLOSE * 2) this.io.close(ws, CloseCode.PROTOCOL_ABUSE, 'too many invalid messages');
   }
 
-  /** Holds a frame that arrived while authentication is in flight; false (and closed) past the cap. */
-  hold(ws: WS, message: ArrayBuffer): boolean {
+  /** Holds a frame that arrived while the first AUTH is in flight; false (and closed) past the cap. */
+  hold(ws: WS, message: ArrayBuffer, isBinary: boolean): boolean {
     const c = connOf(ws);
     c.held ??= [];
     if (c.held.length >= MAX_HELD_FRAMES) {
       this.io.close(ws, CloseCode.PROTOCOL_ABUSE, 'too many frames before authentication');
       return false;
     }
-    // uWS reuses the ArrayBuffer after the callback: copy it.
-    c.held.push(Buffer.from(new Uint8Array(message)));
+    c.held.push({ data: Buffer.from(new Uint8Array(message)), isBinary });
     return true;
   }
 }

@@ -7,11 +7,13 @@ import { AppError } from '../../errors';
 import { connOf, type Conn, type QueryAuth, type WS } from '../conn';
 import type { WsContext } from '../context';
 import { errorFromThrown } from '../errors';
+import { sendEnv } from '../io';
 import { TOPIC } from '../topics';
 
 /**
  * AUTH: the first frame, the `?token=` query, or a token refresh on a live connection (SPEC §3,
- * §5, §9). Frames that arrive while it is in flight are held and processed once it settles.
+ * §5, §9). Frames that arrive while the first one is in flight are held and processed once it
+ * settles; during a refresh they are processed as they come.
  */
 export async function authenticate(ctx: WsContext, ws: WS, p: QueryAuth, correlationId: string | undefined): Promise<void> {
   const c = connOf(ws);
@@ -39,12 +41,12 @@ export async function authenticate(ctx: WsContext, ws: WS, p: QueryAuth, correla
     c.authInFlight = false;
     const held = c.held;
     c.held = null;
-    if (held && c.authed && !c.closed) for (const m of held) ctx.dispatch(ws, m, c.binary);
+    if (held && c.authed && !c.closed) for (const m of held) ctx.dispatch(ws, m.data, m.isBinary);
   }
 }
 
 function fail(ctx: WsContext, ws: WS, correlationId: string | undefined, code: string, message: string, close: number = CloseCode.AUTH): void {
-  ctx.io.sendEnv(ws, { type: MessageType.AUTH_FAILURE, timestamp: Date.now(), correlation_id: correlationId, payload: { code, message } });
+  sendEnv(ws, { type: MessageType.AUTH_FAILURE, timestamp: Date.now(), correlation_id: correlationId, payload: { code, message } });
   ctx.io.close(ws, close, code);
 }
 
@@ -63,7 +65,7 @@ function reauthenticate(ctx: WsContext, ws: WS, who: Principal, correlationId: s
     else ws.unsubscribe(TOPIC.admins(c.binary));
   }
   c.admin = admin;
-  ctx.io.sendEnv(ws, {
+  sendEnv(ws, {
     type: MessageType.AUTH_SUCCESS, session_id: c.sessionId, timestamp: Date.now(), correlation_id: correlationId,
     payload: successPayload(ctx, c, c.lastVersion, c.epoch, [], false, null),
   });
@@ -104,7 +106,7 @@ async function join(ctx: WsContext, ws: WS, who: Principal, p: QueryAuth, correl
     if (c.closed) return;
     await ctx.hub.catchUp(ws, lastVersion, lastEpoch, ({ resumed, version, epoch }) => {
       // Synchronously before the snapshot or replay frames: AUTH_SUCCESS always comes first.
-      ctx.io.sendEnv(ws, {
+      sendEnv(ws, {
         type: MessageType.AUTH_SUCCESS, session_id: sessionId, user_id: who.userId, device_id: deviceId, timestamp: Date.now(),
         correlation_id: correlationId, payload: successPayload(ctx, c, version, epoch, devices, resumed, claimed.lastMutationId),
       });

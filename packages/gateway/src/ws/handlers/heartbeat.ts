@@ -1,11 +1,11 @@
 import { MessageType, type Envelope } from '@harmonyflow/protocol';
 import { connOf, type WS } from '../conn';
-import type { WsContext } from '../context';
+import { sendEnv } from '../io';
 
 /** HEARTBEAT → HEARTBEAT_ACK echoing the client's clock (traffic itself keeps presence alive). */
-export function heartbeat(ctx: WsContext, ws: WS, env: Envelope, now: number): void {
+export function heartbeat(ws: WS, env: Envelope, now: number): void {
   const ct = (env.payload as { client_time?: unknown }).client_time;
-  ctx.io.sendEnv(ws, {
+  sendEnv(ws, {
     type: MessageType.HEARTBEAT_ACK, session_id: connOf(ws).sessionId, timestamp: now, correlation_id: env.correlation_id,
     payload: { client_time: typeof ct === 'number' ? ct : undefined, server_time: now },
   });

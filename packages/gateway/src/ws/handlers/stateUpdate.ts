@@ -1,17 +1,16 @@
 import {
-  ErrorCode, MessageType, isValidId, jsonDepth, MAX_ID_LENGTH, MAX_STATE_DEPTH, stateKeyProblem, type Envelope, type JsonValue,
+  ErrorCode, MessageType, jsonDepth, MAX_STATE_DEPTH, stateKeyProblem, type Envelope, type JsonValue,
 } from '@harmonyflow/protocol';
 import type { StateOp } from '../../store/types';
 import { connOf, type WS } from '../conn';
 import type { WsContext } from '../context';
 import { ackJson } from '../frames';
-import { corked, send } from '../io';
+import { corked, send, sendEnv } from '../io';
 
 type Parsed = { op: StateOp; baseVersion?: number; mutationId?: number } | { problem: string };
 
 /** Validates a STATE_UPDATE payload into one store operation, or says what is wrong with it. */
-export function parseStateUpdate(p: Record<string, unknown>, correlationId: string | undefined): Parsed {
-  if (correlationId !== undefined && !isValidId(correlationId)) return { problem: `correlation_id must be 1-${MAX_ID_LENGTH} characters` };
+export function parseStateUpdate(p: Record<string, unknown>): Parsed {
   const keyProblem = stateKeyProblem(p.key);
   if (keyProblem) return { problem: keyProblem };
   const key = p.key as string;
@@ -45,14 +44,15 @@ export function parseStateUpdate(p: Record<string, unknown>, correlationId: stri
 /**
  * STATE_UPDATE (c→s): one store mutation; the writer gets STATE_UPDATE_ACK (with `duplicate`
  * when the write had been processed before), the session's other devices get the change from the
- * bus. Identity of a write: (session, device_id, mutation_id) or (session, device_id, correlation_id).
+ * bus. Identity of a write: (session, device_id, mutation_id) or (session, device_id, correlation_id);
+ * dispatch has refused correlation ids outside SPEC §9's 1-128 characters.
  */
 export async function stateUpdate(ctx: WsContext, ws: WS, env: Envelope): Promise<void> {
   const c = connOf(ws);
   const corr = env.correlation_id;
-  const parsed = parseStateUpdate(env.payload, corr);
+  const parsed = parseStateUpdate(env.payload);
   if ('problem' in parsed) {
-    ctx.limits.strike(ws, ErrorCode.INVALID_MESSAGE, parsed.problem, isValidId(corr) ? corr : undefined);
+    ctx.limits.strike(ws, ErrorCode.INVALID_MESSAGE, parsed.problem, corr);
     return;
   }
   ctx.inflight.count++;
@@ -64,18 +64,18 @@ export async function stateUpdate(ctx: WsContext, ws: WS, env: Envelope): Promis
     }, 'ws');
     if (c.closed) return;
     const now = Date.now();
+    // One frame, sent uncorked: a cork batches only the sends inside its callback, so around a
+    // single send it saves nothing (and uWS asks for one on HTTP responses, not WebSocket sends).
     if (!c.binary) {
       // The per-write reply of the default subprotocol: built as text, no envelope object.
-      const text = ackJson(c.sessionId, corr, r.version, r.value, parsed.mutationId, r.duplicate, now);
-      // After an await: cork, so the ACK leaves in one syscall with whatever else is queued.
-      ws.cork(() => send(ws, text));
+      send(ws, ackJson(c.sessionId, corr, r.version, r.value, parsed.mutationId, r.duplicate, now));
       return;
     }
     const payload: Record<string, unknown> = { correlation_id: corr, version: r.version };
     if (r.value !== undefined) payload.value = r.value;
     if (parsed.mutationId !== undefined) payload.mutation_id = parsed.mutationId;
     if (r.duplicate) payload.duplicate = true;
-    ws.cork(() => ctx.io.sendEnv(ws, { type: MessageType.STATE_UPDATE_ACK, session_id: c.sessionId, timestamp: now, correlation_id: corr, payload }));
+    sendEnv(ws, { type: MessageType.STATE_UPDATE_ACK, session_id: c.sessionId, timestamp: now, correlation_id: corr, payload });
   } catch (err) {
     corked(ws, () => ctx.io.failed(ws, err, corr));
   } finally {

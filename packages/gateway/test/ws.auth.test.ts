@@ -1,0 +1,93 @@
+import { randomUUID } from 'node:crypto';
+import { MessageType as T } from '@harmonyflow/protocol';
+import { closeAllDevices, connectDevice, useNode, useRedis, type StartedNode, type TestDevice } from '@harmonyflow/testkit';
+
+// Authentication timing: what a connection does while an AUTH is in flight, and how fast a wrong
+// first frame is refused. A node of its own: a long AUTH deadline and a rate limit that a burst
+// of frames stays under.
+
+const redis = useRedis();
+afterEach(closeAllDevices);
+
+const stores: Array<[string, () => Record<string, string>]> = [
+  ['embedded store', () => ({})],
+  ['Redis store', () => ({ REDIS_URL: redis().url, REDIS_PREFIX: `a${randomUUID().slice(0, 6)}:` })],
+];
+
+/**
+ * Token checks take `ms` from now on, as with an identity provider slow to serve its keys: frames
+ * sent behind an AUTH then surely arrive while it is in flight.
+ */
+function slowTokens(n: StartedNode, ms: number): void {
+  const tokens = n.node.tokens;
+  const verify = tokens.verifyAccess.bind(tokens);
+  jest.spyOn(tokens, 'verifyAccess').mockImplementation(async (token) => {
+    await new Promise((r) => setTimeout(r, ms));
+    return verify(token);
+  });
+}
+
+afterEach(() => jest.restoreAllMocks());
+
+/** A JSON HEARTBEAT whose correlation_id holds a byte that is not UTF-8. */
+const NOT_UTF8 = Buffer.concat([Buffer.from('{"type":1,"correlation_id":"x'), Buffer.from([0xff]), Buffer.from('","payload":{}}')]);
+
+describe.each(stores)('WebSocket authentication (%s)', (_name, storeEnv) => {
+  const started = useNode(() => ({ AUTH_TIMEOUT_MS: '5000', WS_RATE_PER_SECOND: '1000', WS_RATE_BURST: '1000', ...storeEnv() }));
+
+  it('a first frame that is not AUTH gets AUTH_FAILURE not_authenticated and close 4401 at once, not at the AUTH deadline', async () => {
+    for (const first of [
+      (d: TestDevice) => d.send({ type: T.HEARTBEAT, payload: { client_time: 1 }, correlation_id: 'c0' }),
+      (d: TestDevice) => d.sendRaw('{"type": 5, "payload": '),
+    ]) {
+      const d = await connectDevice(started().wsUrl);
+      const t0 = Date.now();
+      first(d);
+      expect(await d.closed).toBe(4401);
+      expect(Date.now() - t0).toBeLessThan(1000); // the deadline here is 5 s
+      expect(d.frames.map((f) => f.type)).toEqual([T.AUTH_FAILURE]);
+      expect(d.frames[0].payload).toMatchObject({ code: 'not_authenticated' });
+    }
+  });
+
+  it('frames sent during a re-AUTH (token refresh) are processed at once: no stall, no 4400 past 64 of them', async () => {
+    const n = started();
+    const sid = randomUUID();
+    const d = await connectDevice(n.wsUrl);
+    await d.auth({ token: await n.token('alice'), device_id: 'phone', session_id: sid });
+    await d.next(T.SNAPSHOT_RESPONSE);
+    const fresh = await n.token('alice');
+    slowTokens(n, 300);
+    const from = d.frames.length;
+    const BURST = 200;
+    d.send({ type: T.AUTH, correlation_id: 'refresh', payload: { token: fresh, device_id: 'phone', session_id: sid } });
+    for (let i = 0; i < BURST; i++) d.send({ type: T.HEARTBEAT, correlation_id: `hb${i}`, payload: { client_time: i } });
+    // Answered while the token is still being checked.
+    await d.waitFor(() => d.ofType(T.HEARTBEAT_ACK).length === BURST, 250, from);
+    expect((await d.next(T.AUTH_SUCCESS, 5000, from)).correlation_id).toBe('refresh');
+    expect(d.ofType(T.HEARTBEAT_ACK).map((f) => f.correlation_id)).toEqual(Array.from({ length: BURST }, (_, i) => `hb${i}`));
+    expect(d.ofType(T.ERROR)).toHaveLength(0);
+    expect(d.closeCode).toBeNull();
+  });
+
+  it('a frame held while the first AUTH is in flight is decoded as it arrived: a binary frame stays binary', async () => {
+    const n = started();
+    const token = await n.token('alice');
+    const sid = randomUUID();
+    // After authentication, on a JSON socket, a binary frame must be UTF-8: this one is refused.
+    const live = await connectDevice(n.wsUrl);
+    await live.auth({ token, device_id: 'phone', session_id: sid });
+    live.sendRaw(NOT_UTF8);
+    expect((await live.next(T.ERROR)).payload.code).toBe('invalid_message');
+    // Sent right behind AUTH, it is held until authentication settles, then refused the same way.
+    slowTokens(n, 100);
+    const d = await connectDevice(n.wsUrl);
+    d.send({ type: T.AUTH, payload: { token, device_id: 'tablet', session_id: sid } });
+    d.sendRaw(NOT_UTF8);
+    d.send({ type: T.HEARTBEAT, correlation_id: 'after', payload: {} });
+    expect((await d.next(T.HEARTBEAT_ACK)).correlation_id).toBe('after');
+    expect(d.ofType(T.HEARTBEAT_ACK)).toHaveLength(1);
+    expect(d.ofType(T.ERROR).map((e) => e.payload.code)).toEqual(['invalid_message']);
+    expect(d.frames[0].type).toBe(T.AUTH_SUCCESS);
+  });
+});
