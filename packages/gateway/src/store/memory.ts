@@ -12,8 +12,7 @@ export type { StoreLimits } from './types';
 
 /** Same bounds as mutate.lua and lua/lib.lua. */
 const TOMB_MAX = 1024;
-const DEDUPE_MAX = 128;
-const DEDUPE_KEEP = 64;
+const DEDUPE_GEN = 64;
 /** SPEC §10: a correlation id counts as a retry for 5 minutes; after that a client may reuse it. */
 const DEDUPE_WINDOW_MS = 300_000;
 
@@ -47,8 +46,8 @@ interface SessionRecord {
   logBytes: number;
   /** Highest mutation id processed per device. */
   readonly marks: Map<string, number>;
-  /** Correlation-id dedupe records: write id (device, correlation id) → record, oldest first (lua/lib.lua hf_dedupe_*). */
-  readonly dedupe: Map<string, DedupeRecord>;
+  /** Correlation-id dedupe records by write id (device, correlation id). */
+  readonly dedupe: DedupeRecords;
 }
 
 interface DedupeRecord { at: number; version: number; valueText: string }
@@ -153,7 +152,7 @@ export class MemoryStore implements SessionStore {
       seq: ++this.seq, userId, epoch: this.epochBase + (this.epochSeq++).toString(36), createdAt: now, version: 0,
       updatedAt: now, recentAt: now, deviceId: '', appVersion: '', bytes: 0, expiresAt: now + this.ttlMs + Math.floor(this.ttlMs / 8),
       state: new Map(), tombs: new Map(), tombFloor: 0, log: [], logBytes: 0, marks: new Map(),
-      dedupe: new Map(),
+      dedupe: new DedupeRecords(),
     };
     this.sessions.set(sessionId, s);
     this.order.push({ seq: s.seq, id: sessionId });
@@ -184,8 +183,8 @@ export class MemoryStore implements SessionStore {
       });
       if (useMid && req.mutationId! <= (s.marks.get(dev) ?? 0)) return duplicate(s.version, '');
       if (writeId) {
-        const hit = s.dedupe.get(writeId);
-        if (hit && now - hit.at <= DEDUPE_WINDOW_MS) return duplicate(hit.version, hit.valueText);
+        const hit = s.dedupe.find(writeId, now);
+        if (hit) return duplicate(hit.version, hit.valueText);
       }
     }
     // A refusal a retry would repeat still counts as processing the mutation id (SPEC §10).
@@ -282,7 +281,7 @@ export class MemoryStore implements SessionStore {
     if (req.appVersion) rec.appVersion = req.appVersion;
     rec.expiresAt = this.due(rec.expiresAt, now) ?? rec.expiresAt;
     if (useMid) rec.marks.set(dev, req.mutationId!);
-    if (writeId) recordWrite(rec.dedupe, writeId, now, version, incrText);
+    if (writeId) rec.dedupe.add(writeId, { at: now, version, valueText: incrText });
 
     const frame = this.frameFor(req, rec, version, now, writes, incrText);
     this.appendLog(rec, version, frame);
@@ -489,18 +488,33 @@ export class MemoryStore implements SessionStore {
   }
 }
 
-/** Like lua/lib.lua: past DEDUPE_MAX records, the newest DEDUPE_KEEP within the window stay. */
-function recordWrite(d: Map<string, DedupeRecord>, writeId: string, now: number, version: number, valueText: string): void {
-  d.delete(writeId); // a stale record of the same id is replaced, and becomes the newest
-  d.set(writeId, { at: now, version, valueText });
-  if (d.size <= DEDUPE_MAX) return;
-  const oldestFirst = [...d];
-  const kept: typeof oldestFirst = [];
-  for (let i = oldestFirst.length - 1; i >= 0 && kept.length < DEDUPE_KEEP; i--) {
-    if (now - oldestFirst[i][1].at <= DEDUPE_WINDOW_MS) kept.push(oldestFirst[i]);
+/**
+ * Correlation-id dedupe records in two generations, as lua/lib.lua hf_dedupe_*: records go into
+ * the current one; when it holds DEDUPE_GEN, the previous one is dropped and an empty one becomes
+ * current. The newest DEDUPE_GEN to 2 * DEDUPE_GEN - 1 records stay, each a retry for the window.
+ */
+class DedupeRecords {
+  private current = new Map<string, DedupeRecord>();
+  private previous = new Map<string, DedupeRecord>();
+
+  /** The record of `writeId` still within the window, if any. */
+  find(writeId: string, now: number): DedupeRecord | undefined {
+    const a = this.current.get(writeId);
+    if (a && now - a.at <= DEDUPE_WINDOW_MS) return a;
+    const b = this.previous.get(writeId);
+    if (b && now - b.at <= DEDUPE_WINDOW_MS) return b;
+    return undefined;
   }
-  d.clear();
-  for (let i = kept.length - 1; i >= 0; i--) d.set(kept[i][0], kept[i][1]);
+
+  /** Records a write; a stale record of the same id in the current generation is replaced. */
+  add(writeId: string, record: DedupeRecord): void {
+    const replacing = this.current.has(writeId);
+    this.current.set(writeId, record);
+    if (!replacing && this.current.size >= DEDUPE_GEN) {
+      this.previous = this.current;
+      this.current = new Map();
+    }
+  }
 }
 
 function summary(id: string, s: SessionRecord): SessionSummary {

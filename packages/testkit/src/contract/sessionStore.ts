@@ -356,9 +356,10 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
         const w = (corr: string) => store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }, { deviceId: 'app', correlationId: corr }));
         for (let i = 1; i <= 200; i++) expect(await w(`c${i}`)).toMatchObject({ version: i, duplicate: false });
         for (let i = 137; i <= 200; i++) expect(await w(`c${i}`)).toMatchObject({ version: i, value: i, duplicate: true });
-        // Past 128 records the newest 64 stay: write 129 kept 66..129, write 194 kept 131..194.
-        expect(await w('c130')).toMatchObject({ version: 201, duplicate: false });
-        expect(await w('c131')).toMatchObject({ version: 131, duplicate: true });
+        // Records live in generations of 64, at most two: write 128 dropped 1..64 and write 192
+        // dropped 65..128, so 129..200 stay (never fewer than the newest 64, never 128 or more).
+        expect(await w('c128')).toMatchObject({ version: 201, duplicate: false });
+        expect(await w('c129')).toMatchObject({ version: 129, duplicate: true });
       });
 
       it('an id reused after its window has one record, its new one', async () => {
@@ -369,15 +370,16 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
           const w = (corr: string) => clocked.store.mutate(req(id, { op: 'incr', key: 'n', delta: 1 }, { deviceId: 'app', correlationId: corr }));
           for (let i = 1; i <= 64; i++) await w(`old${i}`);
           offset = 301_000;
+          // old1's record is stale: a new write, recorded anew.
           expect(await w('old1')).toMatchObject({ version: 65, duplicate: false });
-          // Still 64 records: the 64 below make 128, no trim yet, so old1 is still a retry.
-          for (let i = 1; i <= 64; i++) await w(`new${i}`);
+          // 63 more fill that generation and drop the one holding the stale record; the new one answers.
+          for (let i = 1; i <= 63; i++) await w(`new${i}`);
           expect(await w('old1')).toMatchObject({ version: 65, value: 65, duplicate: true });
-          // The 129th record trims to the newest 64 within the window: new2..new65.
-          await w('new65');
-          expect(await w('new2')).toMatchObject({ version: 67, duplicate: true });
-          expect(await w('new1')).toMatchObject({ version: 131, duplicate: false });
-          expect(await w('old1')).toMatchObject({ version: 132, duplicate: false });
+          // 64 more fill the next generation and drop old1's new record with its own.
+          for (let i = 64; i <= 127; i++) await w(`new${i}`);
+          expect(await w('new64')).toMatchObject({ version: 129, duplicate: true });
+          expect(await w('old1')).toMatchObject({ version: 193, duplicate: false });
+          expect(await w('old1')).toMatchObject({ version: 193, duplicate: true });
         } finally {
           await clocked.close();
         }

@@ -6,11 +6,13 @@
 -- The session header is one field of the meta hash, `h`: a cmsgpack array (one HGET and one
 -- HSET per write instead of a field per figure), indexed by these constants.
 local H_UID, H_V, H_EPOCH, H_CREATED, H_UPDATED, H_RECENT, H_BYTES, H_DEV, H_APP = 1, 2, 3, 4, 5, 6, 7, 8, 9
-local H_EXP, H_LF, H_LB, H_TF, H_TN, H_DN = 10, 11, 12, 13, 14, 15
+local H_EXP, H_LF, H_LB, H_TF, H_TN, H_DN, H_DG = 10, 11, 12, 13, 14, 15, 16
 
--- Every key of the session expires at the same instant, so a session never half-expires.
-local function hf_refresh(keys, exp)
-  for i = 1, 5 do redis.call('PEXPIREAT', keys[i], exp) end
+-- Every key of the session expires at the same instant, so a session never half-expires. The
+-- session's keys are keys[ko+1 .. ko+5] (ko: 0 unless a batch passes several sessions' keys).
+local function hf_refresh(keys, exp, ko)
+  ko = ko or 0
+  for i = ko + 1, ko + 5 do redis.call('PEXPIREAT', keys[i], exp) end
 end
 
 -- The next expiry deadline when a refresh is due, else nil. A refresh happens at most once per
@@ -57,8 +59,9 @@ end
 
 -- A session is being created: whatever an earlier incarnation left under its keys goes first, so
 -- nothing of it (state records, tombstones, log entries) can surface in the new one.
-local function hf_new_session(keys)
-  redis.call('DEL', keys[2], keys[3], keys[4])
+local function hf_new_session(keys, ko)
+  ko = ko or 0
+  redis.call('DEL', keys[ko + 2], keys[ko + 3], keys[ko + 4])
 end
 
 -- A number's text exactly as JavaScript writes it (JSON.stringify, which the memory store uses): the
@@ -91,44 +94,41 @@ end
 
 -- Correlation-id dedupe records of a session, in its meta hash (SPEC §10: a record counts for
 -- DEDUPE_WINDOW, 5 minutes; after that a client may reuse the id for another write):
---   'c:' .. #device .. ':' .. device .. correlationId  →  "time|version|INCREMENT result"
--- (length-prefixed, so ('tab:1', 'x') and ('tab', '1:x') differ). The header counts them (H_DN);
--- past DEDUPE_MAX the newest DEDUPE_KEEP within the window stay, so a session keeps a bounded number
--- whatever the number of its devices, and trimming costs a write 1/64th of a pass on average.
--- One small field per record, not one string for all: Redis's Lua hashes every byte of every
--- string it creates, and a session-wide record string cost more than the rest of the write.
+--   'c' .. generation .. ':' .. #device (2 bytes) .. device .. correlationId → "time|version|INCREMENT result"
+-- (length-prefixed, so ('tab:1', 'x') and ('tab', '1:x') differ). Records go into the current of
+-- two generations (header H_DG, 0 or 1; H_DN counts its records). When it holds DEDUPE_GEN, the
+-- other generation's records are deleted and it becomes the current one: a session keeps the
+-- newest DEDUPE_GEN to 2 * DEDUPE_GEN - 1 records whatever the number of its devices, and never
+-- reads or sorts record values to trim them (sorting 128 records every 64 writes cost a tenth of
+-- every write). One small field per record, not one string for all: Redis's Lua hashes every
+-- byte of every string it creates.
 local DEDUPE_WINDOW = 300000
-local DEDUPE_MAX, DEDUPE_KEEP = 128, 64
-local function hf_dedupe_field(device, corr)
-  return 'c:' .. #device .. ':' .. device .. corr
+local DEDUPE_GEN = 64
+
+-- The field names of a write's record in generation 0 and 1. The length prefix is two bytes, not
+-- decimal text: number formatting is among the dearest things a script does.
+local function hf_dedupe_fields(device, corr)
+  local n = #device
+  local id = string.char(n % 256, math.floor(n / 256)) .. device .. corr
+  return 'c0:' .. id, 'c1:' .. id
 end
 
 -- The version and INCREMENT result of a record still within the window, or nil.
 local function hf_dedupe_find(record, now)
+  if not record then return nil end
   local t, v, value = string.match(record, '^(%d+)|(%d+)|(.*)$')
   if now - tonumber(t) > DEDUPE_WINDOW then return nil end
   return tonumber(v), value
 end
 
--- Keeps the newest DEDUPE_KEEP records within the window and deletes the rest; returns how many stay.
-local function hf_dedupe_trim(meta, now)
-  local flat = redis.call('HGETALL', meta)
-  local recs = {}
-  for i = 1, #flat, 2 do
-    if string.sub(flat[i], 1, 2) == 'c:' then
-      local t, v = string.match(flat[i + 1], '^(%d+)|(%d+)|')
-      recs[#recs + 1] = {flat[i], tonumber(v), tonumber(t)}
-    end
-  end
-  table.sort(recs, function(a, b) return a[2] > b[2] end)
-  local drop, kept = {}, 0
-  for i = 1, #recs do
-    if kept < DEDUPE_KEEP and now - recs[i][3] <= DEDUPE_WINDOW then
-      kept = kept + 1
-    else
-      drop[#drop + 1] = recs[i][1]
-    end
+-- Deletes every record of generation g (0 or 1), by field name alone.
+local function hf_dedupe_drop(meta, g)
+  local names = redis.call('HKEYS', meta)
+  local mark = g == 0 and 48 or 49 -- '0' | '1'
+  local drop = {}
+  for i = 1, #names do
+    local a, b, c = string.byte(names[i], 1, 3)
+    if a == 99 and b == mark and c == 58 then drop[#drop + 1] = names[i] end -- 'c' g ':'
   end
   if #drop > 0 then hf_chunked('HDEL', meta, drop, 200) end
-  return kept
 end

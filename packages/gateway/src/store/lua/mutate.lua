@@ -2,8 +2,11 @@
 -- function: mutateBatch.lua applies the changes of one event-loop turn in one script call.
 -- Redis does not roll a script back, so every check runs before the first write.
 --
--- KEYS (this change's): 1 meta, 2 state, 3 tomb, 4 log, 5 devices (the session id and its
---       channel are read off KEYS[1])
+-- hf_mutate(KEYS, ARGV, ko, ao, an): this change's keys are KEYS[ko+1 .. ko+5] and its arguments
+-- ARGV[ao+1 .. ao+an] (offsets rather than copied tables: the batch is read in place). Below, KEYS
+-- and ARGV numbers are relative to those offsets.
+-- KEYS: 1 meta, 2 state, 3 tomb, 4 log, 5 devices (the session id and its channel are read off
+--       KEYS[1])
 -- ARGV: 1 control: "op admin rule expectVersion baseVersion mutationId originConn now epochSeed", tokens
 --         separated by one space, '-' for none; rule: '-' create freely | 'R' do not create, answer
 --         needs_reservation (the caller reserves quota in the owner's index, another slot, first)
@@ -20,62 +23,31 @@
 --   | {'too_large', bytes} | {'needs_reservation'}
 --
 -- The meta hash holds the header `h` (lib.lua: owner, version, epoch, times, state bytes, expiry,
--- log bookkeeping lf/lb, tombstone floor and count tf/tn, dedupe record count dn), per device that
--- used mutation ids 'm:'..device = the highest one processed, and the session's correlation-id
--- dedupe records 'c:'.. (lib.lua hf_dedupe_*). Everything a write reads is in one HMGET.
+-- log bookkeeping lf/lb, tombstone floor and count tf/tn, dedupe generation and its count dg/dn),
+-- per device that used mutation ids 'm:'..device = the highest one processed, and the session's
+-- correlation-id dedupe records 'c0:'.. / 'c1:'.. (lib.lua hf_dedupe_*). Everything a write reads
+-- is in one HMGET.
+--
+-- Redis runs this for every write, so it avoids what costs most in Redis's Lua: creating strings
+-- (each is hashed and interned), tables and closures, and number-to-text conversions (sprintf).
 
 local TOMB_MAX = 1024
 
-local function hf_mutate(KEYS, ARGV)
-local meta, stateKey, tombKey, logKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local op, admin, rule, ev, bv, mid, connS, nowS, seed = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
-local actor, ownerArg, dev, app, origin, corr = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local useMid = mid ~= '-' and dev ~= ''
-local useIdem = not useMid and corr ~= '' and dev ~= ''
-local now = tonumber(nowS)
-
-local dedupeField = useIdem and hf_dedupe_field(dev, corr)
--- The header, with the device's mark or the write's dedupe record when there is one.
-local extra = useMid and ('m:' .. dev) or dedupeField
-local m = extra and redis.call('HMGET', meta, 'h', extra) or {redis.call('HGET', meta, 'h'), false}
-local h = m[1] and cmsgpack.unpack(m[1])
-local exists = h ~= false and h ~= nil
-if exists and h[H_UID] ~= actor and admin ~= '1' then
-  return cmsgpack.pack({'not_found'})
-end
-local owner = exists and h[H_UID] or ownerArg
-local current = exists and h[H_V] or 0
-local epoch = exists and h[H_EPOCH] or hf_new_epoch(seed, now)
-local createdAt = exists and h[H_CREATED] or now
-
--- Retries: a mutation id at or below the device's mark, or a (device, correlation id) pair seen
--- within the dedupe window, is answered without applying it again.
-local function duplicate(version, valueText)
-  return cmsgpack.pack({'ok', version, 0, 0, valueText, 1, h[H_UPDATED], createdAt, h[H_DEV], h[H_APP],
-    {}, owner, epoch, h[H_EXP], 0})
-end
-if exists and useMid and tonumber(mid) <= (tonumber(m[2]) or 0) then
-  return duplicate(current, '')
-end
-if useIdem and exists and m[2] then
-  local v, valueText = hf_dedupe_find(m[2], now)
-  if v then return duplicate(v, valueText) end
+-- The reply to a retry: the outcome of the write it repeats, without applying it again.
+local function hf_duplicate(h, version, valueText)
+  return cmsgpack.pack({'ok', version, 0, 0, valueText, 1, h[H_UPDATED], h[H_CREATED], h[H_DEV], h[H_APP],
+    false, h[H_UID], h[H_EPOCH], h[H_EXP], 0})
 end
 
--- A refusal a retry would repeat still counts as processing the mutation id (SPEC §10).
-local function refuse(reply)
-  if useMid and exists then redis.call('HSET', meta, 'm:' .. dev, mid) end
-  return cmsgpack.pack(reply)
-end
-
-local function stateNow()
+-- The whole state as {key, stored, ...} for a conflict reply (none when the session is new).
+local function hf_state_now(exists, stateKey)
   if not exists then return {} end
   return hf_state_flat(redis.call('HGETALL', stateKey))
 end
 
--- Live records of the keys this change touches, read once: {version, size, raw, valueStart} | false.
-local recs = {}
-local function rec(k)
+-- Live records of the keys a change touches, read once into `recs`: {version, size, raw,
+-- valueStart} | false.
+local function hf_live(recs, exists, stateKey, k)
   local r = recs[k]
   if r == nil then
     local raw = exists and redis.call('HGET', stateKey, k)
@@ -90,19 +62,70 @@ local function rec(k)
   return r
 end
 
--- Parse the op into writes {key, stored|false, size}.
+local function hf_mutate(KEYS, ARGV, ko, ao, an)
+local meta, stateKey, tombKey, logKey = KEYS[ko + 1], KEYS[ko + 2], KEYS[ko + 3], KEYS[ko + 4]
+local op, admin, rule, ev, bv, mid, connS, nowS, seed = string.match(ARGV[ao + 1], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+local actor, ownerArg, dev, app, origin, corr = ARGV[ao + 2], ARGV[ao + 3], ARGV[ao + 4], ARGV[ao + 5], ARGV[ao + 6], ARGV[ao + 7]
+local useMid = mid ~= '-' and dev ~= ''
+local useIdem = not useMid and corr ~= '' and dev ~= ''
+local now = tonumber(nowS)
+
+-- The header, with the device's mark or the write's dedupe records (one per generation).
+local markField, idem0, idem1
+local m
+if useMid then
+  markField = 'm:' .. dev
+  m = redis.call('HMGET', meta, 'h', markField)
+elseif useIdem then
+  idem0, idem1 = hf_dedupe_fields(dev, corr)
+  m = redis.call('HMGET', meta, 'h', idem0, idem1)
+else
+  m = {redis.call('HGET', meta, 'h')}
+end
+local h = m[1] and cmsgpack.unpack(m[1])
+local exists = h ~= false and h ~= nil
+if exists and h[H_UID] ~= actor and admin ~= '1' then
+  return cmsgpack.pack({'not_found'})
+end
+local owner = exists and h[H_UID] or ownerArg
+local current = exists and h[H_V] or 0
+local epoch = exists and h[H_EPOCH] or hf_new_epoch(seed, now)
+local createdAt = exists and h[H_CREATED] or now
+
+-- Retries: a mutation id at or below the device's mark, or a (device, correlation id) pair seen
+-- within the dedupe window, is answered without applying it again.
+if exists and useMid and tonumber(mid) <= (tonumber(m[2]) or 0) then
+  return hf_duplicate(h, current, '')
+end
+if useIdem and exists and (m[2] or m[3]) then
+  local v, valueText = hf_dedupe_find(m[2], now)
+  if not v then v, valueText = hf_dedupe_find(m[3], now) end
+  if v then return hf_duplicate(h, v, valueText) end
+end
+
+-- A refusal a retry would repeat still counts as processing the mutation id (SPEC §10).
+local function refuse(reply)
+  if useMid and exists then redis.call('HSET', meta, markField, mid) end
+  return cmsgpack.pack(reply)
+end
+
+local recs = {}
+
+-- Parse the op into writes {key, stored|false, size, size as text}: the size arrives as text and
+-- goes into the state record as it came.
 local writes = {}
-local deleted = {}
+local deleted = false
 local incrValue = ''
 local delta = 0
 if op == 'set' then
-  writes[1] = {ARGV[8], ARGV[9], tonumber(ARGV[10])}
+  local sizeText = ARGV[ao + 10]
+  writes[1] = {ARGV[ao + 8], ARGV[ao + 9], tonumber(sizeText), sizeText}
 elseif op == 'delete' then
-  writes[1] = {ARGV[8], false, 0}
+  writes[1] = {ARGV[ao + 8], false, 0}
 elseif op == 'incr' then
-  local key = ARGV[8]
-  delta = tonumber(ARGV[9])
-  local r = rec(key)
+  local key = ARGV[ao + 8]
+  delta = tonumber(ARGV[ao + 9])
+  local r = hf_live(recs, exists, stateKey, key)
   local base = 0
   if r then
     local old = string.sub(r[3], r[4])
@@ -117,16 +140,20 @@ elseif op == 'incr' then
     return refuse({'not_a_number', key})
   end
   incrValue = hf_number_text(n)
-  writes[1] = {key, incrValue, #key + #incrValue}
+  local size = #key + #incrValue
+  writes[1] = {key, incrValue, size, tostring(size)}
 else
-  local n = tonumber(ARGV[8])
-  local i = 9
+  local n = tonumber(ARGV[ao + 8])
+  local i = ao + 9
   for _ = 1, n do
-    writes[#writes + 1] = {ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])}
+    local sizeText = ARGV[i + 2]
+    writes[#writes + 1] = {ARGV[i], ARGV[i + 1], tonumber(sizeText), sizeText}
     i = i + 3
   end
   if op == 'patch' then
-    while i <= #ARGV do
+    local last = ao + an
+    if i <= last then deleted = {} end
+    while i <= last do
       writes[#writes + 1] = {ARGV[i], false, 0}
       deleted[#deleted + 1] = ARGV[i]
       i = i + 1
@@ -136,21 +163,21 @@ end
 
 -- Version checks.
 if ev ~= '-' and tonumber(ev) ~= current + 1 then
-  return refuse({'conflict', current, false, stateNow()})
+  return refuse({'conflict', current, false, hf_state_now(exists, stateKey)})
 end
 local rebased = 0
 local tf = exists and h[H_TF] or 0
 if bv ~= '-' then
   local base = tonumber(bv)
   if base > current then
-    return refuse({'conflict', current, {}, stateNow()})
+    return refuse({'conflict', current, {}, hf_state_now(exists, stateKey)})
   elseif base < current then
     local conflicting, seen = {}, {}
     for j = 1, #writes do
       local k = writes[j][1]
       if not seen[k] then
         seen[k] = true
-        local r = rec(k)
+        local r = hf_live(recs, exists, stateKey, k)
         local v
         if r then
           v = r[1]
@@ -164,7 +191,7 @@ if bv ~= '-' then
       end
     end
     if #conflicting > 0 then
-      return refuse({'conflict', current, conflicting, stateNow()})
+      return refuse({'conflict', current, conflicting, hf_state_now(exists, stateKey)})
     end
     rebased = 1
   end
@@ -188,16 +215,18 @@ if op == 'replace' then
     end
   end
 else
+  local many = #writes > 1
   for j = 1, #writes do
     local k = writes[j][1]
-    local r = rec(k)
+    local r = hf_live(recs, exists, stateKey, k)
     if r then bytes = bytes - r[2] end
     if writes[j][2] then
       bytes = bytes + writes[j][3]
-      recs[k] = {0, writes[j][3], '', 0}
+      -- A key written twice in one change is counted once.
+      if many then recs[k] = {0, writes[j][3], '', 0} end
     elseif r then
       gone[#gone + 1] = k
-      recs[k] = false
+      if many then recs[k] = false end
     end
   end
 end
@@ -209,7 +238,7 @@ end
 if not exists and rule == 'R' then return cmsgpack.pack({'needs_reservation'}) end
 
 -- All checks passed: write.
-if not exists then hf_new_session(KEYS) end
+if not exists then hf_new_session(KEYS, ko) end
 local version = current + 1
 local vs = tostring(version)
 local exp = exists and h[H_EXP] or 0
@@ -222,7 +251,7 @@ for j = 1, #writes do
   local w = writes[j]
   if w[2] then
     sets[#sets + 1] = w[1]
-    sets[#sets + 1] = vs .. '|' .. w[3] .. '|' .. w[2]
+    sets[#sets + 1] = vs .. '|' .. w[4] .. '|' .. w[2]
   end
 end
 if op == 'replace' and prevBytes > 0 then redis.call('DEL', stateKey) end
@@ -254,12 +283,13 @@ if #gone > 0 then
 end
 
 -- The frame peers and resuming clients see: the layout of protocol/src/bus.ts UpdateFrame.
-local fields = {}
+local fields = false
 local key, value = '', ''
 if op == 'set' or op == 'delete' or op == 'incr' then
   key = writes[1][1]
   value = writes[1][2] or ''
 elseif op == 'patch' or op == 'replace' then
+  fields = {}
   for j = 1, #writes do
     if writes[j][2] then
       fields[#fields + 1] = writes[j][1]
@@ -270,7 +300,8 @@ else
   fields = hf_state_flat(redis.call('HGETALL', stateKey))
 end
 local sessionId = string.match(meta, '{([^}]*)}')
-local frame = cmsgpack.pack({1, sessionId, version, origin, tonumber(connS), dev, corr,
+-- (empty field lists travel as nil, the connection number as its text: the decoder takes both)
+local frame = cmsgpack.pack({1, sessionId, version, origin, connS, dev, corr,
   op, key, value, delta, fields, deleted, now, epoch})
 
 -- Log id = version, so resume is XRANGE (last+1)-0 + with no bookkeeping.
@@ -312,27 +343,28 @@ end
 
 local header = {owner, version, epoch, createdAt, now, exists and h[H_RECENT] or now, bytes,
   dev ~= '' and dev or (exists and h[H_DEV] or ''), app ~= '' and app or (exists and h[H_APP] or ''),
-  exp, lf, lb, tf, tn, exists and h[H_DN] or 0}
+  exp, lf, lb, tf, tn, exists and h[H_DN] or 0, exists and h[H_DG] or 0}
 if owner == ownerArg then header[H_RECENT] = now end
 if useMid then
-  redis.call('HSET', meta, 'h', cmsgpack.pack(header), 'm:' .. dev, mid)
+  redis.call('HSET', meta, 'h', cmsgpack.pack(header), markField, mid)
 elseif useIdem then
-  local record = nowS .. '|' .. vs .. '|' .. incrValue
-  -- A stale record of the same id is replaced, not added.
-  header[H_DN] = header[H_DN] + ((exists and m[2]) and 0 or 1)
-  if header[H_DN] > DEDUPE_MAX then
-    redis.call('HSET', meta, dedupeField, record)
-    header[H_DN] = hf_dedupe_trim(meta, now)
-    redis.call('HSET', meta, 'h', cmsgpack.pack(header))
-  else
-    redis.call('HSET', meta, 'h', cmsgpack.pack(header), dedupeField, record)
+  local g = header[H_DG]
+  local field = g == 0 and idem0 or idem1
+  -- A stale record of the same id in this generation is replaced, not added.
+  if not (exists and m[2 + g]) then
+    header[H_DN] = header[H_DN] + 1
+    if header[H_DN] >= DEDUPE_GEN then
+      hf_dedupe_drop(meta, 1 - g)
+      header[H_DG], header[H_DN] = 1 - g, 0
+    end
   end
+  redis.call('HSET', meta, 'h', cmsgpack.pack(header), field, nowS .. '|' .. vs .. '|' .. incrValue)
 else
   redis.call('HSET', meta, 'h', cmsgpack.pack(header))
 end
 
 if refreshed then
-  hf_refresh(KEYS, exp)
+  hf_refresh(KEYS, exp, ko)
 else
   for j = 1, #createdKeys do redis.call('PEXPIREAT', createdKeys[j], exp) end
 end
@@ -340,5 +372,5 @@ end
 redis.call(PUB, string.sub(meta, 1, -5) .. 'ch', frame)
 
 return cmsgpack.pack({'ok', version, current == 0 and 1 or 0, rebased, incrValue, 0, now, createdAt,
-  header[H_DEV], header[H_APP], op == 'merge' and fields or {}, owner, epoch, exp, refreshed and 1 or 0})
+  header[H_DEV], header[H_APP], op == 'merge' and fields or false, owner, epoch, exp, refreshed and 1 or 0})
 end

@@ -7,13 +7,10 @@
 local out = {}
 local a = 1
 local i = 0
-while a <= #ARGV do
+local nargs = #ARGV
+while a <= nargs do
   local n = tonumber(ARGV[a])
-  local k = i * 5
-  local keys = {KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]}
-  local args = {}
-  for j = 1, n do args[j] = ARGV[a + j] end
-  local ok, reply = pcall(hf_mutate, keys, args)
+  local ok, reply = pcall(hf_mutate, KEYS, ARGV, i * 5, a, n)
   i = i + 1
   if ok then
     out[i] = reply
