@@ -162,10 +162,11 @@ export class RedisStore implements SessionStore {
     ];
     opArguments(req.op, args);
     const raw = await this.enqueue(keys, args);
-    const res = unpackr.unpack(raw) as unknown[];
+    // A success is two msgpack values: the reply, then the session header as stored.
+    const [res, stored] = unpackr.unpackMultiple(raw) as [unknown[], Header | undefined];
     if (res[0] === 'error') throw new Error(`mutate script failed: ${String(res[1])}`);
     if (res[0] === 'needs_reservation') return 'needs_reservation';
-    return decodeMutation(res);
+    return decodeMutation(res, stored);
   }
 
   /**
@@ -484,13 +485,15 @@ export function stateFromRecords(flat: readonly string[]): JsonObject {
   return out;
 }
 
-function decodeMutation(r: unknown[]): { result: MutationResult; refreshedAt: number } {
-  return { result: mutationResult(r), refreshedAt: r[0] === 'ok' && r[14] === 1 ? Number(r[13]) : 0 };
+function decodeMutation(r: unknown[], h: Header | undefined): { result: MutationResult; refreshedAt: number } {
+  const result = mutationResult(r, h);
+  return { result, refreshedAt: result.status === 'ok' && r[7] === 1 ? result.expiresAt : 0 };
 }
 
-function mutationResult(r: unknown[]): MutationResult {
+function mutationResult(r: unknown[], h: Header | undefined): MutationResult {
   switch (r[0]) {
     case 'ok': {
+      if (!h) throw new Error('mutate reply without the session header');
       const valueText = r[4] as string;
       return {
         status: 'ok',
@@ -499,14 +502,14 @@ function mutationResult(r: unknown[]): MutationResult {
         rebased: r[3] === 1,
         value: valueText ? (JSON.parse(valueText) as JsonValue) : undefined,
         duplicate: r[5] === 1,
-        updatedAt: r[6] as number,
-        createdAt: r[7] as number,
-        userId: r[11] as string,
-        deviceId: (r[8] as string) || null,
-        appVersion: (r[9] as string) || null,
-        state: Array.isArray(r[10]) && r[10].length > 0 ? stateFromFlat(r[10] as string[]) : undefined,
-        epoch: r[12] as string,
-        expiresAt: Number(r[13]) || 0,
+        updatedAt: h[H.UPDATED],
+        createdAt: h[H.CREATED],
+        userId: h[H.UID],
+        deviceId: h[H.DEV] || null,
+        appVersion: h[H.APP] || null,
+        state: Array.isArray(r[6]) && r[6].length > 0 ? stateFromFlat(r[6] as string[]) : undefined,
+        epoch: h[H.EPOCH],
+        expiresAt: Number(h[H.EXP]) || 0,
       };
     }
     case 'conflict':

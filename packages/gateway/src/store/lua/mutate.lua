@@ -17,8 +17,10 @@
 --         replace: nKeys, (key, stored, size)*
 --       Per-deployment constants come from the prelude: TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB.
 -- Returns one cmsgpack array:
---   {'ok', version, created, rebased, valueText, duplicate, updatedAt, createdAt, deviceId, appVersion,
---    stateFlat (merge only), owner, epoch, expiry, refreshed (0/1: the expiry moved; indexes follow)}
+--   {'ok', version, created, rebased, valueText, duplicate, stateFlat (merge only) | nil,
+--    refreshed (0/1: the expiry moved; indexes follow)} followed by the session header as stored
+--    (a second msgpack value in the same string; owner, epoch, times, device, app version and
+--    expiry come from it: the reply reuses the bytes the write stored instead of packing them again)
 --   | {'conflict', current, conflictingKeys|false, stateFlat} | {'not_found'} | {'not_a_number', key}
 --   | {'too_large', bytes} | {'needs_reservation'}
 --
@@ -34,9 +36,8 @@
 local TOMB_MAX = 1024
 
 -- The reply to a retry: the outcome of the write it repeats, without applying it again.
-local function hf_duplicate(h, version, valueText)
-  return cmsgpack.pack({'ok', version, 0, 0, valueText, 1, h[H_UPDATED], h[H_CREATED], h[H_DEV], h[H_APP],
-    false, h[H_UID], h[H_EPOCH], h[H_EXP], 0})
+local function hf_duplicate(rawHeader, version, valueText)
+  return cmsgpack.pack({'ok', version, 0, 0, valueText, 1, false, 0}) .. rawHeader
 end
 
 -- The whole state as {key, stored, ...} for a conflict reply (none when the session is new).
@@ -95,12 +96,12 @@ local createdAt = exists and h[H_CREATED] or now
 -- Retries: a mutation id at or below the device's mark, or a (device, correlation id) pair seen
 -- within the dedupe window, is answered without applying it again.
 if exists and useMid and tonumber(mid) <= (tonumber(m[2]) or 0) then
-  return hf_duplicate(h, current, '')
+  return hf_duplicate(m[1], current, '')
 end
 if useIdem and exists and (m[2] or m[3]) then
   local v, valueText = hf_dedupe_find(m[2], now)
   if not v then v, valueText = hf_dedupe_find(m[3], now) end
-  if v then return hf_duplicate(h, v, valueText) end
+  if v then return hf_duplicate(m[1], v, valueText) end
 end
 
 -- A refusal a retry would repeat still counts as processing the mutation id (SPEC §10).
@@ -244,24 +245,35 @@ local vs = tostring(version)
 local exp = exists and h[H_EXP] or 0
 local refreshed = hf_due(exp, now)
 if refreshed then exp = refreshed end
-local createdKeys = {}
+-- Keys this write brings into being get the session's expiry (a list only when there are any).
+local createdKeys = false
 
-local sets = {}
-for j = 1, #writes do
-  local w = writes[j]
-  if w[2] then
-    sets[#sets + 1] = w[1]
-    sets[#sets + 1] = vs .. '|' .. w[4] .. '|' .. w[2]
-  end
-end
 if op == 'replace' and prevBytes > 0 then redis.call('DEL', stateKey) end
 -- Sets before deletes: the hash is only ever emptied when the state is, so it exists (and keeps
 -- its expiry) exactly when prevBytes > 0; and a key both set and deleted ends deleted, as in
 -- store/memory.ts.
-if #sets > 0 then
-  hf_chunked('HSET', stateKey, sets, 200)
-  if prevBytes == 0 or op == 'replace' then createdKeys[#createdKeys + 1] = stateKey end
+local setAny = false
+if #writes == 1 then
+  local w = writes[1]
+  if w[2] then
+    redis.call('HSET', stateKey, w[1], vs .. '|' .. w[4] .. '|' .. w[2])
+    setAny = true
+  end
+else
+  local sets = {}
+  for j = 1, #writes do
+    local w = writes[j]
+    if w[2] then
+      sets[#sets + 1] = w[1]
+      sets[#sets + 1] = vs .. '|' .. w[4] .. '|' .. w[2]
+    end
+  end
+  if #sets > 0 then
+    hf_chunked('HSET', stateKey, sets, 200)
+    setAny = true
+  end
 end
+if setAny and (prevBytes == 0 or op == 'replace') then createdKeys = {stateKey} end
 if op ~= 'replace' and #gone > 0 then hf_chunked('HDEL', stateKey, gone, 200) end
 
 local tn = exists and h[H_TN] or 0
@@ -276,7 +288,10 @@ if #gone > 0 then
       targs[#targs + 1] = gone[j]
       targs[#targs + 1] = vs
     end
-    if tn == 0 then createdKeys[#createdKeys + 1] = tombKey end
+    if tn == 0 then
+      createdKeys = createdKeys or {}
+      createdKeys[#createdKeys + 1] = tombKey
+    end
     hf_chunked('HSET', tombKey, targs, 200)
     tn = tn + #gone
   end
@@ -309,6 +324,7 @@ local lf = exists and h[H_LF] or 0
 local lb = exists and h[H_LB] or 0
 if lf == 0 then
   lf, lb = version, 0
+  createdKeys = createdKeys or {}
   createdKeys[#createdKeys + 1] = logKey
 end
 redis.call('XADD', logKey, vs .. '-0', 'f', frame)
@@ -345,8 +361,10 @@ local header = {owner, version, epoch, createdAt, now, exists and h[H_RECENT] or
   dev ~= '' and dev or (exists and h[H_DEV] or ''), app ~= '' and app or (exists and h[H_APP] or ''),
   exp, lf, lb, tf, tn, exists and h[H_DN] or 0, exists and h[H_DG] or 0}
 if owner == ownerArg then header[H_RECENT] = now end
+local headerText
 if useMid then
-  redis.call('HSET', meta, 'h', cmsgpack.pack(header), markField, mid)
+  headerText = cmsgpack.pack(header)
+  redis.call('HSET', meta, 'h', headerText, markField, mid)
 elseif useIdem then
   local g = header[H_DG]
   local field = g == 0 and idem0 or idem1
@@ -358,19 +376,21 @@ elseif useIdem then
       header[H_DG], header[H_DN] = 1 - g, 0
     end
   end
-  redis.call('HSET', meta, 'h', cmsgpack.pack(header), field, nowS .. '|' .. vs .. '|' .. incrValue)
+  headerText = cmsgpack.pack(header)
+  redis.call('HSET', meta, 'h', headerText, field, nowS .. '|' .. vs .. '|' .. incrValue)
 else
-  redis.call('HSET', meta, 'h', cmsgpack.pack(header))
+  headerText = cmsgpack.pack(header)
+  redis.call('HSET', meta, 'h', headerText)
 end
 
 if refreshed then
   hf_refresh(KEYS, exp, ko)
-else
+elseif createdKeys then
   for j = 1, #createdKeys do redis.call('PEXPIREAT', createdKeys[j], exp) end
 end
 
 redis.call(PUB, string.sub(meta, 1, -5) .. 'ch', frame)
 
-return cmsgpack.pack({'ok', version, current == 0 and 1 or 0, rebased, incrValue, 0, now, createdAt,
-  header[H_DEV], header[H_APP], op == 'merge' and fields or false, owner, epoch, exp, refreshed and 1 or 0})
+return cmsgpack.pack({'ok', version, current == 0 and 1 or 0, rebased, incrValue, 0,
+  op == 'merge' and fields or false, refreshed and 1 or 0}) .. headerText
 end
