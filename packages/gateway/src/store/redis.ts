@@ -7,6 +7,7 @@ import type { JsonObject, JsonValue } from '@harmonyflow/protocol';
 import { StoreUnavailableError } from '../errors';
 import type { KeySpace } from './keys';
 import type { RedisLike } from './redisClient';
+import { RedisFunction } from './redisFunction';
 import type {
   ClaimResult, HandoffOutcome, HandoffRecord, MutationRequest, MutationResult, Page, RefreshOutcome, SessionHead,
   SessionStore, SessionSummary, Snapshot, StateOp, StoreLimits, UpdatesSince,
@@ -40,7 +41,6 @@ interface PendingMutation {
 }
 
 type Scripts = {
-  hfMutateBatchBuffer(numKeys: number, ...args: (string | number | Buffer)[]): Promise<Buffer[]>;
   hfReadBuffer(numKeys: number, ...args: string[]): Promise<[Buffer, Buffer[]] | null>;
   hfClaim(numKeys: number, ...args: (string | number)[]): Promise<Array<string | number>>;
   hfKeepAlive(numKeys: number, ...args: (string | number)[]): Promise<[string, number] | null>;
@@ -74,6 +74,8 @@ export class RedisStore implements SessionStore {
   private batch: PendingMutation[] = [];
   private batchBytes = 0;
   private flushScheduled = false;
+  /** The write path (lua/mutate.lua, lua/mutateBatch.lua) as a Redis Function. */
+  private readonly mutateFn: RedisFunction;
   /** 64 random bits every session this store creates takes its epoch from (lib.lua hf_new_epoch). */
   private readonly epochSeed = randomBytes(8).toString('hex');
 
@@ -85,13 +87,13 @@ export class RedisStore implements SessionStore {
     private readonly onIndexError: (err: unknown) => void = () => undefined,
   ) {
     this.cluster = (client as { isCluster?: boolean }).isCluster === true;
-    // Per-deployment constants live in the script text rather than in every call's arguments
-    // (each argument costs Redis about 0.1 µs per call); nodes of one deployment share the SHA.
+    // Per-deployment constants live in the code rather than in every call's arguments (each
+    // argument costs Redis about 0.1 µs per call); nodes of one deployment share the code.
     const ttl = this.limits.ttlSeconds * 1000;
     const constants = `local TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB = ${ttl}, ${limits.maxStateBytes}, ${limits.logLength}, ` +
       `${limits.logMaxBytes}, '${this.cluster ? 'SPUBLISH' : 'PUBLISH'}'\n`;
     const sessionLua = (name: string) => `${constants}${lua('lib')}\n${lua(name)}`;
-    client.defineCommand('hfMutateBatch', { lua: `${constants}${lua('lib')}\n${lua('mutate')}\n${lua('mutateBatch')}` });
+    this.mutateFn = new RedisFunction(client, `${constants}${lua('lib')}\n${lua('mutate')}\n${lua('mutateBatch')}`, 'hf_mutate_batch');
     client.defineCommand('hfClaim', { lua: sessionLua('claim') });
     client.defineCommand('hfKeepAlive', { lua: sessionLua('keepAlive') });
     client.defineCommand('hfUpdatesSince', { lua: sessionLua('updatesSince') });
@@ -171,13 +173,14 @@ export class RedisStore implements SessionStore {
 
   /**
    * Runs one mutation through mutateBatch.lua. On one Redis, the mutations of one event-loop turn
-   * (every frame uWS read in that turn) share one script call: Redis pays a fixed cost per call,
-   * and the gateway one command instead of many. On Redis Cluster sessions sit in different slots,
-   * so each goes alone. Order per session is kept: a batch applies in arrival order.
+   * (every frame uWS read in that turn) share one call: Redis pays a fixed cost per call, and the
+   * gateway one command instead of many. On Redis Cluster sessions sit in different slots, so
+   * each goes alone. Order per session is kept: a batch applies in arrival order.
    */
   private enqueue(keys: string[], args: (string | number)[]): Promise<Buffer> {
     if (this.cluster) {
-      return this.call(() => this.r.hfMutateBatchBuffer(keys.length, ...keys, args.length, ...args)).then((r) => r[0]);
+      return this.call(() => this.mutateFn.callBuffer([this.mutateFn.name, keys.length, ...keys, args.length, ...args]))
+        .then((r) => (r as Buffer[])[0]);
     }
     return new Promise((resolve, reject) => {
       let bytes = 0;
@@ -206,14 +209,15 @@ export class RedisStore implements SessionStore {
     if (items.length === 0) return;
     this.batch = [];
     this.batchBytes = 0;
-    const keys: string[] = [];
-    const argv: (string | number)[] = [];
+    // FCALL name numKeys keys… then per change: its argument count, its arguments.
+    const call: (string | number)[] = [this.mutateFn.name, items.length * 5];
+    for (const m of items) for (const k of m.keys) call.push(k);
     for (const m of items) {
-      keys.push(...m.keys);
-      argv.push(m.args.length, ...m.args);
+      call.push(m.args.length);
+      for (const a of m.args) call.push(a);
     }
-    this.call(() => this.r.hfMutateBatchBuffer(keys.length, ...keys, ...argv)).then(
-      (replies) => items.forEach((m, i) => m.resolve(replies[i])),
+    this.call(() => this.mutateFn.callBuffer(call)).then(
+      (replies) => items.forEach((m, i) => m.resolve((replies as Buffer[])[i])),
       (err) => items.forEach((m) => m.reject(err)),
     );
   }

@@ -1,0 +1,80 @@
+import { randomUUID } from 'node:crypto';
+import Redis from 'ioredis';
+import { MessageType as T } from '@harmonyflow/protocol';
+import { api, closeAllDevices, connectDevice, eventually, startNode, useRedis, type StartedNode } from '@harmonyflow/testkit';
+
+/**
+ * The write path runs as a Redis Function (store/redisFunction.ts): one library per code version,
+ * loaded on first use, loaded again when Redis lost it.
+ */
+const redis = useRedis();
+
+describe('write path as a Redis Function', () => {
+  let n: StartedNode;
+  let r: Redis;
+  beforeAll(async () => {
+    n = await startNode({ REDIS_URL: redis().url });
+    r = new Redis(redis().url);
+  });
+  afterAll(async () => {
+    r.disconnect();
+    await n.stop();
+  });
+
+  const libraries = async () =>
+    ((await r.call('FUNCTION', 'LIST')) as unknown[][]).map((lib) => String(lib[1])).filter((name) => name.startsWith('hf_'));
+
+  it('loads one library at start; a Redis that lost it fails the writes that find it missing, loads it again, and goes on in order', async () => {
+    const token = await n.token('alice');
+    const sid = randomUUID();
+    const write = (i: number) => api(n.url, 'POST', '/session/incremental', { token, body: { session_id: sid, changes: { i } } });
+    expect(await libraries()).toHaveLength(1);
+    await api(n.url, 'POST', '/session/snapshot', { token, body: { session_id: sid, state_data: { i: 0 } } });
+    // What a Redis restarted without persistence looks like to the library: gone.
+    await r.call('FUNCTION', 'FLUSH');
+    expect(await libraries()).toHaveLength(0);
+    // The write that finds it missing is refused as "store unavailable" (nothing applied, never
+    // retried behind the client's back, where later writes could overtake it)...
+    const refused = await write(1);
+    expect(refused.status).toBe(503);
+    // ...and the library is back for the next one.
+    await eventually(async () => (await libraries()).length === 1);
+    const res = await write(2);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ version: 2 });
+    const snap = await api(n.url, 'GET', `/session/${sid}`, { token });
+    expect(snap.body).toMatchObject({ version: 2, state_data: { i: 2 } });
+  });
+
+  it('writes sent back to back while the library is lost and loaded again are applied in the order sent, or refused', async () => {
+    const token = await n.token('bob');
+    const sid = randomUUID();
+    const d = await connectDevice(n.wsUrl);
+    await d.auth({ token, device_id: 'phone', session_id: sid });
+    d.send({ type: T.STATE_UPDATE, correlation_id: 'w0', payload: { key: 'n', value: 0, operation: 'SET' } });
+    await d.waitFor(() => d.ofType(T.STATE_UPDATE_ACK).length === 1);
+    await r.call('FUNCTION', 'FLUSH');
+    const N = 60;
+    for (let i = 1; i <= N; i++) d.send({ type: T.STATE_UPDATE, correlation_id: `w${i}`, payload: { key: 'n', value: i, operation: 'SET' } });
+    const answered = () => d.frames.filter((f) => (f.type === T.STATE_UPDATE_ACK || f.type === T.ERROR) && f.correlation_id !== 'w0').length;
+    await d.waitFor(() => answered() === N, 10_000);
+    const refused = d.ofType(T.ERROR);
+    expect(refused.length).toBeGreaterThan(0);
+    for (const e of refused) expect(e.payload).toMatchObject({ code: 'store_unavailable' });
+    // Every write that was applied was applied after the ones sent before it.
+    const acks = d.ofType(T.STATE_UPDATE_ACK).slice(1).map((a) => ({ i: Number(String(a.correlation_id).slice(1)), v: a.payload.version as number }));
+    expect(acks.length + refused.length).toBe(N);
+    for (let k = 1; k < acks.length; k++) {
+      expect(acks[k].i).toBeGreaterThan(acks[k - 1].i);
+      expect(acks[k].v).toBe(acks[k - 1].v + 1);
+    }
+    const last = acks.length > 0 ? acks[acks.length - 1] : { i: 0, v: 1 };
+    const snap = await api(n.url, 'GET', `/session/${sid}`, { token });
+    expect(snap.body).toMatchObject({ version: last.v, state_data: { n: last.i } });
+    // And the library is back: the next write goes through.
+    d.send({ type: T.STATE_UPDATE, correlation_id: 'after', payload: { key: 'n', value: -1, operation: 'SET' } });
+    const after = await d.waitFor((f) => f.type === T.STATE_UPDATE_ACK && f.correlation_id === 'after');
+    expect(after.payload).toMatchObject({ version: last.v + 1 });
+    await closeAllDevices();
+  });
+});
