@@ -108,7 +108,8 @@ async function connectBackends(config: Config, log: Logger, instance: string, de
     sub.disconnect();
     throw err;
   }
-  const store = new RedisStore(cmd, keys, limits, Date.now, (err) => log.warn({ err: (err as Error).message }, 'session index update failed'));
+  const store = new RedisStore(cmd, keys, limits, Date.now, (err) => log.warn({ err: (err as Error).message }, 'session index update failed'),
+    (message) => log.warn(message));
   const bus = new RedisBus(sub, cmd, keys, log);
   await bus.start();
   const ttlMs = config.snapshotTtlSeconds * 1000;

@@ -78,3 +78,32 @@ describe('write path as a Redis Function', () => {
     await closeAllDevices();
   });
 });
+
+describe('write path on a Redis that refuses Functions', () => {
+  // As on a managed Redis or behind an ACL that does not allow FUNCTION.
+  const refusing = useRedis(['--rename-command', 'FUNCTION', '']);
+  let n: StartedNode;
+  let r: Redis;
+  beforeAll(async () => {
+    n = await startNode({ REDIS_URL: refusing().url });
+    r = new Redis(refusing().url);
+  });
+  afterAll(async () => {
+    r.disconnect();
+    await n.stop();
+  });
+
+  it('runs it as a script, with the same rules when Redis loses it', async () => {
+    await expect(r.call('FUNCTION', 'LIST')).rejects.toThrow(/unknown command/i);
+    const token = await n.token('carol');
+    const sid = randomUUID();
+    const write = (i: number) => api(n.url, 'POST', '/session/incremental', { token, body: { session_id: sid, changes: { i } } });
+    expect((await api(n.url, 'POST', '/session/snapshot', { token, body: { session_id: sid, state_data: { i: 0 } } })).status).toBe(201);
+    expect((await write(1)).body).toMatchObject({ version: 2 });
+    await r.call('SCRIPT', 'FLUSH');
+    expect((await write(2)).status).toBe(503);
+    await eventually(async () => (await write(3)).status === 200);
+    const snap = await api(n.url, 'GET', `/session/${sid}`, { token });
+    expect(snap.body).toMatchObject({ version: 3, state_data: { i: 3 } });
+  });
+});

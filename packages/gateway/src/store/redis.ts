@@ -85,6 +85,8 @@ export class RedisStore implements SessionStore {
     private readonly limits: StoreLimits,
     private readonly now: () => number = Date.now,
     private readonly onIndexError: (err: unknown) => void = () => undefined,
+    /** Operational notices worth a log line (the write path fell back to a script). */
+    onNotice: (message: string) => void = () => undefined,
   ) {
     this.cluster = (client as { isCluster?: boolean }).isCluster === true;
     // Per-deployment constants live in the code rather than in every call's arguments (each
@@ -93,7 +95,8 @@ export class RedisStore implements SessionStore {
     const constants = `local TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB = ${ttl}, ${limits.maxStateBytes}, ${limits.logLength}, ` +
       `${limits.logMaxBytes}, '${this.cluster ? 'SPUBLISH' : 'PUBLISH'}'\n`;
     const sessionLua = (name: string) => `${constants}${lua('lib')}\n${lua(name)}`;
-    this.mutateFn = new RedisFunction(client, `${constants}${lua('lib')}\n${lua('mutate')}\n${lua('mutateBatch')}`, 'hf_mutate_batch');
+    this.mutateFn = new RedisFunction(client, `${constants}${lua('lib')}\n${lua('mutate')}\n${lua('mutateBatch')}`, 'hf_mutate_batch',
+      (reason) => onNotice(`Redis refused FUNCTION LOAD (${reason}); the write path runs as a script (EVALSHA), ~27k Redis instructions more per call`));
     client.defineCommand('hfClaim', { lua: sessionLua('claim') });
     client.defineCommand('hfKeepAlive', { lua: sessionLua('keepAlive') });
     client.defineCommand('hfUpdatesSince', { lua: sessionLua('updatesSince') });
@@ -179,7 +182,7 @@ export class RedisStore implements SessionStore {
    */
   private enqueue(keys: string[], args: (string | number)[]): Promise<Buffer> {
     if (this.cluster) {
-      return this.call(() => this.mutateFn.callBuffer([this.mutateFn.name, keys.length, ...keys, args.length, ...args]))
+      return this.call(() => this.mutateFn.callBuffer(['', keys.length, ...keys, args.length, ...args]))
         .then((r) => (r as Buffer[])[0]);
     }
     return new Promise((resolve, reject) => {
@@ -209,8 +212,9 @@ export class RedisStore implements SessionStore {
     if (items.length === 0) return;
     this.batch = [];
     this.batchBytes = 0;
-    // FCALL name numKeys keys… then per change: its argument count, its arguments.
-    const call: (string | number)[] = [this.mutateFn.name, items.length * 5];
+    // FCALL name numKeys keys… then per change: its argument count, its arguments (the name goes
+    // first, set by RedisFunction).
+    const call: (string | number)[] = ['', items.length * 5];
     for (const m of items) for (const k of m.keys) call.push(k);
     for (const m of items) {
       call.push(m.args.length);

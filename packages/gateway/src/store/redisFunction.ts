@@ -12,49 +12,69 @@ import type { RedisLike } from './redisClient';
  * different versions or settings never replace each other's code during a rolling deploy. Old
  * libraries stay until removed (`FUNCTION DELETE hf_<hash>`, see docs/storage.md).
  *
- * The library is loaded when this object is made, and calls wait for that load: a call must never
- * find the function missing and be retried, because calls sent after it could then be applied
- * before it. Redis persists and replicates libraries; if one is lost anyway (a restart without
- * persistence, a new shard), the calls that find it missing fail (the caller's store-unavailable
- * path: the client is told and retries), the library is loaded again, and calls made meanwhile
- * wait for that load, in the order they were made. After every reconnection it is loaded again
- * before any call goes out, so a restarted Redis costs no failed write.
+ * The code is loaded when this object is made and after every reconnection, and calls wait for
+ * that load: a call must never find the code missing and be retried, because calls sent after it
+ * could then be applied before it. Redis persists and replicates libraries; if one is lost anyway
+ * (a restart without persistence, a new shard), the calls that find it missing fail (the caller's
+ * store-unavailable path: the client is told and retries), the code is loaded again, and calls
+ * made meanwhile wait for that load, in the order they were made.
+ *
+ * A Redis that refuses Functions (an ACL without FUNCTION, a managed service that renamed it) gets
+ * the same code as a script (SCRIPT LOAD, EVALSHA), with the same loading rules.
  */
 export class RedisFunction {
-  /** The name FCALL takes: first argument of every call. */
-  readonly name: string;
-  private readonly code: string;
+  /** FCALL's function name, or EVALSHA's SHA-1 once in script mode. */
+  private target: string;
+  private mode: 'function' | 'script' = 'function';
+  private readonly library: string;
+  private readonly script: string;
+  private readonly sha: string;
   private loading: Promise<void> | null = null;
 
   /** `body` defines a local Lua function named `fn` taking (keys, args). */
-  constructor(private readonly client: RedisLike, body: string, fn: string) {
+  constructor(
+    private readonly client: RedisLike,
+    body: string,
+    fn: string,
+    private readonly onFallback: (reason: string) => void = () => undefined,
+  ) {
     const hash = createHash('sha1').update(body).digest('hex').slice(0, 16);
-    this.name = `${fn}_${hash}`;
-    this.code = `#!lua name=hf_${hash}\n${body}\nredis.register_function('${this.name}', ${fn})\n`;
+    this.target = `${fn}_${hash}`;
+    this.library = `#!lua name=hf_${hash}\n${body}\nredis.register_function('${this.target}', ${fn})\n`;
+    this.script = `${body}\nreturn ${fn}(KEYS, ARGV)\n`;
+    this.sha = createHash('sha1').update(this.script).digest('hex');
     this.load();
     // A Redis that restarted may have come back without it (no persistence): load it again before
     // anything else is sent on the new connection (commands are not queued while disconnected).
     client.on('ready', () => void this.load());
   }
 
+  /** 'function' (FCALL) or 'script' (EVALSHA, when Redis refused FUNCTION LOAD). */
+  get kind(): 'function' | 'script' {
+    return this.mode;
+  }
+
   /**
-   * FCALL with `args` = [this.name, numKeys, ...keys, ...arguments] (built by the caller, so the
-   * hot path copies no argument list), replies as Buffers. Rejects with FunctionMissingError when
-   * Redis lost the library (a load is then under way).
+   * Calls the code with `args` = [<any placeholder>, numKeys, ...keys, ...arguments] (built by the
+   * caller, so the hot path copies no argument list; the first element is set here), replies as
+   * Buffers. Rejects with CodeMissingError when Redis lost the code (a load is then under way).
    */
   callBuffer(args: (string | number)[]): Promise<unknown> {
-    const sent = this.loading ? this.loading.then(() => this.client.callBuffer('FCALL', args)) : this.client.callBuffer('FCALL', args);
+    const send = () => {
+      args[0] = this.target;
+      return this.client.callBuffer(this.mode === 'function' ? 'FCALL' : 'EVALSHA', args);
+    };
+    const sent = this.loading ? this.loading.then(send) : send();
     return sent.catch((err: unknown) => {
       if (!isMissing(err)) throw err;
       this.load();
-      throw new FunctionMissingError(this.name);
+      throw new CodeMissingError(this.target);
     });
   }
 
   /**
-   * Loads the library on Redis, or on every primary of a Redis Cluster; one load at a time. A
-   * failed load (Redis away) is not an error here: the next call that finds the function missing
-   * starts another.
+   * Loads the code on Redis, or on every primary of a Redis Cluster; one load at a time. A failed
+   * load (Redis away) is not an error here: the next call that finds the code missing starts another.
    */
   load(): Promise<void> {
     this.loading ??= this.loadEverywhere().then(
@@ -72,17 +92,33 @@ export class RedisFunction {
     const targets: Array<Redis | Cluster> = (this.client as { isCluster?: boolean }).isCluster
       ? (this.client as Cluster).nodes('master')
       : [this.client];
-    await Promise.all(targets.map((t) => t.call('FUNCTION', 'LOAD', 'REPLACE', this.code)));
+    if (this.mode === 'function') {
+      try {
+        await Promise.all(targets.map((t) => t.call('FUNCTION', 'LOAD', 'REPLACE', this.library)));
+        return;
+      } catch (err) {
+        if (!isRefused(err)) throw err;
+        this.mode = 'script';
+        this.target = this.sha;
+        this.onFallback((err as Error).message);
+      }
+    }
+    await Promise.all(targets.map((t) => t.call('SCRIPT', 'LOAD', this.script)));
   }
 }
 
-/** Redis does not have the function (it lost its libraries); counts as the store being unavailable. */
-export class FunctionMissingError extends Error {
+/** Redis does not have the code (it lost it); counts as the store being unavailable. */
+export class CodeMissingError extends Error {
   constructor(name: string) {
-    super(`Redis function ${name} is missing; loading it again`);
+    super(`Redis code ${name} is missing; loading it again`);
   }
 }
 
 function isMissing(err: unknown): boolean {
-  return err instanceof Error && /Function not found/i.test(err.message);
+  return err instanceof Error && /Function not found|NOSCRIPT/i.test(err.message);
+}
+
+/** FUNCTION LOAD refused for good (command unknown or not permitted), not for want of a connection. */
+function isRefused(err: unknown): boolean {
+  return err instanceof Error && /unknown command|NOPERM|not allowed|disabled/i.test(err.message);
 }
