@@ -2,6 +2,10 @@ import { randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
 import { MessageType as T } from '@harmonyflow/protocol';
 import { api, closeAllDevices, connectDevice, eventually, startNode, useRedis, type StartedNode } from '@harmonyflow/testkit';
+import { createLogger } from '../src/log';
+import { KeySpace } from '../src/store/keys';
+import { RedisStore } from '../src/store/redis';
+import { createRedis, whenReady } from '../src/store/redisClient';
 
 /**
  * The write path runs as a Redis Function (store/redisFunction.ts): one library per code version,
@@ -76,6 +80,34 @@ describe('write path as a Redis Function', () => {
     const after = await d.waitFor((f) => f.type === T.STATE_UPDATE_ACK && f.correlation_id === 'after');
     expect(after.payload).toMatchObject({ version: last.v + 1 });
     await closeAllDevices();
+  });
+});
+
+describe('store commands while the write path is being loaded', () => {
+  it('a read issued after a write waits behind it, and sees it', async () => {
+    const client = createRedis({ mode: 'single', url: redis().url }, createLogger('silent', 't'), 'command', 't');
+    await whenReady(client, 5000);
+    const store = new RedisStore(client, new KeySpace('order:'), { ttlSeconds: 3600, maxStateBytes: 1 << 20, logLength: 100, logMaxBytes: 1 << 20, maxSessionsPerUser: 0, maxHandoffsPerSession: 5 });
+    const admin = new Redis(redis().url);
+    try {
+      const sid = randomUUID();
+      const req = (value: number) => ({ sessionId: sid, actor: { userId: 'u', admin: false }, ownerId: 'u', originNode: 't/1', op: { op: 'set' as const, key: 'a', value } });
+      await eventually(async () => (await store.mutate(req(1))).status === 'ok');
+      for (let round = 0; round < 5; round++) {
+        await admin.call('FUNCTION', 'FLUSH');
+        // Refused, and the reload starts; the write and the read below are made while it runs.
+        await expect(store.mutate(req(100 + round))).rejects.toThrow(/unavailable/i);
+        const write = store.mutate(req(round + 2));
+        const read = store.get(sid);
+        const [w, r] = await Promise.all([write, read]);
+        expect(w).toMatchObject({ status: 'ok' });
+        expect(r).toMatchObject({ version: (w as { version: number }).version, state: { a: round + 2 } });
+      }
+    } finally {
+      admin.disconnect();
+      client.disconnect();
+      await store.close();
+    }
   });
 });
 

@@ -85,7 +85,7 @@ export class RedisStore implements SessionStore {
     private readonly limits: StoreLimits,
     private readonly now: () => number = Date.now,
     private readonly onIndexError: (err: unknown) => void = () => undefined,
-    /** Operational notices worth a log line (the write path fell back to a script). */
+    /** Operational notices worth a log line (the write path's code could not be loaded, or fell back to a script). */
     onNotice: (message: string) => void = () => undefined,
   ) {
     this.cluster = (client as { isCluster?: boolean }).isCluster === true;
@@ -95,8 +95,7 @@ export class RedisStore implements SessionStore {
     const constants = `local TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB = ${ttl}, ${limits.maxStateBytes}, ${limits.logLength}, ` +
       `${limits.logMaxBytes}, '${this.cluster ? 'SPUBLISH' : 'PUBLISH'}'\n`;
     const sessionLua = (name: string) => `${constants}${lua('lib')}\n${lua(name)}`;
-    this.mutateFn = new RedisFunction(client, `${constants}${lua('lib')}\n${lua('mutate')}\n${lua('mutateBatch')}`, 'hf_mutate_batch',
-      (reason) => onNotice(`Redis refused FUNCTION LOAD (${reason}); the write path runs as a script (EVALSHA), ~27k Redis instructions more per call`));
+    this.mutateFn = new RedisFunction(client, `${constants}${lua('lib')}\n${lua('mutate')}\n${lua('mutateBatch')}`, 'hf_mutate_batch', onNotice);
     client.defineCommand('hfClaim', { lua: sessionLua('claim') });
     client.defineCommand('hfKeepAlive', { lua: sessionLua('keepAlive') });
     client.defineCommand('hfUpdatesSince', { lua: sessionLua('updatesSince') });
@@ -110,9 +109,13 @@ export class RedisStore implements SessionStore {
     this.flusher.unref();
   }
 
+  /**
+   * Every store command goes through here: while the write path's code is being loaded, commands
+   * wait behind the writes made before them (a read after a write must see it).
+   */
   private async call<T>(fn: () => Promise<T>): Promise<T> {
     try {
-      return await fn();
+      return await this.mutateFn.whenLoaded(fn);
     } catch (err) {
       if (err instanceof ReplyError && !TRANSIENT_REPLY.test((err as Error).message)) throw err;
       throw new StoreUnavailableError(err);

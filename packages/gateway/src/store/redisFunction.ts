@@ -17,7 +17,9 @@ import type { RedisLike } from './redisClient';
  * could then be applied before it. Redis persists and replicates libraries; if one is lost anyway
  * (a restart without persistence, a new shard), the calls that find it missing fail (the caller's
  * store-unavailable path: the client is told and retries), the code is loaded again, and calls
- * made meanwhile wait for that load, in the order they were made.
+ * made meanwhile wait for that load and go out in the order they were made, all at once when it
+ * ends. Other commands that must stay in order with the calls (reads after writes on the same
+ * connection) wait in the same queue: `whenLoaded`.
  *
  * A Redis that refuses Functions (an ACL without FUNCTION, a managed service that renamed it) gets
  * the same code as a script (SCRIPT LOAD, EVALSHA), with the same loading rules.
@@ -29,14 +31,17 @@ export class RedisFunction {
   private readonly library: string;
   private readonly script: string;
   private readonly sha: string;
-  private loading: Promise<void> | null = null;
+  private loading = false;
+  /** Sends held while a load is under way, in the order they were made. */
+  private waiting: Array<() => void> = [];
 
   /** `body` defines a local Lua function named `fn` taking (keys, args). */
   constructor(
     private readonly client: RedisLike,
     body: string,
     fn: string,
-    private readonly onFallback: (reason: string) => void = () => undefined,
+    /** Operational notices: a fallback to a script, a failed load. */
+    private readonly notice: (message: string) => void = () => undefined,
   ) {
     const hash = createHash('sha1').update(body).digest('hex').slice(0, 16);
     this.target = `${fn}_${hash}`;
@@ -46,7 +51,7 @@ export class RedisFunction {
     this.load();
     // A Redis that restarted may have come back without it (no persistence): load it again before
     // anything else is sent on the new connection (commands are not queued while disconnected).
-    client.on('ready', () => void this.load());
+    client.on('ready', () => this.load());
   }
 
   /** 'function' (FCALL) or 'script' (EVALSHA, when Redis refused FUNCTION LOAD). */
@@ -60,32 +65,47 @@ export class RedisFunction {
    * Buffers. Rejects with CodeMissingError when Redis lost the code (a load is then under way).
    */
   callBuffer(args: (string | number)[]): Promise<unknown> {
-    const send = () => {
+    return this.whenLoaded(() => {
       args[0] = this.target;
-      return this.client.callBuffer(this.mode === 'function' ? 'FCALL' : 'EVALSHA', args);
-    };
-    const sent = this.loading ? this.loading.then(send) : send();
-    return sent.catch((err: unknown) => {
-      if (!isMissing(err)) throw err;
-      this.load();
-      throw new CodeMissingError(this.target);
+      return this.client.callBuffer(this.mode === 'function' ? 'FCALL' : 'EVALSHA', args).catch((err: unknown) => {
+        if (!isMissing(err)) throw err;
+        this.load();
+        throw new CodeMissingError(this.target);
+      });
+    });
+  }
+
+  /** Runs `send` now, or, while a load is under way, right after it, in the order of the calls. */
+  whenLoaded<T>(send: () => Promise<T>): Promise<T> {
+    if (!this.loading) return send();
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.push(() => send().then(resolve, reject));
     });
   }
 
   /**
    * Loads the code on Redis, or on every primary of a Redis Cluster; one load at a time. A failed
-   * load (Redis away) is not an error here: the next call that finds the code missing starts another.
+   * load (Redis away) is reported, not thrown: the next call that finds the code missing, or the
+   * next reconnection, starts another.
    */
-  load(): Promise<void> {
-    this.loading ??= this.loadEverywhere().then(
-      () => {
-        this.loading = null;
-      },
-      () => {
-        this.loading = null;
+  load(): void {
+    if (this.loading) return;
+    this.loading = true;
+    this.loadEverywhere().then(
+      () => this.release(),
+      (err: unknown) => {
+        this.notice(`loading the Redis write path failed: ${(err as Error).message}`);
+        this.release();
       },
     );
-    return this.loading;
+  }
+
+  /** Ends the load and sends what waited for it, synchronously: nothing made later can go first. */
+  private release(): void {
+    this.loading = false;
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const send of waiting) send();
   }
 
   private async loadEverywhere(): Promise<void> {
@@ -100,7 +120,7 @@ export class RedisFunction {
         if (!isRefused(err)) throw err;
         this.mode = 'script';
         this.target = this.sha;
-        this.onFallback((err as Error).message);
+        this.notice(`Redis refused FUNCTION LOAD (${(err as Error).message}); the write path runs as a script (EVALSHA), ~27k Redis instructions more per call`);
       }
     }
     await Promise.all(targets.map((t) => t.call('SCRIPT', 'LOAD', this.script)));
@@ -118,7 +138,10 @@ function isMissing(err: unknown): boolean {
   return err instanceof Error && /Function not found|NOSCRIPT/i.test(err.message);
 }
 
-/** FUNCTION LOAD refused for good (command unknown or not permitted), not for want of a connection. */
+/**
+ * FUNCTION LOAD refused for good: the command is unknown (renamed away) or not permitted (ACL).
+ * Not a transient refusal such as MISCONF (writes disabled after a failed save).
+ */
 function isRefused(err: unknown): boolean {
-  return err instanceof Error && /unknown command|NOPERM|not allowed|disabled/i.test(err.message);
+  return err instanceof Error && /unknown command|NOPERM/i.test(err.message);
 }

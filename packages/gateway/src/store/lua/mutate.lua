@@ -63,6 +63,12 @@ local function hf_live(recs, exists, stateKey, k)
   return r
 end
 
+-- A refusal; with `mark`, the device's mutation id counts as processed (a retry would be refused too).
+local function hf_refuse(mark, meta, markField, mid, reply)
+  if mark then redis.call('HSET', meta, markField, mid) end
+  return cmsgpack.pack(reply)
+end
+
 local function hf_mutate(KEYS, ARGV, ko, ao, an)
 local meta, stateKey, tombKey, logKey = KEYS[ko + 1], KEYS[ko + 2], KEYS[ko + 3], KEYS[ko + 4]
 local op, admin, rule, ev, bv, mid, connS, nowS, seed = string.match(ARGV[ao + 1], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
@@ -105,10 +111,7 @@ if useIdem and exists and (m[2] or m[3]) then
 end
 
 -- A refusal a retry would repeat still counts as processing the mutation id (SPEC §10).
-local function refuse(reply)
-  if useMid and exists then redis.call('HSET', meta, markField, mid) end
-  return cmsgpack.pack(reply)
-end
+local markOnRefusal = useMid and exists
 
 local recs = {}
 
@@ -133,12 +136,12 @@ elseif op == 'incr' then
     base = tonumber(old)
     -- tonumber also accepts hex and padded text that JSON never produces; only plain JSON numbers count.
     if base == nil or not string.match(old, '^-?%d+%.?%d*[eE]?[-+]?%d*$') then
-      return refuse({'not_a_number', key})
+      return hf_refuse(markOnRefusal, meta, markField, mid, {'not_a_number', key})
     end
   end
   local n = base + delta
   if n ~= n or n == math.huge or n == -math.huge then
-    return refuse({'not_a_number', key})
+    return hf_refuse(markOnRefusal, meta, markField, mid, {'not_a_number', key})
   end
   incrValue = hf_number_text(n)
   local size = #key + #incrValue
@@ -164,14 +167,14 @@ end
 
 -- Version checks.
 if ev ~= '-' and tonumber(ev) ~= current + 1 then
-  return refuse({'conflict', current, false, hf_state_now(exists, stateKey)})
+  return hf_refuse(markOnRefusal, meta, markField, mid, {'conflict', current, false, hf_state_now(exists, stateKey)})
 end
 local rebased = 0
 local tf = exists and h[H_TF] or 0
 if bv ~= '-' then
   local base = tonumber(bv)
   if base > current then
-    return refuse({'conflict', current, {}, hf_state_now(exists, stateKey)})
+    return hf_refuse(markOnRefusal, meta, markField, mid, {'conflict', current, {}, hf_state_now(exists, stateKey)})
   elseif base < current then
     local conflicting, seen = {}, {}
     for j = 1, #writes do
@@ -192,7 +195,7 @@ if bv ~= '-' then
       end
     end
     if #conflicting > 0 then
-      return refuse({'conflict', current, conflicting, hf_state_now(exists, stateKey)})
+      return hf_refuse(markOnRefusal, meta, markField, mid, {'conflict', current, conflicting, hf_state_now(exists, stateKey)})
     end
     rebased = 1
   end
@@ -232,7 +235,7 @@ else
   end
 end
 if bytes > MAX_STATE then
-  return refuse({'too_large', bytes})
+  return hf_refuse(markOnRefusal, meta, markField, mid, {'too_large', bytes})
 end
 
 -- Creating the session: the caller reserves the owner's quota first when it is limited.
@@ -315,7 +318,7 @@ else
   fields = hf_state_flat(redis.call('HGETALL', stateKey))
 end
 local sessionId = string.match(meta, '{([^}]*)}')
--- (empty field lists travel as nil, the connection number as its text: the decoder takes both)
+-- (empty field lists travel as false, the connection number as its text: the decoder takes both)
 local frame = cmsgpack.pack({1, sessionId, version, origin, connS, dev, corr,
   op, key, value, delta, fields, deleted, now, epoch})
 
