@@ -247,6 +247,18 @@ export class RedisStore implements SessionStore {
     const userKey = this.keys.userSessions(owner);
     const all = this.keys.allSessions();
     const now = this.now();
+    if (!this.cluster) {
+      // One Redis: the five commands in one write (on Redis Cluster the two indexes sit in different slots).
+      (this.r as import('ioredis').default).pipeline()
+        .zadd(userKey, exp, sessionId).zremrangebyscore(userKey, '-inf', now).pexpireat(userKey, exp)
+        .zadd(all, exp, sessionId).zremrangebyscore(all, '-inf', now)
+        .exec()
+        .then((results) => {
+          const failed = results?.find(([err]) => err);
+          if (failed) this.onIndexError(failed[0]);
+        }, this.onIndexError);
+      return;
+    }
     Promise.all([
       this.r.zadd(userKey, exp, sessionId).then(() => this.r.zremrangebyscore(userKey, '-inf', now)).then(() => this.r.pexpireat(userKey, exp)),
       this.r.zadd(all, exp, sessionId).then(() => this.r.zremrangebyscore(all, '-inf', now)),
@@ -285,12 +297,23 @@ export class RedisStore implements SessionStore {
   }
 
   async claim(sessionId: string, userId: string, deviceId = '', admin = false): Promise<ClaimResult> {
-    const res = await this.withReservation(sessionId, userId, (reserved) => this.claimOnce(sessionId, userId, deviceId, admin, reserved),
-      (r) => r[4] === 1 && r[1] === userId);
+    const res = this.cluster || this.limits.maxSessionsPerUser <= 0
+      ? await this.withReservation(sessionId, userId, (reserved) => this.claimOnce(sessionId, userId, deviceId, admin, reserved),
+        (r) => r[4] === 1 && r[1] === userId)
+      : await this.claimWithQuota(sessionId, userId, deviceId, admin);
     if (res === 'quota_exceeded') return { status: 'quota_exceeded' };
     const [, owner, version, epoch, created, lastMutationId, refreshed] = res;
     if (refreshed > 0) this.index(sessionId, owner, refreshed);
     return { status: 'ok', userId: owner, version: Number(version), epoch, created: created === 1, lastMutationId: Number(lastMutationId) };
+  }
+
+  /** One Redis under a quota: the claim script checks it and takes the owner's place itself (rule 'Q'). */
+  private async claimWithQuota(sessionId: string, userId: string, deviceId: string, admin: boolean): Promise<ClaimReply | 'quota_exceeded'> {
+    this.flushBeforeRead();
+    const keys = this.keys.sessionKeyList(sessionId);
+    const res = await this.call(() => this.r.hfClaim(keys.length + 1, ...keys, this.keys.userSessions(userId), userId, this.now(), this.epochSeed, 'Q',
+      deviceId, admin ? '1' : '0', this.limits.maxSessionsPerUser));
+    return res[0] === 'quota_exceeded' ? 'quota_exceeded' : (res as ClaimReply);
   }
 
   private async claimOnce(sessionId: string, userId: string, deviceId: string, admin: boolean, reserved: boolean): Promise<ClaimReply | 'needs_reservation'> {

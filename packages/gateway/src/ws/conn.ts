@@ -34,9 +34,12 @@ export interface Conn {
   authed: boolean;
   authInFlight: boolean;
   /**
-   * Frames that arrived while the first authentication was in flight, replayed as they came once
-   * it settles. A re-AUTH holds nothing: the connection is authenticated throughout.
+   * The first authentication is in flight (until AUTH_SUCCESS or the failure has gone out, not
+   * just until the session is claimed): frames that arrive meanwhile are held in `held` and
+   * replayed as they came once it settles, so nothing is answered before AUTH_SUCCESS. A re-AUTH
+   * holds nothing: the connection is authenticated throughout.
    */
+  holding: boolean;
   held: HeldFrame[] | null;
   closed: boolean;
   userId: string;
@@ -96,6 +99,7 @@ export function newConn(binary: boolean, query: QueryAuth | null, now: number, b
     openedAt: now,
     authed: false,
     authInFlight: false,
+    holding: false,
     held: null,
     closed: false,
     userId: '',

@@ -121,7 +121,7 @@ export class WsGateway {
     this.traffic(ws, now);
     if (!this.ctx.limits.admit(ws, message.byteLength, now)) return;
     const c = connOf(ws);
-    if (c.authInFlight && !c.authed) {
+    if (c.holding) {
       this.ctx.limits.hold(ws, message, isBinary);
       return;
     }

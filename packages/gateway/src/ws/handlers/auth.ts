@@ -26,6 +26,7 @@ export async function authenticate(ctx: WsContext, ws: WS, p: QueryAuth, correla
     return;
   }
   c.authInFlight = true;
+  c.holding = !c.authed;
   try {
     let who: Principal;
     try {
@@ -39,6 +40,7 @@ export async function authenticate(ctx: WsContext, ws: WS, p: QueryAuth, correla
     else await join(ctx, ws, who, p, correlationId);
   } finally {
     c.authInFlight = false;
+    c.holding = false;
     const held = c.held;
     c.held = null;
     if (held && c.authed && !c.closed) for (const m of held) ctx.dispatch(ws, m.data, m.isBinary);
