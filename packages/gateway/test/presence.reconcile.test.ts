@@ -49,13 +49,19 @@ describe('presence survives failed updates', () => {
     return Object.fromEntries((r.body.devices ?? []).map((d: { device_id: string; status: string }) => [d.device_id, d.status]));
   }
 
-  it('disconnects that failed while Redis was down are all reconciled: the devices go offline and the others hear it', async () => {
+  /** Nodes a and b on one session: `onA` devices joined on a (in order), then a watcher on b. */
+  async function twoNodes(...onA: string[]) {
     const a = await node(`a-${randomUUID().slice(0, 4)}`);
     const b = await node(`b-${randomUUID().slice(0, 4)}`);
     const sid = randomUUID();
-    const phone = await join(a, 'phone', sid);
-    const tablet = await join(a, 'tablet', sid);
+    const devices: TestDevice[] = [];
+    for (const d of onA) devices.push(await join(a, d, sid));
     const watcher = await join(b, 'watcher', sid);
+    return { a, b, sid, devices, watcher };
+  }
+
+  it('disconnects that failed while Redis was down are all reconciled: the devices go offline and the others hear it', async () => {
+    const { a, b, sid, devices: [phone, tablet], watcher } = await twoNodes('phone', 'tablet');
     await redis.kill();
     // The devices close while Redis is away: their disconnects fail, and so do a few rounds of
     // reconciliation (each must keep every device it could not settle).
@@ -80,11 +86,7 @@ describe('presence survives failed updates', () => {
   }, 40_000);
 
   it('a node whose registry entry vanished while it was alive (reaped, its reap mark long gone) counts its devices again', async () => {
-    const a = await node(`a-${randomUUID().slice(0, 4)}`);
-    const b = await node(`b-${randomUUID().slice(0, 4)}`);
-    const sid = randomUUID();
-    await join(a, 'phone', sid);
-    const watcher = await join(b, 'watcher', sid);
+    const { a, b, sid, watcher } = await twoNodes('phone');
     // What a reaper does, minus the reap mark (it expires after a minute). Node A may re-register
     // at any moment after this, so the reap is checked by what it returned.
     expect(await b.node.presence.reapNode(a.node.instance, [sid], Date.now())).toEqual([{ sessionId: sid, deviceId: 'phone' }]);
@@ -96,11 +98,7 @@ describe('presence survives failed updates', () => {
   }, 30_000);
 
   it('a node that shuts down while Redis is away is reaped by a survivor: its devices go offline with DEVICE_LEFT timeout', async () => {
-    const a = await node(`a-${randomUUID().slice(0, 4)}`);
-    const b = await node(`b-${randomUUID().slice(0, 4)}`);
-    const sid = randomUUID();
-    await join(a, 'phone', sid);
-    const watcher = await join(b, 'watcher', sid);
+    const { a, b, sid, watcher } = await twoNodes('phone');
     await redis.kill();
     await a.stop(); // its disconnects and its clean leave both fail
     started.splice(started.indexOf(a), 1);

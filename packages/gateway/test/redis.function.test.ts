@@ -9,20 +9,32 @@ import { createRedis, whenReady } from '../src/store/redisClient';
 
 /**
  * The write path runs as a Redis Function (store/redisFunction.ts): one library per code version,
- * loaded on first use, loaded again when Redis lost it.
+ * loaded at start and again when Redis lost it.
  */
 const redis = useRedis();
 
-describe('write path as a Redis Function', () => {
+/** A node on the given private Redis, and a plain client of that Redis, for one describe block. */
+function nodeOn(target: () => { url: string }): { node: () => StartedNode; redis: () => Redis } {
   let n: StartedNode;
   let r: Redis;
   beforeAll(async () => {
-    n = await startNode({ REDIS_URL: redis().url });
-    r = new Redis(redis().url);
+    n = await startNode({ REDIS_URL: target().url });
+    r = new Redis(target().url);
   });
   afterAll(async () => {
     r.disconnect();
     await n.stop();
+  });
+  return { node: () => n, redis: () => r };
+}
+
+describe('write path as a Redis Function', () => {
+  const on = nodeOn(redis);
+  let n: StartedNode;
+  let r: Redis;
+  beforeEach(() => {
+    n = on.node();
+    r = on.redis();
   });
 
   const libraries = async () =>
@@ -113,16 +125,12 @@ describe('store commands while the write path is being loaded', () => {
 
 describe('write path on a Redis that refuses Functions', () => {
   // As on a managed Redis or behind an ACL that does not allow FUNCTION.
-  const refusing = useRedis(['--rename-command', 'FUNCTION', '']);
+  const on = nodeOn(useRedis(['--rename-command', 'FUNCTION', '']));
   let n: StartedNode;
   let r: Redis;
-  beforeAll(async () => {
-    n = await startNode({ REDIS_URL: refusing().url });
-    r = new Redis(refusing().url);
-  });
-  afterAll(async () => {
-    r.disconnect();
-    await n.stop();
+  beforeEach(() => {
+    n = on.node();
+    r = on.redis();
   });
 
   it('runs it as a script, with the same rules when Redis loses it', async () => {

@@ -16,44 +16,40 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Runs `body` in a child Node process that prints the pids it wants watched, then hangs. */
-function childPrinting(body: string): Promise<{ pids: number[]; kill(): void }> {
-  const script = `const t = require(${JSON.stringify(TESTKIT)}); (async () => { ${body} })().catch((e) => { console.error(e); process.exit(1); });`;
+/**
+ * Runs `body` in a child Node process (it must set `pid` to the process to watch), checks that
+ * process is alive, SIGKILLs the child and expects the watched process to be gone soon after.
+ */
+async function expectGoneWithKilledParent(body: string): Promise<void> {
+  const script = `const t = require(${JSON.stringify(TESTKIT)}); (async () => { let pid; ${body}; console.log('PID ' + pid); setInterval(() => {}, 1000); })()` +
+    `.catch((e) => { console.error(e); process.exit(1); });`;
   const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
+  const pid = await new Promise<number>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d) => {
       out += d;
-      const m = /PIDS (.*)\n/.exec(out);
-      if (m) resolve({ pids: m[1].split(',').map(Number), kill: () => child.kill('SIGKILL') });
+      const m = /PID (\d+)\n/.exec(out);
+      if (m) resolve(Number(m[1]));
     });
     child.once('exit', (code) => reject(new Error(`child exited early (${code}): ${out}`)));
   });
+  expect(alive(pid)).toBe(true);
+  child.kill('SIGKILL');
+  await eventually(() => !alive(pid), 5000, 50);
 }
 
 describe('test helpers clean up after a killed test process', () => {
   it('a private redis-server dies with the process that started it, even on SIGKILL', async () => {
-    const c = await childPrinting(`
+    await expectGoneWithKilledParent(`
       const r = await t.startRedis();
-      const pid = Number(require('node:child_process').execSync('redis-cli -p ' + r.port + ' info server').toString().match(/process_id:(\\d+)/)[1]);
-      console.log('PIDS ' + pid);
-      setInterval(() => {}, 1000);
+      pid = Number(require('node:child_process').execSync('redis-cli -p ' + r.port + ' info server').toString().match(/process_id:(\\d+)/)[1]);
     `);
-    const [redisPid] = c.pids;
-    expect(alive(redisPid)).toBe(true);
-    c.kill();
-    await eventually(() => !alive(redisPid), 5000, 50);
   }, 20_000);
 
   it('a gateway process dies with the process that spawned it, even on SIGKILL', async () => {
-    const c = await childPrinting(`
+    await expectGoneWithKilledParent(`
       const n = await t.spawnNode({});
-      console.log('PIDS ' + n.proc.pid);
-      setInterval(() => {}, 1000);
+      pid = n.proc.pid;
     `);
-    const [gatewayPid] = c.pids;
-    expect(alive(gatewayPid)).toBe(true);
-    c.kill();
-    await eventually(() => !alive(gatewayPid), 5000, 50);
   }, 30_000);
 });
