@@ -50,9 +50,10 @@ try {
     await run(N, corr, inflight);
     const cpuUs = ((await cpu()) - c0) * 1e6 / N;
     const stats = await admin.info('commandstats');
-    const script = /cmdstat_evalsha:calls=(\d+),usec=(\d+)/.exec(stats);
+    // The write path is a Redis Function (FCALL), or a script (EVALSHA) on a Redis that refuses those.
+    const script = /cmdstat_(?:fcall|evalsha):calls=(\d+),usec=(\d+)/.exec(stats);
     let nested = 0;
-    for (const m of stats.matchAll(/cmdstat_(\w+):calls=(\d+)/g)) if (m[1] !== 'evalsha' && m[1] !== 'config' && m[1] !== 'info') nested += Number(m[2]);
+    for (const m of stats.matchAll(/cmdstat_(\w+):calls=(\d+)/g)) if (!['fcall', 'evalsha', 'config', 'info'].includes(m[1])) nested += Number(m[2]);
     return {
       updates_per_script_call: Number((N / Number(script[1])).toFixed(1)),
       script_us_per_update: Number((Number(script[2]) / N).toFixed(1)),

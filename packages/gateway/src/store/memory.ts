@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { encodeUpdateFrame, type JsonObject, type JsonValue } from '@harmonyflow/protocol';
 import type { MemoryBus } from '../bus/memory';
 import { checkVersion, formatNumber, touchedKeys } from './stateOps';
@@ -6,6 +5,7 @@ import type {
   ClaimResult, HandoffOutcome, HandoffRecord, MutationRequest, MutationResult, Page, RefreshOutcome, SessionHead,
   SessionStore, SessionSummary, Snapshot, StoreLimits, UpdatesSince,
 } from './types';
+import { randomSeed } from './randomSeed';
 import { byteLength, loadValue } from './valueCodec';
 
 export type { StoreLimits } from './types';
@@ -77,8 +77,6 @@ export class MemoryStore implements SessionStore {
   private readonly stats = { writes: 0, reads: 0 };
   private readonly sweeper: NodeJS.Timeout;
   private readonly expiredListeners: Array<(sessionId: string) => void> = [];
-  private readonly epochBase = randomBytes(9).toString('base64url');
-  private epochSeq = 0;
 
   constructor(
     private readonly limits: StoreLimits,
@@ -149,7 +147,7 @@ export class MemoryStore implements SessionStore {
 
   private create(sessionId: string, userId: string, now: number): SessionRecord {
     const s: SessionRecord = {
-      seq: ++this.seq, userId, epoch: this.epochBase + (this.epochSeq++).toString(36), createdAt: now, version: 0,
+      seq: ++this.seq, userId, epoch: randomSeed() + now.toString(16), createdAt: now, version: 0,
       updatedAt: now, recentAt: now, deviceId: '', appVersion: '', bytes: 0, expiresAt: now + this.ttlMs + Math.floor(this.ttlMs / 8),
       state: new Map(), tombs: new Map(), tombFloor: 0, log: [], logBytes: 0, marks: new Map(),
       dedupe: new DedupeRecords(),

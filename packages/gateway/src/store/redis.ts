@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ReplyError } from 'ioredis';
@@ -7,6 +6,7 @@ import type { JsonObject, JsonValue } from '@harmonyflow/protocol';
 import { StoreUnavailableError } from '../errors';
 import type { KeySpace } from './keys';
 import type { RedisLike } from './redisClient';
+import { randomSeed } from './randomSeed';
 import { RedisFunction } from './redisFunction';
 import type {
   ClaimResult, HandoffOutcome, HandoffRecord, MutationRequest, MutationResult, Page, RefreshOutcome, SessionHead,
@@ -51,6 +51,9 @@ type Scripts = {
   hfConsumeHandoff(numKeys: number, ...args: string[]): Promise<string | string[]>;
 };
 
+/** mutate.lua's success decoded, with the new expiry when it moved (0: it did not). */
+type MutateReply = { result: MutationResult; refreshedAt: number };
+
 /** claim.lua's answer: 'ok', owner, version, epoch, created (0/1), last mutation id, refreshed expiry (0: none). */
 type ClaimReply = [string, string, number, string, number, number, number];
 
@@ -76,8 +79,6 @@ export class RedisStore implements SessionStore {
   private flushScheduled = false;
   /** The write path (lua/mutate.lua, lua/mutateBatch.lua) as a Redis Function. */
   private readonly mutateFn: RedisFunction;
-  /** 64 random bits every session this store creates takes its epoch from (lib.lua hf_new_epoch). */
-  private readonly epochSeed = randomBytes(8).toString('hex');
 
   constructor(
     client: RedisLike,
@@ -100,7 +101,7 @@ export class RedisStore implements SessionStore {
     client.defineCommand('hfKeepAlive', { lua: sessionLua('keepAlive') });
     client.defineCommand('hfUpdatesSince', { lua: sessionLua('updatesSince') });
     client.defineCommand('hfRead', { lua: lua('read') });
-    client.defineCommand('hfReserve', { lua: lua('reserve') });
+    client.defineCommand('hfReserve', { lua: sessionLua('reserve') });
     client.defineCommand('hfRefreshToken', { lua: lua('refreshToken') });
     client.defineCommand('hfCreateHandoff', { lua: lua('createHandoff') });
     client.defineCommand('hfConsumeHandoff', { lua: lua('consumeHandoff') });
@@ -110,10 +111,12 @@ export class RedisStore implements SessionStore {
   }
 
   /**
-   * Every store command goes through here: while the write path's code is being loaded, commands
-   * wait behind the writes made before them (a read after a write must see it).
+   * Every store command goes through here, after the writes made before it: the queued batch is
+   * sent first (one connection, so Redis answers in order), and while the write path's code is
+   * being loaded, commands wait behind the writes already waiting. A read after a write sees it.
    */
   private async call<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.batch.length > 0) this.flush();
     try {
       return await this.mutateFn.whenLoaded(fn);
     } catch (err) {
@@ -131,40 +134,41 @@ export class RedisStore implements SessionStore {
   }
 
   /**
-   * Runs a session script that may create the session. When it asks for a reservation (creation
-   * under a quota), reserves the owner's place and runs it again; a place reserved for nothing (no
-   * session of that owner came of it) is given back.
+   * A session script asked for a reservation (creation under a quota): reserves the owner's place
+   * and runs it again; a place reserved for nothing (no session of that owner came of it) is given
+   * back.
    */
-  private async withReservation<T>(
+  private async reserveAndRetry<T>(
     sessionId: string, ownerId: string,
-    attempt: (reserved: boolean) => Promise<T | 'needs_reservation'>,
+    retry: () => Promise<T | 'needs_reservation'>,
     createdForOwner: (r: T) => boolean,
   ): Promise<T | 'quota_exceeded'> {
-    const first = await attempt(false);
-    if (first !== 'needs_reservation') return first;
     const reserved = await this.reserve(sessionId, ownerId);
     if (reserved === 0) return 'quota_exceeded';
-    const second = await attempt(true);
+    const second = await retry();
     if (second === 'needs_reservation') throw new Error('a session script asked for a reservation twice');
     if (reserved === 2 && !createdForOwner(second)) await this.unreserve(sessionId, ownerId);
     return second;
   }
 
   async mutate(req: MutationRequest): Promise<MutationResult> {
-    const reply = await this.withReservation(req.sessionId, req.ownerId, (reserved) => this.mutateOnce(req, reserved),
-      ({ result: r }) => r.status === 'ok' && r.created && r.userId === req.ownerId);
+    let reply: MutateReply | 'needs_reservation' | 'quota_exceeded' = await this.mutateOnce(req, false);
+    if (reply === 'needs_reservation') {
+      reply = await this.reserveAndRetry(req.sessionId, req.ownerId, () => this.mutateOnce(req, true),
+        ({ result: r }) => r.status === 'ok' && r.created && r.userId === req.ownerId);
+    }
     if (reply === 'quota_exceeded') return { status: 'quota_exceeded' };
     const { result, refreshedAt } = reply;
     if (result.status === 'ok' && refreshedAt > 0) this.index(req.sessionId, result.userId, refreshedAt);
     return result;
   }
 
-  private async mutateOnce(req: MutationRequest, reserved: boolean): Promise<{ result: MutationResult; refreshedAt: number } | 'needs_reservation'> {
+  private async mutateOnce(req: MutationRequest, reserved: boolean): Promise<MutateReply | 'needs_reservation'> {
     const keys = this.keys.sessionKeyList(req.sessionId);
     // The scalar arguments travel as one space-separated string (see mutate.lua): fewer arguments,
     // less work per call for ioredis and Redis alike.
     const control = `${req.op.op} ${req.actor.admin ? 1 : 0} ${this.creationRule(reserved)} ${req.expectVersion ?? '-'} ` +
-      `${req.baseVersion ?? '-'} ${req.mutationId ?? '-'} ${req.originConn ?? 0} ${this.now()} ${this.epochSeed}`;
+      `${req.baseVersion ?? '-'} ${req.mutationId ?? '-'} ${req.originConn ?? 0} ${this.now()} ${randomSeed()}`;
     const args: (string | number)[] = [
       control, req.actor.userId, req.ownerId, req.deviceId ?? '', req.appVersion ?? '', req.originNode, req.correlationId ?? '',
     ];
@@ -199,14 +203,6 @@ export class RedisStore implements SessionStore {
         setImmediate(() => this.flush());
       }
     });
-  }
-
-  /**
-   * Sends the queued mutations now: a read issued after a write must see it (both go down the
-   * same connection, so Redis answers in order).
-   */
-  private flushBeforeRead(): void {
-    if (this.batch.length > 0) this.flush();
   }
 
   private flush(): void {
@@ -266,7 +262,6 @@ export class RedisStore implements SessionStore {
   }
 
   async get(sessionId: string): Promise<Snapshot | null> {
-    this.flushBeforeRead();
     const k = this.keys.session(sessionId);
     const res = await this.call(() => this.r.hfReadBuffer(2, k.meta, k.state));
     if (!res) return null;
@@ -286,7 +281,6 @@ export class RedisStore implements SessionStore {
   }
 
   private async header(sessionId: string): Promise<Header | null> {
-    this.flushBeforeRead();
     const raw = await this.call(() => this.r.hgetBuffer(this.keys.session(sessionId).meta, 'h'));
     return raw ? header(raw) : null;
   }
@@ -297,30 +291,28 @@ export class RedisStore implements SessionStore {
   }
 
   async claim(sessionId: string, userId: string, deviceId = '', admin = false): Promise<ClaimResult> {
-    const res = this.cluster || this.limits.maxSessionsPerUser <= 0
-      ? await this.withReservation(sessionId, userId, (reserved) => this.claimOnce(sessionId, userId, deviceId, admin, reserved),
-        (r) => r[4] === 1 && r[1] === userId)
-      : await this.claimWithQuota(sessionId, userId, deviceId, admin);
+    // Under a quota, one Redis lets the script check it and take the owner's place itself (rule
+    // 'Q'); on Redis Cluster the owner's index sits in another slot: reserve there first, if asked.
+    const rule = this.limits.maxSessionsPerUser <= 0 ? '-' : this.cluster ? 'R' : 'Q';
+    let res = await this.claimOnce(sessionId, userId, deviceId, admin, rule);
+    if (res === 'needs_reservation') {
+      res = await this.reserveAndRetry(sessionId, userId, () => this.claimOnce(sessionId, userId, deviceId, admin, '-'),
+        (r) => r !== 'quota_exceeded' && r[4] === 1 && r[1] === userId);
+    }
     if (res === 'quota_exceeded') return { status: 'quota_exceeded' };
     const [, owner, version, epoch, created, lastMutationId, refreshed] = res;
     if (refreshed > 0) this.index(sessionId, owner, refreshed);
     return { status: 'ok', userId: owner, version: Number(version), epoch, created: created === 1, lastMutationId: Number(lastMutationId) };
   }
 
-  /** One Redis under a quota: the claim script checks it and takes the owner's place itself (rule 'Q'). */
-  private async claimWithQuota(sessionId: string, userId: string, deviceId: string, admin: boolean): Promise<ClaimReply | 'quota_exceeded'> {
-    this.flushBeforeRead();
+  private async claimOnce(
+    sessionId: string, userId: string, deviceId: string, admin: boolean, rule: '-' | 'R' | 'Q',
+  ): Promise<ClaimReply | 'needs_reservation' | 'quota_exceeded'> {
     const keys = this.keys.sessionKeyList(sessionId);
-    const res = await this.call(() => this.r.hfClaim(keys.length + 1, ...keys, this.keys.userSessions(userId), userId, this.now(), this.epochSeed, 'Q',
-      deviceId, admin ? '1' : '0', this.limits.maxSessionsPerUser));
-    return res[0] === 'quota_exceeded' ? 'quota_exceeded' : (res as ClaimReply);
-  }
-
-  private async claimOnce(sessionId: string, userId: string, deviceId: string, admin: boolean, reserved: boolean): Promise<ClaimReply | 'needs_reservation'> {
-    this.flushBeforeRead();
-    const keys = this.keys.sessionKeyList(sessionId);
-    const res = await this.call(() => this.r.hfClaim(keys.length, ...keys, userId, this.now(), this.epochSeed, this.creationRule(reserved), deviceId, admin ? '1' : '0'));
-    return res[0] === 'needs_reservation' ? 'needs_reservation' : (res as ClaimReply);
+    if (rule === 'Q') keys.push(this.keys.userSessions(userId));
+    const res = await this.call(() => this.r.hfClaim(keys.length, ...keys, userId, this.now(), randomSeed(), rule, deviceId, admin ? '1' : '0',
+      this.limits.maxSessionsPerUser));
+    return res[0] === 'ok' ? (res as ClaimReply) : (res[0] as 'needs_reservation' | 'quota_exceeded');
   }
 
   async keepAlive(sessionIds: readonly string[]): Promise<void> {
@@ -392,7 +384,6 @@ export class RedisStore implements SessionStore {
   }
 
   async updatesSince(sessionId: string, afterVersion: number, epoch: string | null): Promise<UpdatesSince | null> {
-    this.flushBeforeRead();
     const k = this.keys.session(sessionId);
     const res = await this.call(() => this.r.hfUpdatesSinceBuffer(2, k.meta, k.log, afterVersion, epoch ?? ''));
     if (!res) return null;
@@ -519,7 +510,7 @@ export function stateFromRecords(flat: readonly string[]): JsonObject {
   return out;
 }
 
-function decodeMutation(r: unknown[], h: Header | undefined): { result: MutationResult; refreshedAt: number } {
+function decodeMutation(r: unknown[], h: Header | undefined): MutateReply {
   const result = mutationResult(r, h);
   return { result, refreshedAt: result.status === 'ok' && r[7] === 1 ? result.expiresAt : 0 };
 }

@@ -54,11 +54,6 @@ export class RedisFunction {
     client.on('ready', () => this.load());
   }
 
-  /** 'function' (FCALL) or 'script' (EVALSHA, when Redis refused FUNCTION LOAD). */
-  get kind(): 'function' | 'script' {
-    return this.mode;
-  }
-
   /**
    * Calls the code with `args` = [<any placeholder>, numKeys, ...keys, ...arguments] (built by the
    * caller, so the hot path copies no argument list; the first element is set here), replies as
@@ -88,7 +83,7 @@ export class RedisFunction {
    * load (Redis away) is reported, not thrown: the next call that finds the code missing, or the
    * next reconnection, starts another.
    */
-  load(): void {
+  private load(): void {
     if (this.loading) return;
     this.loading = true;
     this.loadEverywhere().then(
@@ -128,7 +123,7 @@ export class RedisFunction {
 }
 
 /** Redis does not have the code (it lost it); counts as the store being unavailable. */
-export class CodeMissingError extends Error {
+class CodeMissingError extends Error {
   constructor(name: string) {
     super(`Redis code ${name} is missing; loading it again`);
   }

@@ -59,6 +59,16 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
         expect(snap!.epoch).not.toContain('test');
       });
 
+      it('gives every session it creates an epoch of its own (SPEC §9)', async () => {
+        const epochs = new Set<string>();
+        for (let i = 0; i < 20; i++) {
+          const r = await store.mutate(req(sid(), { op: 'set', key: 'k', value: i }));
+          if (r.status !== 'ok') throw new Error(`write ${i}: ${r.status}`);
+          epochs.add(r.epoch);
+        }
+        expect(epochs.size).toBe(20);
+      });
+
       it('rejects a new session written at a version other than 1 with current 0', async () => {
         const id = sid();
         const r = await store.mutate(req(id, { op: 'replace', state: { a: 1 } }, { expectVersion: 3 }));

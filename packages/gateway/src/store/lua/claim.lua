@@ -30,16 +30,8 @@ if m[1] then
 end
 if ARGV[4] == 'R' then return {'needs_reservation'} end
 local exp = now + TTL + math.floor(TTL / 8)
-if ARGV[4] == 'Q' then
-  -- As reserve.lua, with the session's expiry as its score right away.
-  local index = KEYS[6]
-  local sid = string.match(KEYS[1], '{([^}]*)}')
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
-  if not redis.call('ZSCORE', index, sid) and redis.call('ZCARD', index) >= tonumber(ARGV[7]) then
-    return {'quota_exceeded'}
-  end
-  redis.call('ZADD', index, exp, sid)
-  if redis.call('PTTL', index) < exp - now then redis.call('PEXPIREAT', index, exp) end
+if ARGV[4] == 'Q' and hf_reserve(KEYS[6], string.match(KEYS[1], '{([^}]*)}'), now, tonumber(ARGV[7]), exp) == 0 then
+  return {'quota_exceeded'}
 end
 local epoch = hf_new_epoch(ARGV[3], now)
 hf_new_session(KEYS)
