@@ -183,11 +183,9 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
       if (c.id > after && c.authed && !c.closed) yield { seq: c.id, conn: connectionRecord(c) };
     }
   }
-  const localConnections = (): Map<string, LocalConnection> => {
-    const out = new Map<string, LocalConnection>();
-    for (const { conn } of connectionsAfter(0)) out.set(conn.conn_id, conn);
-    return out;
-  };
+  function* localConnections(): Iterable<LocalConnection> {
+    for (const { conn } of connectionsAfter(0)) yield conn;
+  }
   membership = new Membership(registry, presence, {
     sessionIds: () => hub.localSessionIds(),
     drainLeftSessions: () => hub.drainLeftSessions(),

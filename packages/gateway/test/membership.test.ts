@@ -26,7 +26,7 @@ const emptyView: LocalView = {
   drainLeftSessions: () => [],
   hosts: () => false,
   unsettled: () => false,
-  connections: () => new Map(),
+  connections: () => [],
   figures: () => ({ active_connections: 0, sessions: 0 }),
 };
 

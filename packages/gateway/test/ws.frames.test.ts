@@ -1,7 +1,7 @@
 import { encodeJson, MessageType as T, type Envelope, type JsonValue, type UpdateFrame, BusKind } from '@harmonyflow/protocol';
 import { prng, randInt, type Rand } from '@harmonyflow/testkit';
 import { storeValue } from '../src/store/valueCodec';
-import { ackJson, updateEnvelope, updateJsonFast } from '../src/ws/frames';
+import { ackEnvelope, ackJson, updateEnvelope, updateJsonFast } from '../src/ws/frames';
 
 // The hand-built JSON texts of the write path must say exactly what encodeJson of the envelope says.
 
@@ -22,14 +22,6 @@ function value(r: Rand, depth = 0): JsonValue {
     case 5: return Array.from({ length: randInt(r, 4) }, () => value(r, depth + 1));
     default: return Object.fromEntries(Array.from({ length: randInt(r, 4) }, () => [pick(r, STRINGS).slice(0, 20), value(r, depth + 1)]));
   }
-}
-
-function ackEnvelope(sessionId: string, corr: string | undefined, version: number, v: JsonValue | undefined, mid: number | undefined, duplicate: boolean, now: number): Envelope {
-  const payload: Record<string, unknown> = { correlation_id: corr, version };
-  if (v !== undefined) payload.value = v;
-  if (mid !== undefined) payload.mutation_id = mid;
-  if (duplicate) payload.duplicate = true;
-  return { type: T.STATE_UPDATE_ACK, session_id: sessionId, timestamp: now, correlation_id: corr, payload };
 }
 
 describe('hand-built JSON frames equal encodeJson of their envelope', () => {

@@ -14,8 +14,8 @@ export interface LocalView {
   hosts(sessionId: string): boolean;
   /** Whether a count of the session's devices on this instance may be off (an update failed, not yet reconciled). */
   unsettled(sessionId: string): boolean;
-  /** Authenticated local connections by connection id (for the periodic full rewrite). */
-  connections(): Map<string, LocalConnection>;
+  /** Authenticated local connections (for the periodic full rewrite). */
+  connections(): Iterable<LocalConnection>;
   /** The figures of NodeInfo this node reports. */
   figures(): { active_connections: number; sessions: number; [extra: string]: unknown };
 }
@@ -92,7 +92,7 @@ export class Membership {
     const left = this.settledLeftSessions();
     if (left.length) await this.registry.trackSessions(inst, [], left);
     const full = this.beats++ % REWRITE_EVERY === 0;
-    const added = full ? [...this.local.connections().values()] : [...this.added.values()];
+    const added = full ? [...this.local.connections()] : [...this.added.values()];
     const removed = full ? [] : [...this.removed];
     this.added = new Map();
     this.removed = new Set();

@@ -5,7 +5,7 @@ import type { Conn } from './conn';
 import type { PresenceTracker } from './presenceTracker';
 import { Encoded } from './frames';
 import { TOPIC } from './topics';
-import { send } from './io';
+import { closeCounted, send } from './io';
 import type { Metrics } from '../metrics';
 
 /**
@@ -52,11 +52,10 @@ export function deliverControl(f: ControlFrame, hub: Hub, app: TemplatedApp, met
     }
     case BusKind.KICK:
       for (const c of [...conns]) {
-        if (c.deviceId !== b.device_id || c.closed || !c.ws) continue;
+        if (c.deviceId !== b.device_id || !c.ws) continue;
         c.leaveReason = 'kicked';
         tracker.kicked(c);
-        metrics.wsCloses.inc({ code: String(CloseCode.KICKED) });
-        c.ws.end(CloseCode.KICKED, 'kicked');
+        closeCounted(c.ws, CloseCode.KICKED, 'kicked', metrics);
       }
       return;
     case BusKind.HANDOFF_REQUESTED: {

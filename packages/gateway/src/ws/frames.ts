@@ -56,6 +56,18 @@ export function updateJsonFast(f: UpdateFrame): string | null {
   );
 }
 
+/** The STATE_UPDATE_ACK a writer gets, as an envelope (the protobuf subprotocol encodes it). */
+export function ackEnvelope(
+  sessionId: string, correlationId: string | undefined, version: number, value: JsonValue | undefined,
+  mutationId: number | undefined, duplicate: boolean, now: number,
+): Envelope {
+  const payload: Record<string, unknown> = { correlation_id: correlationId, version };
+  if (value !== undefined) payload.value = value;
+  if (mutationId !== undefined) payload.mutation_id = mutationId;
+  if (duplicate) payload.duplicate = true;
+  return { type: MessageType.STATE_UPDATE_ACK, session_id: sessionId, timestamp: now, correlation_id: correlationId, payload };
+}
+
 /**
  * The STATE_UPDATE_ACK a writer gets, as JSON text built directly: one per write, so it skips the
  * envelope object and JSON.stringify of it. Equivalent to encodeJson of the ACK envelope.

@@ -2,7 +2,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t } fro
 import {
   CloseCode, ErrorCode, MessageType, codecFor, isValidId, MAX_ID_LENGTH, negotiateSubprotocol, SUBPROTOCOL_PROTO, type Envelope,
 } from '@harmonyflow/protocol';
-import { connOf, newConn, type QueryAuth, type Slot, type WS } from './conn';
+import { connOf, newConn, type Conn, type QueryAuth, type Slot, type WS } from './conn';
 import type { WsContext } from './context';
 import { authenticate } from './handlers/auth';
 import { deviceList } from './handlers/deviceList';
@@ -34,7 +34,7 @@ export class WsGateway {
       open: (ws) => this.open(ws),
       message: (ws, message, isBinary) => this.message(ws, message, isBinary),
       drain: (ws) => ctx.hub.drained(ws),
-      pong: (ws) => this.traffic(ws, Date.now()),
+      pong: (ws) => this.traffic(connOf(ws), Date.now()),
       close: (ws) => this.close(ws),
     });
     const sweepEvery = Math.max(50, Math.min(1000, config.authTimeoutMs / 4, config.presenceTimeoutMs / 4, config.tokenGraceMs / 4));
@@ -109,30 +109,28 @@ export class WsGateway {
     this.ctx.tracker.leave(c, c.leaveReason ?? 'disconnected');
   }
 
-  private traffic(ws: WS, now: number): void {
-    const c = connOf(ws);
+  private traffic(c: Conn, now: number): void {
     c.lastSeen = now;
     c.active = true;
     this.ctx.tracker.heard(c, now);
   }
 
   private message(ws: WS, message: ArrayBuffer, isBinary: boolean): void {
-    const now = Date.now();
-    this.traffic(ws, now);
-    if (!this.ctx.limits.admit(ws, message.byteLength, now)) return;
+    // The connection record and the clock, read once per frame.
     const c = connOf(ws);
+    const now = Date.now();
+    this.traffic(c, now);
+    if (!this.ctx.limits.admit(ws, c, message.byteLength, now)) return;
     if (c.holding) {
       this.ctx.limits.hold(ws, message, isBinary);
       return;
     }
-    this.dispatch(ws, message, isBinary);
+    this.dispatch(ws, message, isBinary, c, now);
   }
 
   /** Decodes one frame and hands it to its handler. */
-  dispatch(ws: WS, message: ArrayBuffer | Uint8Array, isBinary: boolean): void {
-    const c = connOf(ws);
+  dispatch(ws: WS, message: ArrayBuffer | Uint8Array, isBinary: boolean, c: Conn = connOf(ws), now = Date.now()): void {
     if (c.closed) return;
-    const now = Date.now();
     const { limits } = this.ctx;
     const decoded = codecFor(c.binary ? SUBPROTOCOL_PROTO : null).decode(c.binary || isBinary ? message : Buffer.from(message as ArrayBuffer).toString('utf8'));
     if (!decoded.ok) {

@@ -17,8 +17,7 @@ export class Limits {
   constructor(private readonly config: Config, private readonly io: SocketIO) {}
 
   /** Whether a frame of `bytes` may be processed now; answers and closes when not. */
-  admit(ws: WS, bytes: number, now: number): boolean {
-    const c = connOf(ws);
+  admit(ws: WS, c: Conn, bytes: number, now: number): boolean {
     const max = this.config.maxMessageBytes;
     if (bytes > max) {
       this.io.error(ws, ErrorCode.PAYLOAD_TOO_LARGE, `frame exceeds ${max} bytes`);

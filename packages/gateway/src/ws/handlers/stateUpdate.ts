@@ -1,10 +1,10 @@
 import {
-  ErrorCode, MessageType, jsonDepth, MAX_STATE_DEPTH, stateKeyProblem, type Envelope, type JsonValue,
+  ErrorCode, jsonDepth, MAX_STATE_DEPTH, stateKeyProblem, type Envelope, type JsonValue,
 } from '@harmonyflow/protocol';
 import type { StateOp } from '../../store/types';
 import { connOf, type WS } from '../conn';
 import type { WsContext } from '../context';
-import { ackJson } from '../frames';
+import { ackEnvelope, ackJson } from '../frames';
 import { corked, send, sendEnv } from '../io';
 
 type Parsed = { op: StateOp; baseVersion?: number; mutationId?: number } | { problem: string };
@@ -66,16 +66,9 @@ export async function stateUpdate(ctx: WsContext, ws: WS, env: Envelope): Promis
     const now = Date.now();
     // One frame, sent uncorked: a cork batches only the sends inside its callback, so around a
     // single send it saves nothing (and uWS asks for one on HTTP responses, not WebSocket sends).
-    if (!c.binary) {
-      // The per-write reply of the default subprotocol: built as text, no envelope object.
-      send(ws, ackJson(c.sessionId, corr, r.version, r.value, parsed.mutationId, r.duplicate, now));
-      return;
-    }
-    const payload: Record<string, unknown> = { correlation_id: corr, version: r.version };
-    if (r.value !== undefined) payload.value = r.value;
-    if (parsed.mutationId !== undefined) payload.mutation_id = parsed.mutationId;
-    if (r.duplicate) payload.duplicate = true;
-    sendEnv(ws, { type: MessageType.STATE_UPDATE_ACK, session_id: c.sessionId, timestamp: now, correlation_id: corr, payload });
+    // The default subprotocol's per-write reply is built as text, no envelope object.
+    if (!c.binary) send(ws, ackJson(c.sessionId, corr, r.version, r.value, parsed.mutationId, r.duplicate, now));
+    else sendEnv(ws, ackEnvelope(c.sessionId, corr, r.version, r.value, parsed.mutationId, r.duplicate, now));
   } catch (err) {
     corked(ws, () => ctx.io.failed(ws, err, corr));
   } finally {
