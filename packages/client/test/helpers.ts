@@ -140,6 +140,18 @@ export function ack(conn: FakeConn, write: { correlation_id?: string; payload: R
   conn.send(T.STATE_UPDATE_ACK, { correlation_id: write.correlation_id, version, mutation_id: write.payload.mutation_id, ...extra }, write.correlation_id);
 }
 
+/**
+ * Expects the next STATE_UPDATEs on `conn` to be these writes, in order — [key, mutation id,
+ * version the fake server ACKs, extra ACK payload] — and ACKs each.
+ */
+export async function expectWrites(conn: FakeConn, writes: Array<[string, number, number, Record<string, unknown>?]>): Promise<void> {
+  for (const [key, mutationId, version, extra] of writes) {
+    const w = await conn.next(T.STATE_UPDATE);
+    expect(w.payload).toMatchObject({ key, mutation_id: mutationId });
+    ack(conn, w, version, extra);
+  }
+}
+
 export async function until(check: () => boolean, ms = 4000): Promise<void> {
   const end = Date.now() + ms;
   while (!check()) {

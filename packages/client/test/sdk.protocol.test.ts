@@ -1,5 +1,5 @@
 import { MemoryStorage, SessionError } from '../src';
-import { accept, ack, authSuccess, closeClients, countingWebSocket, fakeServer, pendingIn, sdkClient, T, until } from './helpers';
+import { accept, ack, authSuccess, closeClients, countingWebSocket, expectWrites, fakeServer, pendingIn, sdkClient, T, until } from './helpers';
 
 // Protocol details against a scripted server: what a real gateway cannot be made to do on cue.
 const SID = '00000000-0000-4000-8000-000000000001';
@@ -219,12 +219,7 @@ describe('SessionClient protocol (scripted server)', () => {
     const conn = server.conns[0];
     await accept(conn, { last_mutation_id: 5 });
     await connected;
-    const a = await conn.next(T.STATE_UPDATE);
-    expect(a.payload).toMatchObject({ key: 'n', mutation_id: 6 });
-    ack(conn, a, 1, { value: 1 });
-    const b = await conn.next(T.STATE_UPDATE);
-    expect(b.payload).toMatchObject({ key: 'mood', mutation_id: 7 });
-    ack(conn, b, 2);
+    await expectWrites(conn, [['n', 6, 1, { value: 1 }], ['mood', 7, 2]]);
     expect(await Promise.all(offline)).toEqual([{ version: 1, value: 1 }, { version: 2 }]);
     await until(() => pendingIn(storage.getItem(key)).length === 0);
     expect(JSON.parse(storage.getItem(key)!)).toMatchObject({ next: 7, synced: true });
@@ -243,12 +238,7 @@ describe('SessionClient protocol (scripted server)', () => {
     const conn = server.conns[0];
     await accept(conn, { last_mutation_id: 7 });
     await connected;
-    const a = await conn.next(T.STATE_UPDATE);
-    expect(a.payload).toMatchObject({ key: 'n', mutation_id: 8 });
-    ack(conn, a, 1, { value: 1 });
-    const b = await conn.next(T.STATE_UPDATE);
-    expect(b.payload).toMatchObject({ key: 'mood', mutation_id: 9 });
-    ack(conn, b, 2);
+    await expectWrites(conn, [['n', 8, 1, { value: 1 }], ['mood', 9, 2]]);
     await Promise.all(offline);
     expect(storage.getItem('harmonyflow:outbox:d:~')).toBeNull();
     await until(() => pendingIn(storage.getItem(`harmonyflow:outbox:d:${SID}`)).length === 0);

@@ -1,5 +1,5 @@
 import { MemoryStorage, SessionError, type StorageLike } from '../src';
-import { accept, ack, closeClients, fakeServer, pendingIn, sdkClient, T, until } from './helpers';
+import { accept, closeClients, expectWrites, fakeServer, pendingIn, sdkClient, until } from './helpers';
 
 // Storage adapters that misbehave, against a scripted server.
 const SID = '00000000-0000-4000-8000-000000000001';
@@ -54,11 +54,7 @@ describe('SessionClient with a storage that fails to read', () => {
     const conn = server.conns[0];
     await accept(conn, { last_mutation_id: 0 });
     await connected;
-    for (const [key, id] of [['a', 1], ['b', 2], ['c', 3]] as const) {
-      const w = await conn.next(T.STATE_UPDATE);
-      expect(w.payload).toMatchObject({ key, mutation_id: id });
-      ack(conn, w, id);
-    }
+    await expectWrites(conn, [['a', 1, 1], ['b', 2, 2], ['c', 3, 3]]);
     await expect(mine).resolves.toEqual({ version: 3 });
     expect(errors).toEqual([]);
   });
@@ -85,16 +81,9 @@ describe('SessionClient with a storage that fails to read', () => {
     const conn = server.conns[0];
     await accept(conn, { last_mutation_id: 0 });
     await connected;
-    const a = await conn.next(T.STATE_UPDATE);
-    expect(a.payload).toMatchObject({ key: 'a', mutation_id: 1 });
-    ack(conn, a, 1);
-    const b = await conn.next(T.STATE_UPDATE);
-    expect(b.payload).toMatchObject({ key: 'b', mutation_id: 2 });
-    ack(conn, b, 2);
+    await expectWrites(conn, [['a', 1, 1], ['b', 2, 2]]);
     const later = c.set('c', 3);
-    const w = await conn.next(T.STATE_UPDATE);
-    expect(w.payload).toMatchObject({ key: 'c', mutation_id: 3 });
-    ack(conn, w, 3);
+    await expectWrites(conn, [['c', 3, 3]]);
     await expect(later).resolves.toEqual({ version: 3 });
   }, 15_000);
 
@@ -113,11 +102,7 @@ describe('SessionClient with a storage that fails to read', () => {
     const conn = server.conns[0];
     await accept(conn, { last_mutation_id: 0 });
     await connected;
-    for (const [key, id] of [['a', 1], ['b', 2], ['c', 3]] as const) {
-      const w = await conn.next(T.STATE_UPDATE);
-      expect(w.payload).toMatchObject({ key, mutation_id: id });
-      ack(conn, w, id);
-    }
+    await expectWrites(conn, [['a', 1, 1], ['b', 2, 2], ['c', 3, 3]]);
     await expect(offline).resolves.toEqual({ version: 3 });
     expect(sessionReads).toBeGreaterThan(1);
     await until(() => pendingIn(storage.inner.getItem(KEY)).length === 0);
