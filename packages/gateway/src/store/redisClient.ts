@@ -1,7 +1,6 @@
 import Redis, { Cluster, type RedisOptions } from 'ioredis';
 import type { RedisConfig } from '../config';
 import type { Logger } from '../log';
-import { coalesceWrites } from './coalescedWrites';
 
 export type RedisLike = Redis | Cluster;
 export type RedisRole = 'command' | 'subscriber';
@@ -46,7 +45,6 @@ export function createRedis(cfg: RedisConfig, log: Logger, role: RedisRole, name
           redisOptions: { ...base, password: cfg.password, connectionName: name, tls },
         })
       : new Redis(cfg.url, { ...base, connectionName: name, lazyConnect: false, tls });
-  if (role === 'command') coalesceWrites(client);
   track(client, role);
   // An error listener per client: ioredis emits connection errors as events, and an unhandled
   // 'error' event would take the process down during a Redis blip.
