@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { MessageType as T } from '@harmonyflow/protocol';
+import { StoreUnavailableError } from '../src/errors';
 import { closeAllDevices, connectDevice, useNode, useRedis, type StartedNode, type TestDevice } from '@harmonyflow/testkit';
 
 // Authentication timing: what a connection does while an AUTH is in flight, and how fast a wrong
@@ -68,6 +69,32 @@ describe.each(stores)('WebSocket authentication (%s)', (_name, storeEnv) => {
     expect(d.ofType(T.HEARTBEAT_ACK).map((f) => f.correlation_id)).toEqual(Array.from({ length: BURST }, (_, i) => `hb${i}`));
     expect(d.ofType(T.ERROR)).toHaveLength(0);
     expect(d.closeCode).toBeNull();
+  });
+
+  it('presence failing during AUTH: AUTH_FAILURE store_unavailable, no unhandled rejection, nothing left joined, the node serves the next AUTH', async () => {
+    // The join is undone like any failed one (hub left, nothing counted), and the failure never
+    // escapes as an unhandled rejection (that would take the process down).
+    const n = started();
+    const unhandled = jest.fn();
+    process.on('unhandledRejection', unhandled);
+    try {
+      const connect = jest.spyOn(n.node.presence, 'connect').mockImplementationOnce(async () => {
+        throw new StoreUnavailableError(new Error('presence down'));
+      });
+      const sid = randomUUID();
+      const token = await n.token('pres-fail');
+      const d = await connectDevice(n.wsUrl);
+      await expect(d.auth({ token, session_id: sid, device_id: 'phone' })).rejects.toThrow(/store_unavailable/);
+      expect(connect).toHaveBeenCalledTimes(1);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(unhandled).not.toHaveBeenCalled();
+      expect(n.node.hub.connsOf(sid)?.size ?? 0).toBe(0);
+      const again = await connectDevice(n.wsUrl);
+      const ok = await again.auth({ token, session_id: sid, device_id: 'phone' });
+      expect(ok.payload).toMatchObject({ session_id: sid, devices: [expect.objectContaining({ device_id: 'phone' })] });
+    } finally {
+      process.off('unhandledRejection', unhandled);
+    }
   });
 
   it('a frame held while the first AUTH is in flight is decoded as it arrived: a binary frame stays binary', async () => {
