@@ -53,7 +53,7 @@ async function startGateway() {
   // Poll until it answers; a non-OK answer (something else on the port?) is waited on like no answer, not spun on.
   const deadline = Date.now() + 15_000;
   for (;;) {
-    const res = await fetch(`${base}/health`).catch(() => null); // null: not listening yet
+    const res = await fetch(`${base}/health`, { signal: AbortSignal.timeout(1000) }).catch(() => null); // null: not listening yet, or not answering
     if (res?.ok) break;
     if (child.exitCode !== null) throw new Error(`the gateway exited (code ${child.exitCode})`);
     if (Date.now() > deadline) throw new Error(`the gateway did not become healthy within 15 s (last answer: ${res ? `HTTP ${res.status}` : 'none'})`);

@@ -158,7 +158,6 @@ export class Outbox {
    */
   async bind(sessionId: string, lastMutationId: number): Promise<void> {
     if (this.sessionId !== null) return;
-    await this.load();
     await this.chain;
     // Throws when unreadable: the session's stored writes must not be replaced by these alone.
     const doc = await this.read(this.key(sessionId));
@@ -202,7 +201,16 @@ export class Outbox {
     // Sending may start now, even to a server that stated nothing: from here on, an id a server
     // knows was processed, and renumbering it would apply it twice.
     this.synced = true;
-    if (was.next !== this.next || !was.synced || was.size !== this.entries.length) await this.save();
+    if (was.next !== this.next || !was.synced || was.size !== this.entries.length) {
+      try {
+        await this.save();
+      } catch (err) {
+        // Storage still says "never compared": the retry must save it again before anything is sent
+        // (else a later client would renumber a write this one sent, and it would apply twice).
+        this.synced = was.synced;
+        throw err;
+      }
+    }
     return dropped;
   }
 

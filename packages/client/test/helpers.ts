@@ -70,7 +70,13 @@ export interface FakeConn {
  * A scripted stand-in for a gateway, for protocol details a real node cannot be made to show on
  * demand (a 1009 close, a lost ACK, a new epoch at a chosen moment). `onConnection` runs per socket.
  */
-export async function fakeServer(onConnection: (conn: FakeConn, index: number) => void): Promise<{ url: string; conns: FakeConn[]; close(): Promise<void> }> {
+export async function fakeServer(onConnection: (conn: FakeConn, index: number) => void): Promise<{
+  url: string;
+  conns: FakeConn[];
+  /** The `i`-th connection (from 0), once the client has opened it. */
+  conn(i: number, timeoutMs?: number): Promise<FakeConn>;
+  close(): Promise<void>;
+}> {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await new Promise<void>((r) => wss.once('listening', () => r()));
   const conns: FakeConn[] = [];
@@ -111,6 +117,10 @@ export async function fakeServer(onConnection: (conn: FakeConn, index: number) =
   return {
     url: `ws://127.0.0.1:${port}/ws`,
     conns,
+    conn: async (i, timeoutMs) => {
+      await until(() => conns.length > i, timeoutMs);
+      return conns[i];
+    },
     close: () => new Promise<void>((resolve) => {
       for (const c of wss.clients) c.terminate();
       wss.close(() => resolve());

@@ -23,8 +23,7 @@ describe('SessionClient protocol (scripted server)', () => {
     server = await fakeServer(() => undefined);
     const c = sdkClient({ url: server.url, token: 't', deviceId: 'd', sessionId: SID });
     const connected = c.connect();
-    await eventuallyConn(0);
-    const first = server.conns[0];
+    const first = await server.conn(0);
     const auth0 = await first.next(T.AUTH);
     expect(auth0.payload).toMatchObject({ token: 't', device_id: 'd', session_id: SID });
     expect(auth0.payload.last_version).toBeUndefined();
@@ -35,8 +34,7 @@ describe('SessionClient protocol (scripted server)', () => {
     await until(() => c.version === 6);
     first.socket.terminate();
 
-    await eventuallyConn(1);
-    const second = server.conns[1];
+    const second = await server.conn(1);
     const auth1 = await second.next(T.AUTH);
     expect(auth1.payload).toMatchObject({ last_version: 6, last_epoch: 'e1' });
     second.send(T.AUTH_SUCCESS, authSuccess({ version: 2, epoch: 'e2', resumed: false }));
@@ -52,8 +50,7 @@ describe('SessionClient protocol (scripted server)', () => {
     const storage = new MemoryStorage();
     const c = sdkClient({ url: server.url, token: 't', deviceId: 'd', sessionId: SID, storage });
     const connected = c.connect();
-    await eventuallyConn(0);
-    const first = server.conns[0];
+    const first = await server.conn(0);
     await accept(first);
     await connected;
     const writes = [c.increment('n'), c.increment('n'), c.increment('n')];
@@ -67,8 +64,7 @@ describe('SessionClient protocol (scripted server)', () => {
     // The server applies #2 (version 2) but the ACK is lost with the connection.
     first.socket.terminate();
 
-    await eventuallyConn(1);
-    const second = server.conns[1];
+    const second = await server.conn(1);
     const auth = await second.next(T.AUTH);
     // Resumes from before #2 so that its effect is replayed to this device.
     expect(auth.payload.last_version).toBe(1);
@@ -90,8 +86,7 @@ describe('SessionClient protocol (scripted server)', () => {
     const storage = new MemoryStorage();
     const c = sdkClient({ url: server.url, token: 't', deviceId: 'd', sessionId: SID, storage });
     const connected = c.connect();
-    await eventuallyConn(0);
-    const first = server.conns[0];
+    const first = await server.conn(0);
     await accept(first, { last_mutation_id: undefined }); // e.g. an older node during a rolling upgrade
     await connected;
     const write = c.increment('n');
@@ -103,8 +98,7 @@ describe('SessionClient protocol (scripted server)', () => {
     // The server applies #1; its ACK is lost with the connection.
     first.socket.terminate();
 
-    await eventuallyConn(1);
-    const second = server.conns[1];
+    const second = await server.conn(1);
     await accept(second, { last_mutation_id: 1, version: 1 }, { n: 1 });
     await expect(write).resolves.toEqual({ version: 1, duplicate: true });
     await new Promise((r) => setTimeout(r, 100));
@@ -115,8 +109,7 @@ describe('SessionClient protocol (scripted server)', () => {
     server = await fakeServer(() => undefined);
     const c = sdkClient({ url: server.url, token: 't', deviceId: 'd', sessionId: SID, ackTimeoutMs: 200 });
     const connected = c.connect();
-    await eventuallyConn(0);
-    const conn = server.conns[0];
+    const conn = await server.conn(0);
     await accept(conn, { version: 4 });
     await connected;
     const write = c.set('k', 'v');
@@ -134,8 +127,7 @@ describe('SessionClient protocol (scripted server)', () => {
     const ws = countingWebSocket();
     const c = sdkClient({ url: server.url, token: 't', deviceId: 'd', sessionId: SID, WebSocket: ws.WS });
     const connected = c.connect();
-    await eventuallyConn(0);
-    const first = server.conns[0];
+    const first = await server.conn(0);
     await accept(first, { max_message_bytes: undefined }); // an older server states no limit
     await connected;
     const big = c.set('blob', 'x'.repeat(10_000));
@@ -144,8 +136,7 @@ describe('SessionClient protocol (scripted server)', () => {
     first.socket.close(1009, 'message too big');
     await expect(big).rejects.toMatchObject({ code: 'payload_too_large' });
 
-    await eventuallyConn(1);
-    const second = server.conns[1];
+    const second = await server.conn(1);
     await accept(second, { max_message_bytes: 1024 });
     await until(() => c.status === 'connected');
     const small = c.set('s', 1);
@@ -168,8 +159,7 @@ describe('SessionClient protocol (scripted server)', () => {
     let calls = 0;
     const c = sdkClient({ url: server.url, token: () => fakeJwt(3, `t${++calls}`), deviceId: 'd', sessionId: SID, WebSocket: ws.WS });
     const connected = c.connect();
-    await eventuallyConn(0);
-    const conn = server.conns[0];
+    const conn = await server.conn(0);
     await accept(conn);
     await connected;
     // Lifetime 3 s: refreshed at half-life, not 60 s early (which would be at once, in a loop).
@@ -196,8 +186,7 @@ describe('SessionClient protocol (scripted server)', () => {
     await c.close();
     await expect(first).rejects.toMatchObject({ code: 'closed' });
     const second = c.connect();
-    await eventuallyConn(0);
-    await accept(server.conns[0]);
+    await accept(await server.conn(0));
     await second;
     await new Promise((r) => setTimeout(r, 400));
     expect(ws.opened()).toBe(1);
@@ -215,8 +204,7 @@ describe('SessionClient protocol (scripted server)', () => {
     expect(JSON.parse(storage.getItem(key)!)).toMatchObject({ next: 2, synced: false });
     expect(pendingIn(storage.getItem(key)).map((w) => w.m)).toEqual([1, 2]);
     const connected = c.connect();
-    await eventuallyConn(0);
-    const conn = server.conns[0];
+    const conn = await server.conn(0);
     await accept(conn, { last_mutation_id: 5 });
     await connected;
     await expectWrites(conn, [['n', 6, 1, { value: 1 }], ['mood', 7, 2]]);
@@ -234,8 +222,7 @@ describe('SessionClient protocol (scripted server)', () => {
     await until(() => pendingIn(storage.getItem('harmonyflow:outbox:d:~')).length === 2);
     expect(pendingIn(storage.getItem('harmonyflow:outbox:d:~')).map((w) => w.m)).toEqual([0, 0]);
     const connected = c.connect();
-    await eventuallyConn(0);
-    const conn = server.conns[0];
+    const conn = await server.conn(0);
     await accept(conn, { last_mutation_id: 7 });
     await connected;
     await expectWrites(conn, [['n', 8, 1, { value: 1 }], ['mood', 9, 2]]);
@@ -246,17 +233,14 @@ describe('SessionClient protocol (scripted server)', () => {
     // A new client, same storage and device, wiped server-side knowledge aside: ids keep rising.
     const again = sdkClient({ url: server.url, token: 't', deviceId: 'd', sessionId: SID, storage });
     const connected2 = again.connect();
-    await eventuallyConn(1);
-    await accept(server.conns[1], { last_mutation_id: 9 });
+    const second = await server.conn(1);
+    await accept(second, { last_mutation_id: 9 });
     await connected2;
     const w = again.increment('n');
-    const f = await server.conns[1].next(T.STATE_UPDATE);
+    const f = await second.next(T.STATE_UPDATE);
     expect(f.payload.mutation_id).toBe(10);
-    ack(server.conns[1], f, 3, { value: 2 });
+    ack(second, f, 3, { value: 2 });
     await w;
   });
 });
 
-function eventuallyConn(i: number): Promise<void> {
-  return until(() => (server?.conns.length ?? 0) > i);
-}

@@ -1,10 +1,9 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import WebSocket from 'ws';
-import { jwtTimes, MemoryStorage, refreshDelayMs, SessionClient, type WebSocketFactory } from '../src';
+import { jwtTimes, MemoryStorage, refreshDelayMs, type SessionClient } from '../src';
 import { FileStorage } from '../src/node';
-import { pendingIn, until } from './helpers';
+import { closeClients, pendingIn, sdkClient, until } from './helpers';
 import { frameBytes } from '../src/wire';
 
 function jwt(claims: Record<string, unknown>): string {
@@ -77,8 +76,9 @@ describe('storage adapters', () => {
 });
 
 describe('writes refused before anything is queued', () => {
+  afterEach(closeClients);
   function offlineClient(storage: MemoryStorage): SessionClient<{ n: number }> {
-    return new SessionClient<{ n: number }>({ url: 'ws://127.0.0.1:1/ws', token: 't', deviceId: 'd', sessionId: '00000000-0000-4000-8000-000000000001', storage, WebSocket: WebSocket as unknown as WebSocketFactory });
+    return sdkClient<{ n: number }>({ url: 'ws://127.0.0.1:1/ws', token: 't', deviceId: 'd', sessionId: '00000000-0000-4000-8000-000000000001', storage });
   }
 
   it.each([NaN, Infinity, -Infinity])('increment by %s rejects with invalid_argument (JSON would send null, counted as +1)', async (delta) => {
@@ -120,7 +120,7 @@ describe('writes refused before anything is queued', () => {
       setItem: (k: string, v: string) => inner.setItem(k, v),
       removeItem: (k: string) => inner.removeItem(k),
     };
-    const c = new SessionClient({ url: 'ws://127.0.0.1:1/ws', token: 't', deviceId: 'd', sessionId: '00000000-0000-4000-8000-000000000001', storage: slow, WebSocket: WebSocket as unknown as WebSocketFactory });
+    const c = sdkClient({ url: 'ws://127.0.0.1:1/ws', token: 't', deviceId: 'd', sessionId: '00000000-0000-4000-8000-000000000001', storage: slow });
     const write = c.set('k', 1);
     await c.close();
     await expect(write).rejects.toMatchObject({ code: 'closed' });
@@ -134,11 +134,11 @@ describe('constructor arguments', () => {
     ['129 characters', 'd'.repeat(129)],
     ['a lone surrogate (it would reach the server as U+FFFD and share a queue with another id)', 'phone-\udc00'],
   ])('a deviceId that is %s is refused with invalid_argument', (_name, deviceId) => {
-    expect(() => new SessionClient({ url: 'ws://127.0.0.1:1/ws', token: 't', deviceId, WebSocket: WebSocket as unknown as WebSocketFactory }))
+    expect(() => sdkClient({ url: 'ws://127.0.0.1:1/ws', token: 't', deviceId }))
       .toThrow(expect.objectContaining({ code: 'invalid_argument' }));
   });
 
   it('a deviceId of 128 characters with a surrogate pair is accepted', () => {
-    expect(() => new SessionClient({ url: 'ws://127.0.0.1:1/ws', token: 't', deviceId: `${'d'.repeat(126)}😀`, WebSocket: WebSocket as unknown as WebSocketFactory })).not.toThrow();
+    expect(() => sdkClient({ url: 'ws://127.0.0.1:1/ws', token: 't', deviceId: `${'d'.repeat(126)}😀` })).not.toThrow();
   });
 });
