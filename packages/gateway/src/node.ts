@@ -172,7 +172,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
   const canary = new BusCanary(bus, instance, Math.max(200, Math.min(2000, heartbeatMs)), metrics);
   hub.onControl = (f) => {
     if (f.kind === BusKind.CANARY) canary.heard(f);
-    else deliverControl(f, hub, app, metrics, tracker);
+    else deliverControl(f, hub, app, metrics);
   };
   await canary.start();
 
@@ -236,7 +236,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
     every(4000, log, 'admin update', async () => {
       if (app.numSubscribers('admins/j') + app.numSubscribers('admins/p') === 0) return;
       const payload = await adminMetrics.all();
-      deliverControl({ kind: BusKind.BROADCAST, sessionId: '', originNode: instance, body: { admin_update: true, payload } }, hub, app, metrics, tracker);
+      deliverControl({ kind: BusKind.BROADCAST, sessionId: '', originNode: instance, body: { admin_update: true, payload } }, hub, app, metrics);
     }),
   ];
 

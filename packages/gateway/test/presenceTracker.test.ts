@@ -30,4 +30,35 @@ describe('PresenceTracker', () => {
     expect(published[0]).toMatchObject({ kind: BusKind.DEVICE_JOINED, body: { device: { device_id: 'phone', status: 'online' } } });
     expect(lists).toBe(0);
   });
+
+  it('a count update in flight keeps its session unsettled (it stays in the registry set) until it lands; a failed one until reconciled', async () => {
+    let fail: (err: Error) => void = () => undefined;
+    let succeed: () => void = () => undefined;
+    const presence = {
+      disconnect: () => new Promise((resolve, reject) => {
+        succeed = () => resolve({ last: false });
+        fail = reject;
+      }),
+    } as unknown as PresenceRegistry;
+    const tracker = new PresenceTracker(presence, { connsOf: () => undefined } as unknown as Hub, INSTANCE, async () => undefined, log);
+    const conn = (sessionId: string) => ({ authed: true, counted: true, closed: true, sessionId, deviceId: 'phone' }) as Conn;
+    tracker.leave(conn('s1'), 'disconnected');
+    expect(tracker.hasDirty('s1')).toBe(true);
+    expect(tracker.dirtySessionIds()).toEqual(['s1']);
+    succeed();
+    await eventually(() => !tracker.hasDirty('s1'), 2000, 5);
+    tracker.leave(conn('s2'), 'disconnected');
+    fail(new Error('shard down'));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(tracker.hasDirty('s2')).toBe(true); // marked for the next reconciliation
+  });
+
+  it('a connect that fails marks the device for reconciliation (it may have been counted all the same)', async () => {
+    const presence = { connect: async () => { throw new Error('timeout'); } } as unknown as PresenceRegistry;
+    const tracker = new PresenceTracker(presence, {} as Hub, INSTANCE, async () => undefined, log);
+    const c = { authed: true, counted: false, closed: false, sessionId: 's1', deviceId: 'phone' } as Conn;
+    await expect(tracker.join(c, { deviceId: 'phone' }, Date.now())).rejects.toThrow('timeout');
+    expect(c.counted).toBe(false);
+    expect(tracker.hasDirty('s1')).toBe(true);
+  });
 });

@@ -434,6 +434,13 @@ describe.each(stores)('WebSocket protocol (%s)', (_name, storeEnv) => {
       expect(fresh.frames).toHaveLength(1);
       expect(fresh.frames[0]).toMatchObject({ type: T.AUTH_FAILURE, payload: { code: 'invalid_message' } });
       expect(fresh.frames[0].correlation_id).toBeUndefined();
+      // A first frame that is not AUTH is refused as that (SPEC §3), whatever its correlation id.
+      const early = await connectDevice(n.wsUrl);
+      early.send({ type: T.HEARTBEAT, correlation_id: 'x'.repeat(129), payload: { client_time: 1 } });
+      expect(await early.closed).toBe(4401);
+      expect(early.frames).toHaveLength(1);
+      expect(early.frames[0]).toMatchObject({ type: T.AUTH_FAILURE, payload: { code: 'not_authenticated' } });
+      expect(early.frames[0].correlation_id).toBeUndefined();
     });
 
     it('a frame above MAX_MESSAGE_BYTES gets ERROR payload_too_large and close 1009', async () => {

@@ -2,7 +2,6 @@ import { BusKind, CloseCode, MessageType, type ControlFrame, type Envelope } fro
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { Hub } from '../hub';
 import type { Conn } from './conn';
-import type { PresenceTracker } from './presenceTracker';
 import { Encoded } from './frames';
 import { TOPIC } from './topics';
 import { closeCounted, send } from './io';
@@ -13,7 +12,7 @@ import type { Metrics } from '../metrics';
  * devices, handoff notices to the named device, kicks, and broadcasts (via uWS topics, encoded
  * once per subprotocol).
  */
-export function deliverControl(f: ControlFrame, hub: Hub, app: TemplatedApp, metrics: Metrics, tracker: PresenceTracker): void {
+export function deliverControl(f: ControlFrame, hub: Hub, app: TemplatedApp, metrics: Metrics): void {
   const b = f.body;
   if (f.kind === BusKind.BROADCAST) {
     const sessionId = typeof b.session_id === 'string' ? b.session_id : null;
@@ -53,8 +52,8 @@ export function deliverControl(f: ControlFrame, hub: Hub, app: TemplatedApp, met
     case BusKind.KICK:
       for (const c of [...conns]) {
         if (c.deviceId !== b.device_id || !c.ws) continue;
+        // The close takes its count back (a no-op once the kicker removed the device's record).
         c.leaveReason = 'kicked';
-        tracker.kicked(c);
         closeCounted(c.ws, CloseCode.KICKED, 'kicked', metrics);
       }
       return;

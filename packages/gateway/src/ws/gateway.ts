@@ -133,26 +133,28 @@ export class WsGateway {
     if (c.closed) return;
     const { limits } = this.ctx;
     const decoded = codecFor(c.binary ? SUBPROTOCOL_PROTO : null).decode(c.binary || isBinary ? message : Buffer.from(message as ArrayBuffer).toString('utf8'));
+    // A correlation id is echoed only when valid: a reply must not carry an id the service refuses (SPEC §9).
     if (!decoded.ok) {
-      // Echoed only when valid: a reply must not carry an id the service refuses (SPEC §9).
       const corr = isValidId(decoded.correlation_id) ? decoded.correlation_id : undefined;
       if (!c.authed) return this.notAuthenticated(ws, corr);
       limits.strike(ws, decoded.code, decoded.message, corr);
       return;
     }
     const env: Envelope = decoded.envelope;
-    if (env.correlation_id !== undefined && !isValidId(env.correlation_id)) {
+    const corrValid = env.correlation_id === undefined || isValidId(env.correlation_id);
+    if (corrValid) this.ctx.metrics.message(env.type).inc();
+    // SPEC §3: before authentication, anything but AUTH is refused as such, whatever else is wrong with it.
+    if (!c.authed && env.type !== MessageType.AUTH) return this.notAuthenticated(ws, corrValid ? env.correlation_id : undefined);
+    if (!corrValid) {
       const why = `correlation_id must be 1-${MAX_ID_LENGTH} characters of well-formed Unicode`;
-      if (!c.authed) return this.notAuthenticated(ws, undefined, ErrorCode.INVALID_MESSAGE, why);
+      if (!c.authed) return this.ctx.io.authFailure(ws, ErrorCode.INVALID_MESSAGE, why);
       limits.strike(ws, ErrorCode.INVALID_MESSAGE, why);
       return;
     }
-    this.ctx.metrics.message(env.type).inc();
     if (env.type === MessageType.AUTH) {
       void authenticate(this.ctx, ws, env.payload as unknown as QueryAuth, env.correlation_id);
       return;
     }
-    if (!c.authed) return this.notAuthenticated(ws, env.correlation_id);
     limits.good(c);
     switch (env.type) {
       case MessageType.HEARTBEAT:
@@ -171,12 +173,9 @@ export class WsGateway {
     }
   }
 
-  /** A first frame that is not a valid AUTH (SPEC §3): AUTH_FAILURE and close 4401 at once. */
-  private notAuthenticated(
-    ws: WS, correlationId: string | undefined, code: string = ErrorCode.NOT_AUTHENTICATED, message = 'the first frame must be AUTH',
-  ): void {
-    sendEnv(ws, { type: MessageType.AUTH_FAILURE, timestamp: Date.now(), correlation_id: correlationId, payload: { code, message } });
-    this.ctx.io.close(ws, CloseCode.AUTH, 'not authenticated');
+  /** A first frame that is not AUTH (SPEC §3): AUTH_FAILURE and close 4401 at once. */
+  private notAuthenticated(ws: WS, correlationId: string | undefined): void {
+    this.ctx.io.authFailure(ws, ErrorCode.NOT_AUTHENTICATED, 'the first frame must be AUTH', correlationId);
   }
 
   /** Per-node sweep: auth deadlines, token expiry grace, presence silence. */
@@ -188,8 +187,7 @@ export class WsGateway {
       if (c.closed) continue;
       if (!c.authed) {
         if (!c.authInFlight && now - c.openedAt > authTimeoutMs) {
-          sendEnv(ws, { type: MessageType.AUTH_FAILURE, timestamp: now, payload: { code: ErrorCode.NOT_AUTHENTICATED, message: 'no AUTH within the deadline' } });
-          io.close(ws, CloseCode.AUTH, 'auth timeout');
+          io.authFailure(ws, ErrorCode.NOT_AUTHENTICATED, 'no AUTH within the deadline');
         }
         continue;
       }

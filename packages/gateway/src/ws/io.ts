@@ -1,4 +1,4 @@
-import { codecFor, SUBPROTOCOL_PROTO, type Envelope } from '@harmonyflow/protocol';
+import { CloseCode, codecFor, MessageType, SUBPROTOCOL_PROTO, type Envelope } from '@harmonyflow/protocol';
 import type { Metrics } from '../metrics';
 import { connOf, type WS } from './conn';
 import { errorEnvelope, errorFromThrown } from './errors';
@@ -50,5 +50,11 @@ export class SocketIO {
 
   close(ws: WS, code: number, reason: string): void {
     closeCounted(ws, code, reason, this.metrics);
+  }
+
+  /** AUTH_FAILURE, then the close (4401 unless another code is given; SPEC §3). */
+  authFailure(ws: WS, code: string, message: string, correlationId?: string, close: number = CloseCode.AUTH): void {
+    sendEnv(ws, { type: MessageType.AUTH_FAILURE, timestamp: Date.now(), correlation_id: correlationId, payload: { code, message } });
+    this.close(ws, close, code);
   }
 }

@@ -19,6 +19,8 @@ export class PresenceTracker {
   private dirty = new Map<string, Set<string>>();
   /** The devices the reconciliation round in progress is setting. */
   private settling = new Map<string, Set<string>>();
+  /** Count updates in flight per session: until one has landed, the stored count may be off. */
+  private inFlight = new Map<string, number>();
   private round: Promise<void> | null = null;
   private ticker: Periodic | null = null;
 
@@ -51,7 +53,15 @@ export class PresenceTracker {
    * online, and the session's devices.
    */
   async join(c: Conn, device: DeviceDescriptor, now: number): Promise<{ first: boolean; devices: DeviceInfo[] }> {
-    const joined = await this.presence.connect(c.sessionId, device, this.instance, now);
+    let joined: { first: boolean; devices: DeviceInfo[] };
+    try {
+      joined = await this.tracked(c.sessionId, this.presence.connect(c.sessionId, device, this.instance, now));
+    } catch (err) {
+      // It may have been counted all the same (a reply lost, a timeout): the next reconciliation
+      // sets the device's count here from the sockets actually counted.
+      this.markDirty(c.sessionId, c.deviceId);
+      throw err;
+    }
     c.counted = true;
     if (c.closed) this.leave(c, 'disconnected');
     return joined;
@@ -61,24 +71,12 @@ export class PresenceTracker {
   leave(c: Conn, reason: DeviceLeftReason): void {
     if (!c.counted) return;
     c.counted = false;
-    this.presence.disconnect(c.sessionId, c.deviceId, this.instance, Date.now())
+    this.tracked(c.sessionId, this.presence.disconnect(c.sessionId, c.deviceId, this.instance, Date.now()))
       .then(({ last }) => (last ? this.left(c.sessionId, c.deviceId, reason) : undefined))
       .catch((err) => {
         this.log.warn({ err: (err as Error).message }, 'presence disconnect failed; will reconcile');
         this.markDirty(c.sessionId, c.deviceId);
       });
-  }
-
-  /**
-   * A connection being closed by a kick: the kicker removed the device's record and announced
-   * DEVICE_LEFT, so there is nothing to take back. But something may have counted the device here
-   * again between that removal and the kick (a recount): the next reconciliation sets its count
-   * on this instance from the sockets that remain.
-   */
-  kicked(c: Conn): void {
-    if (!c.counted) return;
-    c.counted = false;
-    this.markDirty(c.sessionId, c.deviceId);
   }
 
   /** Traffic from a connection that went silent past the presence timeout: online again. */
@@ -175,12 +173,25 @@ export class PresenceTracker {
    * devices it has to zero there.
    */
   hasDirty(sessionId: string): boolean {
-    return this.dirty.has(sessionId) || this.settling.has(sessionId);
+    return this.dirty.has(sessionId) || this.settling.has(sessionId) || this.inFlight.has(sessionId);
   }
 
   /** Sessions with a count on this instance that may be off. */
   dirtySessionIds(): string[] {
-    return [...new Set([...this.dirty.keys(), ...this.settling.keys()])];
+    return [...new Set([...this.dirty.keys(), ...this.settling.keys(), ...this.inFlight.keys()])];
+  }
+
+  /**
+   * A count update, with its session unsettled until it has landed: a session left meanwhile
+   * must stay in the registry set, or an update that then fails would leave a count no reaper finds.
+   */
+  private tracked<T>(sessionId: string, update: Promise<T>): Promise<T> {
+    this.inFlight.set(sessionId, (this.inFlight.get(sessionId) ?? 0) + 1);
+    return update.finally(() => {
+      const n = this.inFlight.get(sessionId)! - 1;
+      if (n > 0) this.inFlight.set(sessionId, n);
+      else this.inFlight.delete(sessionId);
+    });
   }
 
   private localCount(sessionId: string, deviceId: string): number {

@@ -47,9 +47,8 @@ export async function authenticate(ctx: WsContext, ws: WS, p: QueryAuth, correla
   }
 }
 
-function fail(ctx: WsContext, ws: WS, correlationId: string | undefined, code: string, message: string, close: number = CloseCode.AUTH): void {
-  sendEnv(ws, { type: MessageType.AUTH_FAILURE, timestamp: Date.now(), correlation_id: correlationId, payload: { code, message } });
-  ctx.io.close(ws, close, code);
+function fail(ctx: WsContext, ws: WS, correlationId: string | undefined, code: string, message: string, close?: number): void {
+  ctx.io.authFailure(ws, code, message, correlationId, close);
 }
 
 /** A new token on a live connection: it must still grant this session (else 4403). */
