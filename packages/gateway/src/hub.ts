@@ -1,5 +1,5 @@
 import {
-  BusKind, CloseCode, MessageType, decodeBusFrame, encodeJson, encodeProto, type ControlFrame, type Envelope, type UpdateFrame,
+  BusKind, CloseCode, MessageType, decodeBusFrame, type ControlFrame, type Envelope, type UpdateFrame,
 } from '@harmonyflow/protocol';
 import type { Bus } from './bus/types';
 import { StoreUnavailableError } from './errors';
@@ -8,12 +8,13 @@ import type { Metrics } from './metrics';
 import type { SessionStore, Snapshot } from './store/types';
 import { connOf, type Conn, type WS } from './ws/conn';
 import { EncodedUpdate, snapshotPayload, type EncodedFrame } from './ws/frames';
-import { closeCounted, send } from './ws/io';
+import { closeCounted, send, sendEnv } from './ws/io';
 
 /** Store-unavailable retries of a resync (100 ms doubling to 1.6 s: about 5 s in all). */
 const RESYNC_ATTEMPTS = 6;
 
 interface LocalSession {
+  readonly id: string;
   /** Connections, not sockets: a delivery reads Conn fields without a call into uWS per socket. */
   readonly conns: Set<Conn>;
   /** When the last state frame for this session arrived over the bus. */
@@ -94,7 +95,7 @@ export class Hub {
     c.pending = [];
     let s = this.sessions.get(c.sessionId);
     if (!s) {
-      s = { conns: new Set(), ready: this.attach(c.sessionId), lastFrameAt: Date.now(), epoch: '' };
+      s = { id: c.sessionId, conns: new Set(), ready: this.attach(c.sessionId), lastFrameAt: Date.now(), epoch: '' };
       this.sessions.set(c.sessionId, s);
       this.sessionsLeft.delete(c.sessionId);
       this.metrics.localSessions.set(this.sessions.size);
@@ -174,11 +175,11 @@ export class Hub {
         timestamp: Date.now(),
         payload: snapshotPayload(c.sessionId, at.version, snap ? snap.state : {}, snap ? snap.updatedAt : Date.now(), at.epoch),
       };
-      send(ws, c.binary ? encodeProto(env) : encodeJson(env));
+      sendEnv(ws, env);
     }
     c.lastVersion = at.version;
     c.epoch = at.epoch;
-    this.noteEpoch(c.sessionId, at.epoch);
+    this.noteEpoch(this.sessions.get(c.sessionId), at.epoch);
     const held = c.pending ?? [];
     c.pending = null;
     c.stale = false;
@@ -193,12 +194,11 @@ export class Hub {
   }
 
   /** Records the session's current epoch here; a change under known sockets is reported once. */
-  private noteEpoch(sessionId: string, epoch: string): void {
-    const s = this.sessions.get(sessionId);
+  private noteEpoch(s: LocalSession | undefined, epoch: string): void {
     if (!s || !epoch || s.epoch === epoch) return;
     const changed = s.epoch !== '';
     s.epoch = epoch;
-    if (changed) this.onEpochChanged(sessionId);
+    if (changed) this.onEpochChanged(s.id);
   }
 
   /**
@@ -263,7 +263,7 @@ export class Hub {
     await Promise.all(quiet.map(async ([id, s]) => {
       const head = await this.store.head(id);
       if (!head) return;
-      this.noteEpoch(id, head.epoch);
+      this.noteEpoch(s, head.epoch);
       for (const c of s.conns) {
         if (!c.ws || !c.authed || c.closed || c.pending !== null || c.stale) continue;
         const regressed = head.epoch !== c.epoch || head.version < c.lastVersion;
@@ -300,7 +300,7 @@ export class Hub {
     const s = this.sessions.get(f.sessionId);
     if (!s) return;
     s.lastFrameAt = now;
-    this.noteEpoch(f.sessionId, f.epoch);
+    this.noteEpoch(s, f.epoch);
     const encoded = new EncodedUpdate(f);
     for (const c of s.conns) {
       if (c.pending !== null) {

@@ -190,7 +190,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
     sessionIds: () => hub.localSessionIds(),
     drainLeftSessions: () => hub.drainLeftSessions(),
     hosts: (sessionId) => hub.connsOf(sessionId) !== undefined,
-    unsettled: (sessionId) => tracker.hasDirty(sessionId),
+    unsettledSessionIds: () => tracker.dirtySessionIds(),
     connections: localConnections,
     figures: () => ({ active_connections: ws.connectionCount, sessions: hub.sessionCount, store: store.kind }),
   }, {
@@ -273,10 +273,9 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
       await tracker.reconcile().catch((err) => log.warn({ err: (err as Error).message }, 'presence reconciliation at shutdown failed'));
       // Leave cleanly so nobody has to reap us; if Redis is away, a survivor will.
       try {
-        const gone = await membership.leave(tracker.dirtySessionIds());
+        const gone = await membership.leave();
         await Promise.all(gone.map((g) => tracker.left(g.sessionId, g.deviceId, 'disconnected')));
       } catch (err) {
-        await membership.stop();
         log.warn({ err: (err as Error).message }, 'could not leave the cluster cleanly; a survivor will reap this node');
       }
       // /health and /ready answered throughout the drain; the listen socket goes last.

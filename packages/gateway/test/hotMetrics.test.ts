@@ -64,7 +64,7 @@ describe('hot metrics scrape like prom-client', () => {
 });
 
 describe('the node\'s per-update series', () => {
-  it('write(source, op) and mutateDuration(outcome) resolve each series once and scrape only what was used', async () => {
+  it('write(source, op) and mutateDuration(outcome) are the labelled series of writes and storeOps, and only the ones used are scraped', async () => {
     const m = new Metrics();
     expect(m.write('ws', 'set')).toBe(m.write('ws', 'set'));
     expect(m.write('ws', 'set')).toBe(m.writes.labels('ws', 'set'));

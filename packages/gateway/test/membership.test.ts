@@ -25,7 +25,7 @@ const emptyView: LocalView = {
   sessionIds: () => [],
   drainLeftSessions: () => [],
   hosts: () => false,
-  unsettled: () => false,
+  unsettledSessionIds: () => [],
   connections: () => [],
   figures: () => ({ active_connections: 0, sessions: 0 }),
 };
@@ -48,7 +48,7 @@ describe('Membership', () => {
       ...emptyView,
       drainLeftSessions: () => left.splice(0),
       hosts: (id) => hosted.has(id),
-      unsettled: (id) => dirty.has(id),
+      unsettledSessionIds: () => [...dirty],
     }, hooks, log, { instance: INSTANCE, startedAt: Date.now(), heartbeatMs: 60_000 });
     await registry.trackSessions(INSTANCE, ['s1', 's2', 's3'], []);
     left.push('s1', 's2', 's3');

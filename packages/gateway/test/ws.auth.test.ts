@@ -58,17 +58,37 @@ describe.each(stores)('WebSocket authentication (%s)', (_name, storeEnv) => {
     await d.auth({ token: await n.token('alice'), device_id: 'phone', session_id: sid });
     await d.next(T.SNAPSHOT_RESPONSE);
     const fresh = await n.token('alice');
-    slowTokens(n, 300);
+    slowTokens(n, 2000);
     const from = d.frames.length;
     const BURST = 200;
     d.send({ type: T.AUTH, correlation_id: 'refresh', payload: { token: fresh, device_id: 'phone', session_id: sid } });
     for (let i = 0; i < BURST; i++) d.send({ type: T.HEARTBEAT, correlation_id: `hb${i}`, payload: { client_time: i } });
     // Answered while the token is still being checked.
-    await d.waitFor(() => d.ofType(T.HEARTBEAT_ACK).length === BURST, 250, from);
+    await d.waitFor(() => d.ofType(T.HEARTBEAT_ACK).length === BURST, 1500, from);
+    expect(d.ofType(T.AUTH_SUCCESS)).toHaveLength(1); // the first one only
     expect((await d.next(T.AUTH_SUCCESS, 5000, from)).correlation_id).toBe('refresh');
     expect(d.ofType(T.HEARTBEAT_ACK).map((f) => f.correlation_id)).toEqual(Array.from({ length: BURST }, (_, i) => `hb${i}`));
     expect(d.ofType(T.ERROR)).toHaveLength(0);
     expect(d.closeCode).toBeNull();
+  });
+
+  it('behind the first AUTH, 64 frames are held and answered after AUTH_SUCCESS; a 65th closes with 4400', async () => {
+    const n = started();
+    const token = await n.token('alice');
+    slowTokens(n, 300);
+    const burst = async (frames: number) => {
+      const d = await connectDevice(n.wsUrl);
+      d.send({ type: T.AUTH, payload: { token, device_id: 'phone', session_id: randomUUID() } });
+      for (let i = 0; i < frames; i++) d.send({ type: T.HEARTBEAT, correlation_id: `hb${i}`, payload: { client_time: i } });
+      return d;
+    };
+    const within = await burst(64);
+    await within.waitFor(() => within.ofType(T.HEARTBEAT_ACK).length === 64, 5000);
+    expect(within.frames[0].type).toBe(T.AUTH_SUCCESS);
+    expect(within.closeCode).toBeNull();
+    const over = await burst(65);
+    expect(await over.closed).toBe(4400);
+    expect(over.ofType(T.HEARTBEAT_ACK)).toHaveLength(0);
   });
 
   it('presence failing during AUTH: AUTH_FAILURE store_unavailable, no unhandled rejection, nothing left joined, the node serves the next AUTH', async () => {

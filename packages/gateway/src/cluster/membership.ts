@@ -12,8 +12,8 @@ export interface LocalView {
   drainLeftSessions(): string[];
   /** Whether the session has a local socket now. */
   hosts(sessionId: string): boolean;
-  /** Whether a count of the session's devices on this instance may be off (an update failed, not yet reconciled). */
-  unsettled(sessionId: string): boolean;
+  /** Sessions with a device count on this instance that may be off (an update in flight, or failed and not yet reconciled). */
+  unsettledSessionIds(): readonly string[];
   /** Authenticated local connections (for the periodic full rewrite). */
   connections(): Iterable<LocalConnection>;
   /** The figures of NodeInfo this node reports. */
@@ -136,10 +136,11 @@ export class Membership {
   private settledLeftSessions(): string[] {
     const candidates = new Set([...this.heldBack, ...this.local.drainLeftSessions()]);
     this.heldBack.clear();
+    const unsettled = new Set(this.local.unsettledSessionIds());
     const settled: string[] = [];
     for (const id of candidates) {
       if (this.local.hosts(id)) continue; // hosted again: listed, and drained when it is left again
-      if (this.local.unsettled(id)) this.heldBack.add(id);
+      if (unsettled.has(id)) this.heldBack.add(id);
       else settled.push(id);
     }
     return settled;
@@ -169,15 +170,15 @@ export class Membership {
   /**
    * Leaves cleanly once every local socket is closed: zeroes whatever this instance still counts
    * (a disconnect that failed during the drain) in the sessions of its registry set, its local
-   * ones and `unsettled` (those with a count that may be off), and drops its registry entries. If
+   * ones and the unsettled ones (with a count that may be off), and drops its registry entries. If
    * Redis is unreachable the entries stay, and a survivor reaps them once our heartbeat is old.
    */
-  async leave(unsettled: readonly string[] = []): Promise<Array<{ sessionId: string; deviceId: string }>> {
+  async leave(): Promise<Array<{ sessionId: string; deviceId: string }>> {
     // A beat still in flight would put the entry back after forget(): a departed instance listed
     // as live until it is reaped.
     await this.stop();
     const inst = this.opts.instance;
-    const sessionIds = [...new Set([...(await this.registry.sessionsOf(inst)), ...this.local.sessionIds(), ...this.heldBack, ...unsettled])];
+    const sessionIds = [...new Set([...(await this.registry.sessionsOf(inst)), ...this.local.sessionIds(), ...this.heldBack, ...this.local.unsettledSessionIds()])];
     const gone = await this.presence.reapNode(inst, sessionIds, Date.now());
     await this.registry.forget(inst);
     return gone;

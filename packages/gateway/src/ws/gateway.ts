@@ -91,7 +91,7 @@ export class WsGateway {
     if (c.query) {
       const q = c.query;
       c.query = null;
-      // Frames that arrive before this settles are held (authInFlight), not refused.
+      // Frames that arrive before this settles are held (holding), not refused.
       void authenticate(this.ctx, ws, q, undefined);
     }
   }
@@ -122,7 +122,7 @@ export class WsGateway {
     this.traffic(c, now);
     if (!this.ctx.limits.admit(ws, c, message.byteLength, now)) return;
     if (c.holding) {
-      this.ctx.limits.hold(ws, message, isBinary);
+      this.ctx.limits.hold(ws, c, message, isBinary);
       return;
     }
     this.dispatch(ws, message, isBinary, c, now);

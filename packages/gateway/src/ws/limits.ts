@@ -59,15 +59,13 @@ export class Limits {
     if (c.strikes >= STRIKES_BEFORE_CLOSE * 2) this.io.close(ws, CloseCode.PROTOCOL_ABUSE, 'too many invalid messages');
   }
 
-  /** Holds a frame that arrived while the first AUTH is in flight; false (and closed) past the cap. */
-  hold(ws: WS, message: ArrayBuffer, isBinary: boolean): boolean {
-    const c = connOf(ws);
+  /** Holds a frame that arrived while the first AUTH is in flight; closes the socket past the cap. */
+  hold(ws: WS, c: Conn, message: ArrayBuffer, isBinary: boolean): void {
     c.held ??= [];
     if (c.held.length >= MAX_HELD_FRAMES) {
       this.io.close(ws, CloseCode.PROTOCOL_ABUSE, 'too many frames before authentication');
-      return false;
+      return;
     }
     c.held.push({ data: Buffer.from(new Uint8Array(message)), isBinary });
-    return true;
   }
 }

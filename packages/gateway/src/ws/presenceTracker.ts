@@ -143,7 +143,7 @@ export class PresenceTracker {
   }
 
   private async settle(): Promise<void> {
-    // Devices stay unsettled (hasDirty) until their count is set: `settling` covers the round.
+    // Devices stay unsettled (dirtySessionIds) until their count is set: `settling` covers the round.
     this.settling = this.dirty;
     this.dirty = new Map();
     let failure: unknown = null;
@@ -165,15 +165,6 @@ export class PresenceTracker {
       this.settling = new Map();
     }
     if (failure) throw failure;
-  }
-
-  /**
-   * Whether a count of the session's devices on this instance may be off (a failed update not yet
-   * reconciled). Such a session must stay in this instance's registry set: a reaper finds the
-   * devices it has to zero there.
-   */
-  hasDirty(sessionId: string): boolean {
-    return this.dirty.has(sessionId) || this.settling.has(sessionId) || this.inFlight.has(sessionId);
   }
 
   /** Sessions with a count on this instance that may be off. */
