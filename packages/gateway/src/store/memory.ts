@@ -487,7 +487,7 @@ export class MemoryStore implements SessionStore {
 }
 
 /**
- * Correlation-id dedupe records in two generations, as lua/lib.lua hf_dedupe_*: records go into
+ * Correlation-id dedupe records in two generations, as lua/mutate.lua hf_dedupe_*: records go into
  * the current one; when it holds DEDUPE_GEN, the previous one is dropped and an empty one becomes
  * current. The newest DEDUPE_GEN to 2 * DEDUPE_GEN - 1 records stay, each a retry for the window.
  */

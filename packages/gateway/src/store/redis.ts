@@ -58,8 +58,8 @@ type MutateReply = { result: MutationResult; refreshedAt: number };
 type ClaimReply = [string, string, number, string, number, number, number];
 
 /**
- * SessionStore on Redis or Redis Cluster. Every mutation is one EVALSHA of `lua/mutate.lua`;
- * reads that need a consistent view are scripts too. Values are stored per top-level key as
+ * SessionStore on Redis or Redis Cluster. Every mutation runs `lua/mutate.lua` (as a Redis Function,
+ * the mutations of one event-loop turn in one FCALL); reads that need a consistent view are scripts too. Values are stored per top-level key as
  * "version|size|JSON text" (the JSON compressed above 1 KiB), so a single-key change never parses
  * the whole state and reads the key's version and size with the same HGET.
  *
@@ -189,7 +189,7 @@ export class RedisStore implements SessionStore {
    */
   private enqueue(keys: string[], args: (string | number)[]): Promise<Buffer> {
     if (this.cluster) {
-      return this.call(() => this.mutateFn.callBuffer(['', keys.length, ...keys, args.length, ...args]))
+      return this.call(() => this.mutateFn.callBuffer([keys.length, ...keys, args.length, ...args]))
         .then((r) => (r as Buffer[])[0]);
     }
     return new Promise((resolve, reject) => {
@@ -211,10 +211,11 @@ export class RedisStore implements SessionStore {
     if (items.length === 0) return;
     this.batch = [];
     this.batchBytes = 0;
-    // FCALL name numKeys keys… then per change: its argument count, its arguments (the name goes
-    // first, set by RedisFunction).
-    const call: (string | number)[] = ['', items.length * 5];
+    // FCALL name numKeys keys… then per change: its argument count, its arguments (RedisFunction
+    // puts the name first).
+    const call: (string | number)[] = [0];
     for (const m of items) for (const k of m.keys) call.push(k);
+    call[0] = call.length - 1;
     for (const m of items) {
       call.push(m.args.length);
       for (const a of m.args) call.push(a);

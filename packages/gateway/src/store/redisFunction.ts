@@ -55,14 +55,13 @@ export class RedisFunction {
   }
 
   /**
-   * Calls the code with `args` = [<any placeholder>, numKeys, ...keys, ...arguments] (built by the
-   * caller, so the hot path copies no argument list; the first element is set here), replies as
-   * Buffers. Rejects with CodeMissingError when Redis lost the code (a load is then under way).
+   * Calls the code with `args` = [numKeys, ...keys, ...arguments], replies as Buffers. Rejects with
+   * CodeMissingError when Redis lost the code (a load is then under way).
    */
   callBuffer(args: (string | number)[]): Promise<unknown> {
     return this.whenLoaded(() => {
-      args[0] = this.target;
-      return this.client.callBuffer(this.mode === 'function' ? 'FCALL' : 'EVALSHA', args).catch((err: unknown) => {
+      // ioredis flattens its arguments into one new list whatever the shape: nothing to save here.
+      return this.client.callBuffer(this.mode === 'function' ? 'FCALL' : 'EVALSHA', this.target, args).catch((err: unknown) => {
         if (!isMissing(err)) throw err;
         this.load();
         throw new CodeMissingError(this.target);
@@ -74,7 +73,14 @@ export class RedisFunction {
   whenLoaded<T>(send: () => Promise<T>): Promise<T> {
     if (!this.loading) return send();
     return new Promise<T>((resolve, reject) => {
-      this.waiting.push(() => send().then(resolve, reject));
+      this.waiting.push(() => {
+        // A send that throws must not stop release() from sending the ones queued behind it.
+        try {
+          send().then(resolve, reject);
+        } catch (err) {
+          reject(err);
+        }
+      });
     });
   }
 

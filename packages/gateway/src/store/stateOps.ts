@@ -52,7 +52,7 @@ export function checkVersion(
 export type ResolutionStrategy = 'server_wins' | 'client_wins' | 'merge';
 export const RESOLUTION_STRATEGIES: readonly ResolutionStrategy[] = ['server_wins', 'client_wins', 'merge'];
 
-/** An incremented number's text; lua/lib.lua hf_number_text writes the same, so both stores agree. */
+/** An incremented number's text; lua/mutate.lua hf_number_text writes the same, so both stores agree. */
 export function formatNumber(n: number): string {
   return JSON.stringify(n);
 }

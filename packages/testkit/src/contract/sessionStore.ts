@@ -468,6 +468,10 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
           expect(await small.store.updatesSince(id, 5, epoch)).toBeNull();
           const recent = await small.store.updatesSince(id, 25, epoch);
           expect(recent!.frames.map((b) => (decodeBusFrame(b) as UpdateFrame).version)).toEqual([26, 27, 28, 29, 30]);
+          // Both stores trim alike: past the cap, back to 7/8 of it, so exactly these entries stay.
+          let oldest = 0;
+          while ((await small.store.updatesSince(id, oldest, epoch)) === null) oldest++;
+          expect(oldest + 1).toBe(25); // 6 frames of ~1.1 KiB: within 7/8 of 8 KiB, where 7 would not be
           // One huge frame alone past the cap still keeps the newest entry.
           await small.store.mutate(req(id, { op: 'set', key: 'huge', value: 'h'.repeat(12 * 1024) }));
           expect((await small.store.updatesSince(id, 30, epoch))!.frames).toHaveLength(1);

@@ -120,14 +120,15 @@ local function hf_dedupe_find(record, now)
   return tonumber(v), value
 end
 
--- Deletes every record of generation g (0 or 1), by field name alone.
+-- Deletes every record of generation g (0 or 1), by field name alone, and any record a build
+-- before the generations left ('c:' ..; never read now, so dropped with the first switch).
 local function hf_dedupe_drop(meta, g)
   local names = redis.call('HKEYS', meta)
   local mark = g == 0 and 48 or 49 -- '0' | '1'
   local drop = {}
   for i = 1, #names do
     local a, b, c = string.byte(names[i], 1, 3)
-    if a == 99 and b == mark and c == 58 then drop[#drop + 1] = names[i] end -- 'c' g ':'
+    if a == 99 and ((b == mark and c == 58) or b == 58) then drop[#drop + 1] = names[i] end -- 'c' g ':' | 'c:'
   end
   if #drop > 0 then hf_chunked('HDEL', meta, drop, 200) end
 end
@@ -424,6 +425,10 @@ local frame = cmsgpack.pack({1, sessionId, version, origin, connS, dev, corr,
 local lf = exists and h[H_LF] or 0
 local lb = exists and h[H_LB] or 0
 if lf == 0 then
+  -- The session's first log entry. A session made by hf_new_session has no log; one claimed by an
+  -- older build (during a rolling deploy) may still hold an earlier incarnation's, with higher ids
+  -- XADD would refuse after the state was already written.
+  if exists then redis.call('DEL', logKey) end
   lf, lb = version, 0
   createdKeys = createdKeys or {}
   createdKeys[#createdKeys + 1] = logKey
