@@ -60,8 +60,8 @@ export class RedisFunction {
    */
   callBuffer(args: (string | number)[]): Promise<unknown> {
     return this.whenLoaded(() => {
-      // ioredis flattens its arguments into one new list whatever the shape: nothing to save here.
-      return this.client.callBuffer(this.mode === 'function' ? 'FCALL' : 'EVALSHA', this.target, args).catch((err: unknown) => {
+      // One copy per batch (ioredis copies the list once more whatever is passed).
+      return this.client.callBuffer(this.mode === 'function' ? 'FCALL' : 'EVALSHA', [this.target, ...args]).catch((err: unknown) => {
         if (!isMissing(err)) throw err;
         this.load();
         throw new CodeMissingError(this.target);
