@@ -36,6 +36,11 @@ export class KeySpace {
     };
   }
 
+  /** The session's meta hash alone (what a header read needs, without the other names). */
+  meta(sessionId: string): string {
+    return `${this.prefix}{${sessionId}}:meta`;
+  }
+
   /** The keys every session script that may refresh the session's expiry receives, in this order. */
   sessionKeyList(sessionId: string): string[] {
     const p = `${this.prefix}{${sessionId}}:`;

@@ -351,6 +351,13 @@ export class MemoryStore implements SessionStore {
     return s ? { userId: s.userId, version: s.version, epoch: s.epoch } : null;
   }
 
+  async heads(sessionIds: readonly string[]): Promise<Array<SessionHead | null>> {
+    return sessionIds.map((id) => {
+      const s = this.live(id);
+      return s ? { userId: s.userId, version: s.version, epoch: s.epoch } : null;
+    });
+  }
+
   async claim(sessionId: string, userId: string, deviceId = '', admin = false): Promise<ClaimResult> {
     const now = this.now();
     let s = this.live(sessionId);

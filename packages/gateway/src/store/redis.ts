@@ -42,6 +42,7 @@ interface PendingMutation {
 
 type Scripts = {
   hfReadBuffer(numKeys: number, ...args: string[]): Promise<[Buffer, Buffer[]] | null>;
+  hfHeadersBuffer(numKeys: number, ...keys: string[]): Promise<Array<Buffer | null>>;
   hfClaim(numKeys: number, ...args: (string | number)[]): Promise<Array<string | number>>;
   hfKeepAlive(numKeys: number, ...args: (string | number)[]): Promise<[string, number] | null>;
   hfReserve(numKeys: number, ...args: (string | number)[]): Promise<number>;
@@ -101,6 +102,7 @@ export class RedisStore implements SessionStore {
     client.defineCommand('hfKeepAlive', { lua: sessionLua('keepAlive') });
     client.defineCommand('hfUpdatesSince', { lua: sessionLua('updatesSince') });
     client.defineCommand('hfRead', { lua: lua('read') });
+    client.defineCommand('hfHeaders', { lua: lua('headers') });
     client.defineCommand('hfReserve', { lua: sessionLua('reserve') });
     client.defineCommand('hfRefreshToken', { lua: lua('refreshToken') });
     client.defineCommand('hfCreateHandoff', { lua: lua('createHandoff') });
@@ -288,7 +290,23 @@ export class RedisStore implements SessionStore {
 
   async head(sessionId: string): Promise<SessionHead | null> {
     const h = await this.header(sessionId);
-    return h ? { userId: h[H.UID], version: h[H.V], epoch: h[H.EPOCH] } : null;
+    return h ? headOf(h) : null;
+  }
+
+  async heads(sessionIds: readonly string[]): Promise<Array<SessionHead | null>> {
+    return (await this.headers(sessionIds)).map((raw) => (raw ? headOf(header(raw)) : null));
+  }
+
+  /**
+   * Many sessions' headers: on one Redis in one call (a command per session would cost the
+   * gateway a command object, a promise and a write each, every version check); on Redis Cluster
+   * the sessions sit in different slots, so one HGET each.
+   */
+  private headers(ids: readonly string[]): Promise<Array<Buffer | null>> {
+    if (ids.length === 0) return Promise.resolve([]);
+    if (this.cluster) return this.call(() => Promise.all(ids.map((id) => this.r.hgetBuffer(this.keys.session(id).meta, 'h'))));
+    const metas = ids.map((id) => this.keys.meta(id));
+    return this.call(() => this.r.hfHeadersBuffer(metas.length, ...metas));
   }
 
   async claim(sessionId: string, userId: string, deviceId = '', admin = false): Promise<ClaimResult> {
@@ -310,7 +328,8 @@ export class RedisStore implements SessionStore {
     sessionId: string, userId: string, deviceId: string, admin: boolean, rule: '-' | 'R' | 'Q',
   ): Promise<ClaimReply | 'needs_reservation' | 'quota_exceeded'> {
     const keys = this.keys.sessionKeyList(sessionId);
-    if (rule === 'Q') keys.push(this.keys.userSessions(userId));
+    // One Redis: the script reaches the indexes, and keeps them in step itself (claim.lua).
+    if (!this.cluster) keys.push(this.keys.userSessions(userId), this.keys.allSessions());
     const res = await this.call(() => this.r.hfClaim(keys.length, ...keys, userId, this.now(), randomSeed(), rule, deviceId, admin ? '1' : '0',
       this.limits.maxSessionsPerUser));
     return res[0] === 'ok' ? (res as ClaimReply) : (res[0] as 'needs_reservation' | 'quota_exceeded');
@@ -335,7 +354,7 @@ export class RedisStore implements SessionStore {
   }
 
   private async summaries(ids: readonly string[]): Promise<Array<SessionSummary & { recent: number }>> {
-    const heads = await this.call(() => Promise.all(ids.map((id) => this.r.hgetBuffer(this.keys.session(id).meta, 'h'))));
+    const heads = await this.headers(ids);
     const out: Array<SessionSummary & { recent: number }> = [];
     heads.forEach((raw, i) => {
       if (!raw) return;
@@ -485,6 +504,10 @@ function opArguments(op: StateOp, args: (string | number)[]): void {
 
 function header(raw: Buffer): Header {
   return unpackr.unpack(raw) as Header;
+}
+
+function headOf(h: Header): SessionHead {
+  return { userId: h[H.UID], version: h[H.V], epoch: h[H.EPOCH] };
 }
 
 function parseCursor(cursor: string | null): { score: number; id: string } | null {

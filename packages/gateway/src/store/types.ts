@@ -192,6 +192,8 @@ export interface SessionStore {
   get(sessionId: string): Promise<Snapshot | null>;
   /** Owner, version and epoch only: cheap existence/ownership check. */
   head(sessionId: string): Promise<SessionHead | null>;
+  /** `head` of many sessions at once, in the order given (null where one does not exist). */
+  heads(sessionIds: readonly string[]): Promise<Array<SessionHead | null>>;
   /**
    * Creates an empty session (version 0, a new epoch) owned by `userId` unless it exists, within
    * the user's session quota. When the user may join it (owner, or `admin`), its expiry is

@@ -59,6 +59,21 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
         expect(snap!.epoch).not.toContain('test');
       });
 
+      it('reads the heads of many sessions in one call, in the order asked, null where none', async () => {
+        const a = sid();
+        const b = sid();
+        const ra = await store.mutate(req(a, { op: 'set', key: 'k', value: 1 }));
+        await store.mutate(req(b, { op: 'set', key: 'k', value: 1 }));
+        const rb = await store.mutate(req(b, { op: 'set', key: 'k', value: 2 }));
+        if (ra.status !== 'ok' || rb.status !== 'ok') throw new Error('setup writes failed');
+        expect(await store.heads([b, sid(), a])).toEqual([
+          { userId: 'alice', version: 2, epoch: rb.epoch },
+          null,
+          { userId: 'alice', version: 1, epoch: ra.epoch },
+        ]);
+        expect(await store.heads([])).toEqual([]);
+      });
+
       it('gives every session it creates an epoch of its own (SPEC §9)', async () => {
         const epochs = new Set<string>();
         for (let i = 0; i < 20; i++) {
@@ -592,6 +607,42 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
           expect((await clocked.store.get(id))!.expiresAt).toBe(exp);
           expect(await clocked.store.claim(id, 'root', 'console', true)).toMatchObject({ status: 'ok', userId: 'alice' });
           expect((await clocked.store.get(id))!.expiresAt).toBeGreaterThan(exp);
+        } finally {
+          await clocked.close();
+        }
+      });
+
+      it('a claim that creates or refreshes a session keeps it listed until its new expiry', async () => {
+        let offset = 0;
+        const ttl = CONTRACT_LIMITS.ttlSeconds * 1000;
+        const clocked = await factory(CONTRACT_LIMITS, () => Date.now() + offset);
+        try {
+          const [user, other] = [`u-${randomUUID()}`, `u-${randomUUID()}`];
+          const [mine, theirs] = [sid(), sid()];
+          expect(await clocked.store.claim(mine, user, 'd')).toMatchObject({ status: 'ok', created: true });
+          expect(await clocked.store.claim(theirs, other, 'd')).toMatchObject({ status: 'ok', created: true });
+          const listedFor = async (u: string) => (await clocked.store.sessionsOfUser(u)).map((s) => s.sessionId);
+          const listedAll = async () => {
+            const seen: string[] = [];
+            let cursor: string | null = null;
+            do {
+              const page: Awaited<ReturnType<SessionStore['listSessions']>> = await clocked.store.listSessions(500, cursor);
+              seen.push(...page.items.map((i) => i.sessionId));
+              cursor = page.nextCursor;
+            } while (cursor);
+            return seen;
+          };
+          expect(await listedFor(user)).toEqual([mine]);
+          expect(await listedAll()).toEqual(expect.arrayContaining([mine, theirs]));
+          const exp = (await clocked.store.get(mine))!.expiresAt;
+          offset = Math.ceil(ttl / 8) + 1000; // a refresh is due: by the owner, and by an admin
+          expect(await clocked.store.claim(mine, user, 'd')).toMatchObject({ status: 'ok', created: false });
+          expect(await clocked.store.claim(theirs, 'root', 'console', true)).toMatchObject({ status: 'ok', userId: other });
+          // Past the first expiry, only index entries that moved with the sessions still list them.
+          offset = exp - Date.now() + 1000;
+          expect(await listedFor(user)).toEqual([mine]);
+          expect(await listedFor(other)).toEqual([theirs]);
+          expect(await listedAll()).toEqual(expect.arrayContaining([mine, theirs]));
         } finally {
           await clocked.close();
         }
