@@ -23,12 +23,27 @@ describe('PresenceTracker', () => {
     } as PresenceRegistry;
     const published: Array<{ kind: string; body: Record<string, unknown> }> = [];
     const tracker = new PresenceTracker(presence, {} as Hub, INSTANCE, async (_sid, kind, body) => void published.push({ kind, body }), log);
+    await inner.connect('s1', { deviceId: 'tablet' }, INSTANCE, Date.now()); // someone to hear it
     const c = { authed: true, counted: false, closed: false, authInFlight: false, sessionId: 's1', deviceId: 'phone' } as Conn;
     tracker.heard(c, Date.now());
     expect(c.counted).toBe(true);
     await eventually(() => published.length === 1, 2000, 5);
     expect(published[0]).toMatchObject({ kind: BusKind.DEVICE_JOINED, body: { device: { device_id: 'phone', status: 'online' } } });
     expect(lists).toBe(0);
+  });
+
+  it('a device alone in its session announces nothing (no socket could hear it); the next device is announced', async () => {
+    const presence = new MemoryPresence(60_000);
+    const published: Array<{ sessionId: string; kind: string; body: Record<string, unknown> }> = [];
+    const tracker = new PresenceTracker(presence, {} as Hub, INSTANCE, async (sessionId, kind, body) => void published.push({ sessionId, kind, body }), log);
+    const conn = (deviceId: string) => ({ authed: true, counted: false, closed: false, sessionId: 's1', deviceId }) as Conn;
+    const phone = await tracker.join(conn('phone'), { deviceId: 'phone' }, Date.now());
+    expect(phone.first).toBe(true);
+    await tracker.joined('s1', 'phone', phone.devices);
+    expect(published).toEqual([]);
+    const tablet = await tracker.join(conn('tablet'), { deviceId: 'tablet' }, Date.now());
+    await tracker.joined('s1', 'tablet', tablet.devices);
+    expect(published).toEqual([{ sessionId: 's1', kind: BusKind.DEVICE_JOINED, body: { device: expect.objectContaining({ device_id: 'tablet', status: 'online' }) } }]);
   });
 
   it('a count update in flight keeps its session unsettled (it stays in the registry set) until it lands; a failed one until reconciled', async () => {

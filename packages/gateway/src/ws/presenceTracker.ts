@@ -195,11 +195,16 @@ export class PresenceTracker {
 
   /**
    * DEVICE_JOINED with the device's stored record (read now, unless the caller has it), to the
-   * session's devices on every node.
+   * session's other devices on every node. Not published when the session has no other device:
+   * only a socket of another device hears it, every such socket's device has a record (made by
+   * its count, kept while the session lives, removed only with a kick that closes its sockets),
+   * and one whose count lands after this one finds this device in its own AUTH_SUCCESS list.
+   * Half the announcements of a session's first connections, a command and a bus frame each.
    */
   async joined(sessionId: string, deviceId: string, known?: DeviceInfo[]): Promise<void> {
-    const device = (known ?? (await this.presence.list(sessionId, Date.now()))).find((d) => d.device_id === deviceId);
-    if (device) await this.publish(sessionId, BusKind.DEVICE_JOINED, { device });
+    const devices = known ?? (await this.presence.list(sessionId, Date.now()));
+    const device = devices.find((d) => d.device_id === deviceId);
+    if (device && devices.length > 1) await this.publish(sessionId, BusKind.DEVICE_JOINED, { device });
   }
 
   left(sessionId: string, deviceId: string, reason: DeviceLeftReason): Promise<void> {
