@@ -3,6 +3,7 @@ import { SignJWT, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTP
 import { ErrorCode } from '@harmonyflow/protocol';
 import type { JwtConfig } from '../config';
 import { AppError } from '../errors';
+import { verifyHs256 } from './hs256';
 
 export type Role = 'user' | 'admin';
 
@@ -81,15 +82,17 @@ export class TokenService {
       if (typ === 'refresh') {
         ({ payload } = await jwtVerify(token, this.refreshKey, { ...opts, algorithms: ['HS256'] }));
       } else {
-        try {
-          ({ payload } = await jwtVerify(token, this.accessKey, { ...opts, algorithms: ['HS256'] }));
-        } catch (err) {
-          // Only a signature/algorithm mismatch may fall through to the identity provider's keys.
-          if (!this.jwks || err instanceof joseErrors.JWTExpired || err instanceof joseErrors.JWTClaimValidationFailed) throw err;
-          ({ payload } = await jwtVerify(token, this.jwks, { ...idpOpts, algorithms: ['RS256', 'ES256'] }));
-        }
+        // Our own access tokens on the synchronous path (auth/hs256.ts: the cost of every AUTH).
+        const own = verifyHs256(token, this.accessKey, Math.floor(Date.now() / 1000));
+        if (own === 'expired') throw new TokenError(ErrorCode.TOKEN_EXPIRED, 'token expired');
+        if (own === 'claims') throw new TokenError(ErrorCode.INVALID_TOKEN, 'invalid token');
+        if (own !== 'signature') payload = own;
+        // Only a signature/algorithm mismatch may fall through to the identity provider's keys.
+        else if (!this.jwks) throw new TokenError(ErrorCode.INVALID_TOKEN, 'invalid token');
+        else ({ payload } = await jwtVerify(token, this.jwks, { ...idpOpts, algorithms: ['RS256', 'ES256'] }));
       }
     } catch (err) {
+      if (err instanceof TokenError) throw err;
       if (err instanceof joseErrors.JWTExpired) throw new TokenError(ErrorCode.TOKEN_EXPIRED, 'token expired');
       throw new TokenError(ErrorCode.INVALID_TOKEN, 'invalid token');
     }
