@@ -1,6 +1,7 @@
 import Redis, { Cluster, type RedisOptions } from 'ioredis';
 import type { RedisConfig } from '../config';
 import type { Logger } from '../log';
+import { timeoutAfterPoll } from './timeoutAfterPoll';
 
 export type RedisLike = Redis | Cluster;
 export type RedisRole = 'command' | 'subscriber';
@@ -45,6 +46,7 @@ export function createRedis(cfg: RedisConfig, log: Logger, role: RedisRole, name
           redisOptions: { ...base, password: cfg.password, connectionName: name, tls },
         })
       : new Redis(cfg.url, { ...base, connectionName: name, lazyConnect: false, tls });
+  if (role === 'command') timeoutAfterPoll(client, COMMAND_OPTIONS.commandTimeout!);
   track(client, role);
   // An error listener per client: ioredis emits connection errors as events, and an unhandled
   // 'error' event would take the process down during a Redis blip.
