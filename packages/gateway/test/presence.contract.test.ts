@@ -20,6 +20,7 @@ for (const backend of useRedisBackends()) {
     return {
       presence: new RedisPresence(client, keys, timeoutMs, ttlSeconds * 1000),
       store,
+      readsSnapshots: true,
       devicesTtlMs: (sessionId) => client.pttl(keys.session(sessionId).devices),
       close: async () => {
         await store.close();

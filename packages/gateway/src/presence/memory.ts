@@ -1,5 +1,5 @@
 import type { DeviceInfo } from '@harmonyflow/protocol';
-import { deviceView, type DeviceDescriptor, type DeviceRecord, type PresenceRegistry } from './types';
+import { deviceView, type Connected, type DeviceDescriptor, type DeviceRecord, type PresenceRegistry } from './types';
 
 /**
  * In-process device registry for the embedded single node. Records of a session are freed with
@@ -35,7 +35,8 @@ export class MemoryPresence implements PresenceRegistry {
     return this.sessions.size;
   }
 
-  async connect(sessionId: string, d: DeviceDescriptor, instance: string, now: number): Promise<{ first: boolean; devices: DeviceInfo[] }> {
+  /** The session's data lives in the store, not here: the caller reads the snapshot itself. */
+  async connect(sessionId: string, d: DeviceDescriptor, instance: string, now: number): Promise<Connected> {
     const r = this.record(sessionId, d.deviceId, now);
     const wasOnline = total(r) > 0;
     if (!wasOnline) r.connected_at = now;

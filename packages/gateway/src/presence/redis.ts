@@ -4,9 +4,13 @@ import type { DeviceInfo } from '@harmonyflow/protocol';
 import { StoreUnavailableError } from '../errors';
 import type { KeySpace } from '../store/keys';
 import type { RedisLike } from '../store/redisClient';
-import { deviceView, type DeviceDescriptor, type DeviceRecord, type PresenceRegistry } from './types';
+import { snapshotOf } from '../store/redis';
+import { deviceView, type Connected, type DeviceDescriptor, type DeviceRecord, type PresenceRegistry } from './types';
 
-type PresenceScript = { hfPresence(numKeys: number, ...args: (string | number)[]): Promise<number | string[]> };
+type PresenceScript = {
+  hfPresence(numKeys: number, ...args: (string | number)[]): Promise<number | string[]>;
+  hfPresenceBuffer(numKeys: number, ...args: (string | number)[]): Promise<unknown>;
+};
 
 /** Device registry in each session's `devices` hash; every change is one Lua script. */
 export class RedisPresence implements PresenceRegistry {
@@ -26,12 +30,27 @@ export class RedisPresence implements PresenceRegistry {
     }
   }
 
-  async connect(sessionId: string, d: DeviceDescriptor, instance: string, now: number): Promise<{ first: boolean; devices: DeviceInfo[] }> {
+  async connect(sessionId: string, d: DeviceDescriptor, instance: string, now: number, withSnapshot = false): Promise<Connected> {
     const desc = JSON.stringify({ device_type: d.deviceType, device_name: d.deviceName, os_version: d.osVersion, app_version: d.appVersion });
-    const [first, flat] = (await this.run(sessionId, 'connect', now, instance, d.deviceId, desc)) as unknown as [number, string[]];
+    if (!withSnapshot) {
+      const [first, flat] = (await this.run(sessionId, 'connect', now, instance, d.deviceId, desc)) as unknown as [number, string[]];
+      const devices: DeviceInfo[] = [];
+      for (let i = 1; i < flat.length; i += 2) devices.push(this.view(flat[i], now));
+      return { first: first === 1, devices };
+    }
+    // The joining socket's snapshot in the same call (the session's keys share one slot): an AUTH
+    // makes one Redis command less. Replies as Buffers: the header is binary (cmsgpack).
+    const k = this.keys.session(sessionId);
+    let reply: [number, Buffer[], Buffer?, Buffer[]?];
+    try {
+      reply = (await this.r.hfPresenceBuffer(3, k.devices, k.meta, k.state, 'connect', now, this.ttlMs, instance, d.deviceId, desc)) as typeof reply;
+    } catch (err) {
+      throw new StoreUnavailableError(err);
+    }
+    const [first, flat, rawHeader, records] = reply;
     const devices: DeviceInfo[] = [];
-    for (let i = 1; i < flat.length; i += 2) devices.push(this.view(flat[i], now));
-    return { first: first === 1, devices };
+    for (let i = 1; i < flat.length; i += 2) devices.push(this.view(flat[i].toString('utf8'), now));
+    return { first: first === 1, devices, snapshot: rawHeader ? snapshotOf(sessionId, rawHeader, records ?? []) : null };
   }
 
   async disconnect(sessionId: string, deviceId: string, instance: string, now: number): Promise<{ last: boolean }> {

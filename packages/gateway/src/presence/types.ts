@@ -1,5 +1,6 @@
 import type { DeviceInfo } from '@harmonyflow/protocol';
 import { nodeIdOf } from '../cluster/instance';
+import type { Snapshot } from '../store/types';
 
 /** What a device says about itself in AUTH. */
 export interface DeviceDescriptor {
@@ -21,9 +22,12 @@ export interface DeviceDescriptor {
 export interface PresenceRegistry {
   /**
    * Counts a connection of the device on `instance`; `first` when the device was not online
-   * before. Also returns the session's devices as of that moment (what a joining device is told).
+   * before. Also returns the session's devices as of that moment (what a joining device is told)
+   * and, with `withSnapshot`, when the registry lives beside the session's data (Redis: same
+   * slot), the session as of that moment too (null: there is none); `snapshot` is left undefined
+   * when the caller must read it itself.
    */
-  connect(sessionId: string, device: DeviceDescriptor, instance: string, now: number): Promise<{ first: boolean; devices: DeviceInfo[] }>;
+  connect(sessionId: string, device: DeviceDescriptor, instance: string, now: number, withSnapshot?: boolean): Promise<Connected>;
   /** Drops one connection; `last` when the device has no connection left anywhere. */
   disconnect(sessionId: string, deviceId: string, instance: string, now: number): Promise<{ last: boolean }>;
   /**
@@ -41,6 +45,12 @@ export interface PresenceRegistry {
    * offline by it, so the caller can announce DEVICE_LEFT `timeout`.
    */
   reapNode(instance: string, sessionIds: readonly string[], now: number): Promise<Array<{ sessionId: string; deviceId: string }>>;
+}
+
+export interface Connected {
+  readonly first: boolean;
+  readonly devices: DeviceInfo[];
+  readonly snapshot?: Snapshot | null;
 }
 
 /** The stored record of one device. */

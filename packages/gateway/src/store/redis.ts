@@ -267,20 +267,7 @@ export class RedisStore implements SessionStore {
   async get(sessionId: string): Promise<Snapshot | null> {
     const k = this.keys.session(sessionId);
     const res = await this.call(() => this.r.hfReadBuffer(2, k.meta, k.state));
-    if (!res) return null;
-    const h = header(res[0]);
-    return {
-      sessionId,
-      userId: h[H.UID],
-      version: h[H.V],
-      epoch: h[H.EPOCH],
-      state: stateFromRecords(res[1].map((b) => b.toString('utf8'))),
-      deviceId: h[H.DEV] || null,
-      appVersion: h[H.APP] || null,
-      createdAt: h[H.CREATED],
-      updatedAt: h[H.UPDATED],
-      expiresAt: h[H.EXP],
-    };
+    return res ? snapshotOf(sessionId, res[0], res[1]) : null;
   }
 
   private async header(sessionId: string): Promise<Header | null> {
@@ -500,6 +487,23 @@ function opArguments(op: StateOp, args: (string | number)[]): void {
       if (op.op === 'patch') args.push(...op.deleted);
     }
   }
+}
+
+/** A session read as read.lua reads it: its header (cmsgpack) and its state records flat. */
+export function snapshotOf(sessionId: string, rawHeader: Buffer, records: readonly Buffer[]): Snapshot {
+  const h = header(rawHeader);
+  return {
+    sessionId,
+    userId: h[H.UID],
+    version: h[H.V],
+    epoch: h[H.EPOCH],
+    state: stateFromRecords(records.map((b) => b.toString('utf8'))),
+    deviceId: h[H.DEV] || null,
+    appVersion: h[H.APP] || null,
+    createdAt: h[H.CREATED],
+    updatedAt: h[H.UPDATED],
+    expiresAt: h[H.EXP],
+  };
 }
 
 function header(raw: Buffer): Header {

@@ -2,7 +2,7 @@ import { BusKind, type ControlFrame, type DeviceInfo, type DeviceLeftReason } fr
 import type { Hub } from '../hub';
 import type { Logger } from '../log';
 import { every, type Periodic } from '../periodic';
-import type { DeviceDescriptor, PresenceRegistry } from '../presence/types';
+import type { Connected, DeviceDescriptor, PresenceRegistry } from '../presence/types';
 import { connOf, type Conn, type WS } from './conn';
 
 export type PublishControl = (sessionId: string, kind: ControlFrame['kind'], body: Record<string, unknown>) => Promise<void>;
@@ -50,12 +50,13 @@ export class PresenceTracker {
   /**
    * Counts a newly authenticated connection. Counted only once the registry says so: if the
    * socket closed meanwhile, the count is taken back at once. Returns whether the device came
-   * online, and the session's devices.
+   * online, the session's devices and, asked for, the session itself when the registry read it
+   * in the same call (PresenceRegistry.connect).
    */
-  async join(c: Conn, device: DeviceDescriptor, now: number): Promise<{ first: boolean; devices: DeviceInfo[] }> {
-    let joined: { first: boolean; devices: DeviceInfo[] };
+  async join(c: Conn, device: DeviceDescriptor, now: number, withSnapshot = false): Promise<Connected> {
+    let joined: Connected;
     try {
-      joined = await this.tracked(c.sessionId, this.presence.connect(c.sessionId, device, this.instance, now));
+      joined = await this.tracked(c.sessionId, this.presence.connect(c.sessionId, device, this.instance, now, withSnapshot));
     } catch (err) {
       // It may have been counted all the same (a reply lost, a timeout): the next reconciliation
       // sets the device's count here from the sockets actually counted.

@@ -6,6 +6,8 @@ export interface PresenceHarness {
   readonly presence: PresenceRegistry;
   /** A store whose sessions the registry's records live and die with, wired as `node.ts` wires them. */
   readonly store: SessionStore;
+  /** The registry returns the session with a count that asks for it (it lives beside the session's data). */
+  readonly readsSnapshots?: boolean;
   /** Remaining lifetime (ms, PTTL) of a session's device records, for backends that expire keys. */
   devicesTtlMs?(sessionId: string): Promise<number>;
   close(): Promise<void>;
@@ -82,6 +84,21 @@ export function describePresenceRegistry(name: string, factory: PresenceFactory)
       // Back online: a new connected_at.
       await p.connect(s, dev('phone'), B, T0 + 700);
       expect(await one(s, 'phone', T0 + 700)).toMatchObject({ status: 'online', node_id: 'node-b', connected_at: iso(T0 + 700), last_seen: iso(T0 + 700) });
+    });
+
+    it('a count that asks for the session returns it as stored at that moment, or leaves the read to the caller', async () => {
+      const sid = randomUUID();
+      const none = await p.connect(sid, { deviceId: 'd0' }, A, T0, true);
+      expect(none.snapshot ?? null).toBeNull(); // no session yet: null, or undefined from a registry that does not read
+      await h.store.mutate({
+        sessionId: sid, actor: { userId: 'alice', admin: false }, ownerId: 'alice', op: { op: 'set', key: 'mood', value: 'calm' }, originNode: A, deviceId: 'd0',
+      });
+      const stored = await h.store.get(sid);
+      const r = await p.connect(sid, { deviceId: 'd1' }, A, T0 + 1, true);
+      expect(r.devices.map((d) => d.device_id).sort()).toEqual(['d0', 'd1']);
+      if (h.readsSnapshots) expect(r.snapshot).toEqual(stored);
+      else expect(r.snapshot).toBeUndefined();
+      expect((await p.connect(sid, { deviceId: 'd2' }, A, T0 + 2)).snapshot).toBeUndefined();
     });
 
     it('keeps the descriptor fields; a later connection replaces only the fields it states', async () => {

@@ -3,7 +3,9 @@
 -- counts of its previous process.
 -- KEYS: 1 devices hash, 2 the session's meta (for its expiry). ARGV: 1 op, 2 now, 3 ttl(ms), then per op:
 --   connect: instance, deviceId, descriptor JSON → {1 if the device was offline (first connection)
---            else 0, every record flat (id, JSON, …)}: the caller needs the device list anyway
+--            else 0, every record flat (id, JSON, …)}: the caller needs the device list anyway.
+--            With KEYS[3], the session's state hash: also the session as of now, {…, header, state
+--            records flat} when it exists (read.lua's read: what the joining socket's snapshot shows)
 --   disconnect: instance, deviceId → 1 if that was its last connection anywhere
 --   set: instance, deviceId, count → 1 came online, -1 went offline, 0 no change (reconciliation)
 --   touch: deviceId* → 0
@@ -34,6 +36,7 @@ end
 local function expire()
   local h = redis.call('HGET', KEYS[2], 'h')
   if h then redis.call('PEXPIREAT', key, cmsgpack.unpack(h)[10]) else redis.call('PEXPIRE', key, ttl) end
+  return h
 end
 
 local function fresh(id)
@@ -52,8 +55,13 @@ if op == 'connect' then
   r.nodes[inst] = (r.nodes[inst] or 0) + 1
   r.last_seen = now
   save(id, r)
-  expire()
-  return {wasOnline and 0 or 1, redis.call('HGETALL', key)}
+  local h = expire()
+  local out = {wasOnline and 0 or 1, redis.call('HGETALL', key)}
+  if KEYS[3] and h then
+    out[3] = h
+    out[4] = redis.call('HGETALL', KEYS[3])
+  end
+  return out
 elseif op == 'disconnect' then
   local inst, id = ARGV[4], ARGV[5]
   local r = load(id)

@@ -101,9 +101,10 @@ async function join(ctx: WsContext, ws: WS, who: Principal, p: QueryAuth, correl
     await ctx.hub.join(ws);
     if (c.closed) return; // close() already left the hub; nothing was counted yet
     const now = Date.now();
-    const { first, devices } = await ctx.tracker.join(c, {
+    // A device that resumes nothing gets a snapshot: read with its count where the registry can.
+    const { first, devices, snapshot } = await ctx.tracker.join(c, {
       deviceId, deviceType: text(p.device_type), deviceName: text(p.device_name), osVersion: text(p.os_version), appVersion: text(p.app_version),
-    }, now);
+    }, now, lastVersion === null);
     if (c.closed) return;
     await ctx.hub.catchUp(ws, lastVersion, lastEpoch, ({ resumed, version, epoch }) => {
       // Synchronously before the snapshot or replay frames: AUTH_SUCCESS always comes first.
@@ -113,7 +114,7 @@ async function join(ctx: WsContext, ws: WS, who: Principal, p: QueryAuth, correl
       });
       ws.subscribe(TOPIC.all(c.binary));
       if (c.admin) ws.subscribe(TOPIC.admins(c.binary));
-    });
+    }, snapshot);
     if (!c.closed) ctx.connections.up(c);
     // Joined and told so: a failed announcement must not undo that, so it is only logged.
     if (first) ctx.tracker.joined(sessionId, deviceId, devices).catch((err) => ctx.log.warn({ err: (err as Error).message }, 'DEVICE_JOINED announcement failed'));
