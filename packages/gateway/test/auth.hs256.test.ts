@@ -1,6 +1,7 @@
 import { createHmac, createSecretKey, generateKeyPairSync } from 'node:crypto';
 import { SignJWT, errors as joseErrors, jwtVerify } from 'jose';
 import { verifyHs256 } from '../src/auth/hs256';
+import { TokenService } from '../src/auth/tokens';
 
 /**
  * The synchronous HS256 verifier of access tokens (auth/hs256.ts) against jose's jwtVerify with
@@ -80,5 +81,26 @@ describe('verifyHs256 gives jose\'s verdict', () => {
   it('returns the claims of a valid token', () => {
     const c = claims({ role: 'admin' });
     expect(verifyHs256(craft({ alg: 'HS256', typ: 'JWT' }, c), key, now())).toEqual(c);
+  });
+});
+
+describe('TokenService.verifyAccess answers with the SPEC error codes', () => {
+  const tokens = new TokenService({
+    secret, refreshSecret: Buffer.from('another secret for refresh tokens'), ephemeral: false, jwksUrl: null, issuer: null, audience: null,
+    accessTtlSeconds: 60, refreshTtlSeconds: 600,
+  });
+  const refusal = (token: string) => tokens.verifyAccess(token).then(() => 'accepted', (err: { code?: string }) => err.code);
+
+  it('accepts its own token and reads who it is', async () => {
+    expect(await tokens.verifyAccess(await tokens.signAccess('alice', 'admin'))).toMatchObject({ userId: 'alice', role: 'admin' });
+  });
+
+  it('token_expired for an expired token, invalid_token for the rest', async () => {
+    expect(await refusal(craft({ alg: 'HS256' }, claims({ exp: now() - 1 })))).toBe('token_expired');
+    expect(await refusal(craft({ alg: 'HS256' }, claims({ nbf: now() + 60 })))).toBe('invalid_token');
+    expect(await refusal(craft({ alg: 'HS256' }, claims(), Buffer.from('another secret, long enough 1234')))).toBe('invalid_token');
+    expect(await refusal(craft({ alg: 'HS256' }, claims({ typ: 'refresh' })))).toBe('invalid_token');
+    expect(await refusal(await tokens.signRefresh('alice', 'user'))).toBe('invalid_token');
+    expect(await refusal('')).toBe('invalid_token');
   });
 });

@@ -1,5 +1,5 @@
 import { createSecretKey, randomUUID, type KeyObject } from 'node:crypto';
-import { SignJWT, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { SignJWT, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
 import { ErrorCode } from '@harmonyflow/protocol';
 import type { JwtConfig } from '../config';
 import { AppError } from '../errors';
@@ -74,32 +74,38 @@ export class TokenService {
 
   private async verify(token: string, typ: 'access' | 'refresh'): Promise<JWTPayload> {
     if (typeof token !== 'string' || token.length === 0 || token.length > 8192) throw new TokenError(ErrorCode.INVALID_TOKEN, 'missing token');
-    let payload: JWTPayload;
-    try {
-      // Our own HS256 tokens carry no iss/aud; JWT_ISSUER/JWT_AUDIENCE constrain the identity provider's.
-      const opts = { requiredClaims: ['exp', 'sub'] };
-      const idpOpts = { ...opts, issuer: this.cfg.issuer ?? undefined, audience: this.cfg.audience ?? undefined };
-      if (typ === 'refresh') {
-        ({ payload } = await jwtVerify(token, this.refreshKey, { ...opts, algorithms: ['HS256'] }));
-      } else {
-        // Our own access tokens on the synchronous path (auth/hs256.ts: the cost of every AUTH).
-        const own = verifyHs256(token, this.accessKey, Math.floor(Date.now() / 1000));
-        if (own === 'expired') throw new TokenError(ErrorCode.TOKEN_EXPIRED, 'token expired');
-        if (own === 'claims') throw new TokenError(ErrorCode.INVALID_TOKEN, 'invalid token');
-        if (own !== 'signature') payload = own;
-        // Only a signature/algorithm mismatch may fall through to the identity provider's keys.
-        else if (!this.jwks) throw new TokenError(ErrorCode.INVALID_TOKEN, 'invalid token');
-        else ({ payload } = await jwtVerify(token, this.jwks, { ...idpOpts, algorithms: ['RS256', 'ES256'] }));
-      }
-    } catch (err) {
-      if (err instanceof TokenError) throw err;
-      if (err instanceof joseErrors.JWTExpired) throw new TokenError(ErrorCode.TOKEN_EXPIRED, 'token expired');
-      throw new TokenError(ErrorCode.INVALID_TOKEN, 'invalid token');
-    }
+    const payload = typ === 'access' ? await this.accessPayload(token) : await joseVerify(token, this.refreshKey, { ...REQUIRED_CLAIMS, algorithms: ['HS256'] });
     // Identity-provider tokens may carry no `typ`; ours always do, and must match.
     if (payload.typ !== undefined && payload.typ !== typ) throw new TokenError(ErrorCode.INVALID_TOKEN, `not an ${typ} token`);
     if (typ === 'refresh' && payload.typ !== 'refresh') throw new TokenError(ErrorCode.INVALID_TOKEN, 'not a refresh token');
     return payload;
+  }
+
+  /**
+   * Our own access tokens synchronously (auth/hs256.ts: the cost of every AUTH). Only a signature
+   * or algorithm that is not ours falls through to the identity provider's keys, when configured.
+   */
+  private accessPayload(token: string): JWTPayload | Promise<JWTPayload> {
+    const own = verifyHs256(token, this.accessKey, Math.floor(Date.now() / 1000));
+    if (own === 'expired') throw new TokenError(ErrorCode.TOKEN_EXPIRED, 'token expired');
+    if (own === 'claims' || (own === 'signature' && !this.jwks)) throw new TokenError(ErrorCode.INVALID_TOKEN, 'invalid token');
+    if (own !== 'signature') return own;
+    // JWT_ISSUER/JWT_AUDIENCE constrain the identity provider's tokens; ours carry no iss/aud.
+    return joseVerify(token, this.jwks!, { ...REQUIRED_CLAIMS, issuer: this.cfg.issuer ?? undefined, audience: this.cfg.audience ?? undefined, algorithms: ['RS256', 'ES256'] });
+  }
+}
+
+/** Claims every token must carry. */
+const REQUIRED_CLAIMS = { requiredClaims: ['exp', 'sub'] };
+
+/** jose's verification, its failures as TokenErrors. */
+async function joseVerify(token: string, key: KeyObject | JWTVerifyGetKey, opts: JWTVerifyOptions): Promise<JWTPayload> {
+  try {
+    // jose's overloads take one kind of key each; both kinds are verified the same way.
+    return (await jwtVerify(token, key as KeyObject, opts)).payload;
+  } catch (err) {
+    if (err instanceof joseErrors.JWTExpired) throw new TokenError(ErrorCode.TOKEN_EXPIRED, 'token expired');
+    throw new TokenError(ErrorCode.INVALID_TOKEN, 'invalid token');
   }
 }
 
