@@ -139,7 +139,8 @@ export class Hub {
    * SNAPSHOT_RESPONSE; then releases the deltas held back meanwhile. `before` runs synchronously
    * just before the first frame, with where the socket stands. A log with a hole (an entry that
    * does not decode, a version skipped) does not cover the gap: the socket gets a snapshot.
-   * `known`: the session as read after this socket joined (null: none), when the caller has it.
+   * `known`: the session as read after this socket joined (null: none), when the caller has it; it
+   * stands in for the snapshot read.
    */
   async catchUp(
     ws: WS, afterVersion: number | null, afterEpoch: string | null, before?: (at: CatchUpResult) => void, known?: Snapshot | null,
@@ -148,7 +149,8 @@ export class Hub {
     c.pending ??= [];
     const log = afterVersion !== null ? await this.store.updatesSince(c.sessionId, afterVersion, afterEpoch) : null;
     const replay = log !== null ? replayOf(log.frames, afterVersion!) : null;
-    const snap = replay !== null ? null : afterVersion === null && known !== undefined ? known : await this.store.get(c.sessionId);
+    let snap: Snapshot | null = null;
+    if (replay === null) snap = known !== undefined ? known : await this.store.get(c.sessionId);
     if (c.closed) return { resumed: false, version: 0, epoch: '' };
     const at: CatchUpResult = replay !== null
       ? { resumed: true, version: replay.length > 0 ? replay[replay.length - 1].version : afterVersion!, epoch: log!.epoch }

@@ -32,24 +32,21 @@ export class RedisPresence implements PresenceRegistry {
 
   async connect(sessionId: string, d: DeviceDescriptor, instance: string, now: number, withSnapshot = false): Promise<Connected> {
     const desc = JSON.stringify({ device_type: d.deviceType, device_name: d.deviceName, os_version: d.osVersion, app_version: d.appVersion });
-    if (!withSnapshot) {
-      const [first, flat] = (await this.run(sessionId, 'connect', now, instance, d.deviceId, desc)) as unknown as [number, string[]];
-      const devices: DeviceInfo[] = [];
-      for (let i = 1; i < flat.length; i += 2) devices.push(this.view(flat[i], now));
-      return { first: first === 1, devices };
-    }
-    // The joining socket's snapshot in the same call (the session's keys share one slot): an AUTH
-    // makes one Redis command less. Replies as Buffers: the header is binary (cmsgpack).
+    // With the state hash as a third key the script also reads the session, for the joining
+    // socket's snapshot (the keys share one slot): an AUTH makes one Redis command less. Replies as
+    // Buffers: the header is binary (cmsgpack).
     const k = this.keys.session(sessionId);
+    const keys = withSnapshot ? [k.devices, k.meta, k.state] : [k.devices, k.meta];
     let reply: [number, Buffer[], Buffer?, Buffer[]?];
     try {
-      reply = (await this.r.hfPresenceBuffer(3, k.devices, k.meta, k.state, 'connect', now, this.ttlMs, instance, d.deviceId, desc)) as typeof reply;
+      reply = (await this.r.hfPresenceBuffer(keys.length, ...keys, 'connect', now, this.ttlMs, instance, d.deviceId, desc)) as typeof reply;
     } catch (err) {
       throw new StoreUnavailableError(err);
     }
     const [first, flat, rawHeader, records] = reply;
     const devices: DeviceInfo[] = [];
     for (let i = 1; i < flat.length; i += 2) devices.push(this.view(flat[i].toString('utf8'), now));
+    if (!withSnapshot) return { first: first === 1, devices };
     return { first: first === 1, devices, snapshot: rawHeader ? snapshotOf(sessionId, rawHeader, records ?? []) : null };
   }
 

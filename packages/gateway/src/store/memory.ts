@@ -347,15 +347,16 @@ export class MemoryStore implements SessionStore {
   }
 
   async head(sessionId: string): Promise<SessionHead | null> {
-    const s = this.live(sessionId);
-    return s ? { userId: s.userId, version: s.version, epoch: s.epoch } : null;
+    return this.headOf(sessionId);
   }
 
   async heads(sessionIds: readonly string[]): Promise<Array<SessionHead | null>> {
-    return sessionIds.map((id) => {
-      const s = this.live(id);
-      return s ? { userId: s.userId, version: s.version, epoch: s.epoch } : null;
-    });
+    return sessionIds.map((id) => this.headOf(id));
+  }
+
+  private headOf(sessionId: string): SessionHead | null {
+    const s = this.live(sessionId);
+    return s ? { userId: s.userId, version: s.version, epoch: s.epoch } : null;
   }
 
   async claim(sessionId: string, userId: string, deviceId = '', admin = false): Promise<ClaimResult> {

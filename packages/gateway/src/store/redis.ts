@@ -271,7 +271,7 @@ export class RedisStore implements SessionStore {
   }
 
   private async header(sessionId: string): Promise<Header | null> {
-    const raw = await this.call(() => this.r.hgetBuffer(this.keys.session(sessionId).meta, 'h'));
+    const raw = await this.call(() => this.r.hgetBuffer(this.keys.meta(sessionId), 'h'));
     return raw ? header(raw) : null;
   }
 
@@ -291,7 +291,7 @@ export class RedisStore implements SessionStore {
    */
   private headers(ids: readonly string[]): Promise<Array<Buffer | null>> {
     if (ids.length === 0) return Promise.resolve([]);
-    if (this.cluster) return this.call(() => Promise.all(ids.map((id) => this.r.hgetBuffer(this.keys.session(id).meta, 'h'))));
+    if (this.cluster) return this.call(() => Promise.all(ids.map((id) => this.r.hgetBuffer(this.keys.meta(id), 'h'))));
     const metas = ids.map((id) => this.keys.meta(id));
     return this.call(() => this.r.hfHeadersBuffer(metas.length, ...metas));
   }

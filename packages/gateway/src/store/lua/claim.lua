@@ -16,11 +16,14 @@ local sid = string.match(KEYS[1], '{([^}]*)}')
 
 -- The owner's and the global index list the session until `exp` (what redis.ts index() does on
 -- Redis Cluster, where they sit in other slots). True when done, so the caller skips its own.
-local function index(exp)
+-- `listed`: the owner's index has just taken the session at `exp` (hf_reserve under rule 'Q').
+local function index(exp, listed)
   if #KEYS < 7 then return false end
-  redis.call('ZADD', KEYS[6], exp, sid)
-  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
-  if redis.call('PTTL', KEYS[6]) < exp - now then redis.call('PEXPIREAT', KEYS[6], exp) end
+  if not listed then
+    redis.call('ZADD', KEYS[6], exp, sid)
+    redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
+    if redis.call('PTTL', KEYS[6]) < exp - now then redis.call('PEXPIREAT', KEYS[6], exp) end
+  end
   redis.call('ZADD', KEYS[7], exp, sid)
   redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)
   return true
@@ -48,11 +51,10 @@ if m[1] then
 end
 if ARGV[4] == 'R' then return {'needs_reservation'} end
 local exp = now + TTL + math.floor(TTL / 8)
-if ARGV[4] == 'Q' and hf_reserve(KEYS[6], sid, now, tonumber(ARGV[7]), exp) == 0 then
-  return {'quota_exceeded'}
-end
+local reserved = ARGV[4] == 'Q' and hf_reserve(KEYS[6], sid, now, tonumber(ARGV[7]), exp)
+if reserved == 0 then return {'quota_exceeded'} end
 local epoch = hf_new_epoch(ARGV[3], now)
 hf_new_session(KEYS)
 redis.call('HSET', KEYS[1], 'h', cmsgpack.pack({ARGV[1], 0, epoch, now, now, now, 0, '', '', exp, 0, 0, 0, 0, 0}))
 redis.call('PEXPIREAT', KEYS[1], exp)
-return {'ok', ARGV[1], 0, epoch, 1, 0, index(exp) and 0 or exp}
+return {'ok', ARGV[1], 0, epoch, 1, 0, index(exp, reserved == 2) and 0 or exp}

@@ -133,7 +133,6 @@ local function hf_dedupe_drop(meta, g)
   if #drop > 0 then hf_chunked('HDEL', meta, drop, 200) end
 end
 
-
 -- The reply to a retry: the outcome of the write it repeats, without applying it again.
 local function hf_duplicate(rawHeader, version, valueText)
   return cmsgpack.pack({'ok', version, 0, 0, valueText, 1, false, 0}) .. rawHeader
