@@ -4,6 +4,9 @@ import type { Logger } from '../log';
 import { timeoutAfterPoll } from './timeoutAfterPoll';
 
 export type RedisLike = Redis | Cluster;
+/** How long a command may go unanswered before it fails (timeoutAfterPoll, not ioredis's option). */
+const COMMAND_TIMEOUT_MS = 3000;
+
 export type RedisRole = 'command' | 'subscriber';
 
 /**
@@ -15,7 +18,6 @@ const COMMAND_OPTIONS: RedisOptions = {
   enableOfflineQueue: false,
   autoResendUnfulfilledCommands: false,
   maxRetriesPerRequest: 0,
-  commandTimeout: 3000,
   connectTimeout: 3000,
   retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 2000),
 };
@@ -46,7 +48,7 @@ export function createRedis(cfg: RedisConfig, log: Logger, role: RedisRole, name
           redisOptions: { ...base, password: cfg.password, connectionName: name, tls },
         })
       : new Redis(cfg.url, { ...base, connectionName: name, lazyConnect: false, tls });
-  if (role === 'command') timeoutAfterPoll(client, COMMAND_OPTIONS.commandTimeout!);
+  if (role === 'command') timeoutAfterPoll(client, COMMAND_TIMEOUT_MS);
   track(client, role);
   // An error listener per client: ioredis emits connection errors as events, and an unhandled
   // 'error' event would take the process down during a Redis blip.

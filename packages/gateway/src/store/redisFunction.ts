@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
+import { EncodedCommand } from './encodedCommand';
 import type { RedisLike } from './redisClient';
 
 /**
@@ -31,6 +32,7 @@ export class RedisFunction {
   private readonly library: string;
   private readonly script: string;
   private readonly sha: string;
+  private readonly cluster: boolean;
   private loading = false;
   /** Sends held while a load is under way, in the order they were made. */
   private waiting: Array<() => void> = [];
@@ -43,6 +45,7 @@ export class RedisFunction {
     /** Operational notices: a fallback to a script, a failed load. */
     private readonly notice: (message: string) => void = () => undefined,
   ) {
+    this.cluster = (client as { isCluster?: boolean }).isCluster === true;
     const hash = createHash('sha1').update(body).digest('hex').slice(0, 16);
     this.target = `${fn}_${hash}`;
     this.library = `#!lua name=hf_${hash}\n${body}\nredis.register_function('${this.target}', ${fn})\n`;
@@ -60,10 +63,19 @@ export class RedisFunction {
    */
   callBuffer(args: (string | number)[]): Promise<unknown> {
     return this.whenLoaded(() => {
-      // The list as it is: ioredis flattens it into its own copy anyway, and a spread copy here
-      // (`[target, ...args]`) took V8's slow element path, ~3% of a node's CPU under fan-out load.
-      const call = this.client.callBuffer as (command: string, ...args: unknown[]) => Promise<unknown>;
-      return call.call(this.client, this.mode === 'function' ? 'FCALL' : 'EVALSHA', this.target, args).catch((err: unknown) => {
+      const command = this.mode === 'function' ? 'FCALL' : 'EVALSHA';
+      let reply: Promise<unknown>;
+      if (this.cluster) {
+        // The list as it is: ioredis flattens it into its own copy anyway (a spread copy
+        // `[target, ...args]` took V8's slow element path); it reads the keys to route by.
+        const call = this.client.callBuffer as (command: string, ...args: unknown[]) => Promise<unknown>;
+        reply = call.call(this.client, command, this.target, args);
+      } else {
+        const encoded = new EncodedCommand(command, this.target, args);
+        (this.client as Redis).sendCommand(encoded);
+        reply = encoded.promise;
+      }
+      return reply.catch((err: unknown) => {
         if (!isMissing(err)) throw err;
         this.load();
         throw new CodeMissingError(this.target);
@@ -112,7 +124,7 @@ export class RedisFunction {
   }
 
   private async loadEverywhere(): Promise<void> {
-    const targets: Array<Redis | Cluster> = (this.client as { isCluster?: boolean }).isCluster
+    const targets: Array<Redis | Cluster> = this.cluster
       ? (this.client as Cluster).nodes('master')
       : [this.client];
     if (this.mode === 'function') {
