@@ -1,7 +1,7 @@
 import { encodeJson, MessageType as T, type Envelope, type JsonValue, type UpdateFrame, BusKind } from '@harmonyflow/protocol';
 import { prng, randInt, type Rand } from '@harmonyflow/testkit';
 import { storeValue } from '../src/store/valueCodec';
-import { ackEnvelope, ackJson, updateEnvelope, updateJsonFast } from '../src/ws/frames';
+import { ackEnvelope, ackJson, jsonString, updateEnvelope, updateJsonFast } from '../src/ws/frames';
 
 // The hand-built JSON texts of the write path must say exactly what encodeJson of the envelope says.
 
@@ -26,6 +26,12 @@ function value(r: Rand, depth = 0): JsonValue {
 
 describe('hand-built JSON frames equal encodeJson of their envelope', () => {
   const r = prng(7);
+
+  it('jsonString: JSON.stringify of every string, escapes and lone surrogates included', () => {
+    const samples = [...STRINGS, '\u001f', ' ', '\u007f', '\ud800', 'a\udfffb', '\ud83c\udf0d', 'c-123', '\\'];
+    for (let c = 0; c < 0x80; c++) samples.push(`a${String.fromCharCode(c)}b`);
+    for (const s of samples) expect(jsonString(s)).toBe(JSON.stringify(s));
+  });
 
   it('ackJson: byte for byte, with and without every optional field', () => {
     for (let i = 0; i < 500; i++) {

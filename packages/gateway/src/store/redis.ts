@@ -27,6 +27,12 @@ const TRANSIENT_REPLY = /^(LOADING|BUSY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY
 // cmsgpack emits strings as msgpack str; state values are JSON text, so decode them as strings.
 const unpackr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
+/** A command's failure as callers see it: a bug in our script as is, anything else as the store being unavailable. */
+function storeFailure(err: unknown): unknown {
+  if (err instanceof ReplyError && !TRANSIENT_REPLY.test((err as Error).message)) return err;
+  return new StoreUnavailableError(err);
+}
+
 /** How long a quota reservation holds a place for a session being created. */
 const RESERVATION_MS = 60_000;
 /** Bounds of one batched script call: it blocks Redis while it runs. */
@@ -122,8 +128,7 @@ export class RedisStore implements SessionStore {
     try {
       return await this.mutateFn.whenLoaded(fn);
     } catch (err) {
-      if (err instanceof ReplyError && !TRANSIENT_REPLY.test((err as Error).message)) throw err;
-      throw new StoreUnavailableError(err);
+      throw storeFailure(err);
     }
   }
 
@@ -222,9 +227,16 @@ export class RedisStore implements SessionStore {
       call.push(m.args.length);
       for (const a of m.args) call.push(a);
     }
-    this.call(() => this.mutateFn.callBuffer(call)).then(
-      (replies) => items.forEach((m, i) => m.resolve((replies as Buffer[])[i])),
-      (err) => items.forEach((m) => m.reject(err)),
+    // Not through call(): nothing is queued behind a batch being sent, and callBuffer waits for a
+    // load itself; one promise hop less per batch.
+    this.mutateFn.callBuffer(call).then(
+      (replies) => {
+        for (let i = 0; i < items.length; i++) items[i].resolve((replies as Buffer[])[i]);
+      },
+      (err: unknown) => {
+        const failure = storeFailure(err);
+        for (const m of items) m.reject(failure);
+      },
     );
   }
 

@@ -41,18 +41,31 @@ export function snapshotPayload(sessionId: string, version: number, state: JsonO
 }
 
 /**
+ * `JSON.stringify` of a string, without the call into V8's runtime when nothing needs escaping (ids,
+ * keys: the common case, several per update). Control characters, `"`, `\\` and any surrogate (a
+ * lone one is escaped by `JSON.stringify`) take the general path.
+ */
+export function jsonString(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return JSON.stringify(s);
+  }
+  return `"${s}"`;
+}
+
+/**
  * JSON text of a single-key STATE_UPDATE, spliced from the stored value without parsing it: the
  * hot path for the default subprotocol. Equivalent to encodeJson(updateEnvelope(f)).
  */
 export function updateJsonFast(f: UpdateFrame): string | null {
   if (f.op !== 'set' && f.op !== 'incr' && f.op !== 'delete') return null;
-  const dev = JSON.stringify(f.deviceId);
+  const dev = jsonString(f.deviceId);
   const value = f.op === 'delete' ? '' : `"value":${loadValueText(f.value)},`;
   const delta = f.op === 'incr' ? `,"delta":${JSON.stringify(f.delta)}` : '';
   const op = f.op === 'set' ? 'SET' : f.op === 'delete' ? 'DELETE' : 'INCREMENT';
   return (
-    `{"type":5,"session_id":${JSON.stringify(f.sessionId)}${f.deviceId ? `,"device_id":${dev}` : ''},"timestamp":${f.updatedAt},` +
-    `"payload":{"key":${JSON.stringify(f.key)},${value}"operation":"${op}","version":${f.version},"device_id":${dev}${delta}}}`
+    `{"type":5,"session_id":${jsonString(f.sessionId)}${f.deviceId ? `,"device_id":${dev}` : ''},"timestamp":${f.updatedAt},` +
+    `"payload":{"key":${jsonString(f.key)},${value}"operation":"${op}","version":${f.version},"device_id":${dev}${delta}}}`
   );
 }
 
@@ -76,9 +89,9 @@ export function ackJson(
   sessionId: string, correlationId: string | undefined, version: number, value: JsonValue | undefined,
   mutationId: number | undefined, duplicate: boolean, now: number,
 ): string {
-  const corr = correlationId === undefined ? '' : `"correlation_id":${JSON.stringify(correlationId)},`;
+  const corr = correlationId === undefined ? '' : `"correlation_id":${jsonString(correlationId)},`;
   return (
-    `{"type":15,"session_id":${JSON.stringify(sessionId)},"timestamp":${now},${corr}"payload":{${corr}"version":${version}` +
+    `{"type":15,"session_id":${jsonString(sessionId)},"timestamp":${now},${corr}"payload":{${corr}"version":${version}` +
     `${value === undefined ? '' : `,"value":${JSON.stringify(value)}`}${mutationId === undefined ? '' : `,"mutation_id":${mutationId}`}` +
     `${duplicate ? ',"duplicate":true' : ''}}}`
   );
