@@ -1,10 +1,11 @@
 import type { Cluster, Command } from 'ioredis';
 import type Redis from 'ioredis';
 
-/** What this needs of a command (ioredis marks it resolved when it settles). */
-interface PendingCommand {
+/** What this needs of a command: ioredis marks it resolved when it settles; the send time is ours. */
+interface TimedCommand {
   readonly isResolved: boolean;
   reject(err: Error): void;
+  hfSentAt?: number;
 }
 
 /**
@@ -20,10 +21,11 @@ interface PendingCommand {
  * been read.
  *
  * A timer per command (ioredis's `commandTimeout`) cost a timer-list insert, a clear and a property
- * delete on every write; commands are instead noted in send order with a coarse clock, and a sweep
- * every `ms / 20` fails those unanswered after `ms` (after between `ms` and `ms * 1.1`: the clock
- * is read once per sweep, so a command may have been sent up to one sweep after its noted time). Replies
- * come back in send order on a connection, so the sweep stops at the first command not yet due.
+ * delete on every write. Instead each command notes the (coarse) time it was sent, and a sweep every
+ * `ms / 20` walks the connection's queue of commands awaiting a reply (ioredis's `commandQueue`, in
+ * send order) and fails those unanswered after `ms`: after between `ms` and `ms * 1.1`, since the
+ * clock is read once per sweep. Nothing here holds a command: one kept until the next sweep outlived
+ * the young generation under load and left the old one to collect it.
  * The caller must not also give ioredis a `commandTimeout`.
  */
 export function timeoutAfterPoll(client: Redis | Cluster, ms: number): void {
@@ -37,31 +39,22 @@ export function timeoutAfterPoll(client: Redis | Cluster, ms: number): void {
 
 function armNode(client: Redis, ms: number): void {
   const every = Math.max(10, Math.floor(ms / 20));
-  // Commands in send order with the coarse time they were sent; entries before `head` are done.
-  const commands: PendingCommand[] = [];
-  const sentAt: number[] = [];
-  let head = 0;
   let now = Date.now();
 
   const sweep = (): void => {
     now = Date.now();
-    const due: PendingCommand[] = [];
-    while (head < commands.length) {
-      const c = commands[head];
-      if (!c.isResolved) {
-        if (now - sentAt[head] < ms + every) break;
-        due.push(c);
-      }
-      head++;
+    const queue = client.commandQueue;
+    let due: TimedCommand[] | null = null;
+    for (let i = 0; i < queue.length; i++) {
+      const c = queue.peekAt(i)!.command as unknown as TimedCommand;
+      if (c.isResolved || c.hfSentAt === undefined) continue;
+      if (now - c.hfSentAt < ms + every) break;
+      (due ??= []).push(c);
     }
-    if (head > 1024 && head * 2 > commands.length) {
-      commands.splice(0, head);
-      sentAt.splice(0, head);
-      head = 0;
-    }
-    if (due.length > 0) {
+    if (due !== null) {
+      const expired = due;
       setImmediate(() => {
-        for (const c of due) if (!c.isResolved) c.reject(new Error('Command timed out'));
+        for (const c of expired) if (!c.isResolved) c.reject(new Error('Command timed out'));
       });
     }
   };
@@ -71,11 +64,7 @@ function armNode(client: Redis, ms: number): void {
 
   const send = client.sendCommand;
   client.sendCommand = function sendWithTimeout(this: Redis, command: Command, stream?: unknown) {
-    const c = command as unknown as PendingCommand;
-    if (!c.isResolved) {
-      commands.push(c);
-      sentAt.push(now);
-    }
+    (command as unknown as TimedCommand).hfSentAt = now;
     return send.call(this, command, stream as never);
   } as Redis['sendCommand'];
 }
