@@ -1,0 +1,136 @@
+#!/usr/bin/env node
+// Paired fan-out harness: gateway CPU per state update of two builds, A and B, side by side. One
+// private redis-server, one gateway per build on it; each gets SESSIONS sessions × 3 devices (all on
+// that gateway: device 0 writes, devices 1-2 receive through the bus), then rounds alternate A B /
+// B A, each RATE writes/s for SECS seconds, open loop. CPU per update is the gateway's utime+stime
+// (/proc) over the round divided by its writes, once every ACK and delivery is in. Prints every
+// round and the median of the per-round B/A ratios (A against A read 1.02 here, 10 rounds;
+// single rounds spread ±15%, so trust medians of 10+ rounds, never one round).
+//   node scripts/bench/probes/fanout-ab.mjs [dirA] [dirB]     (default: this checkout for both)
+//   env: SESSIONS=300 RATE=3000 SECS=3 ROUNDS=12 FLAGS_A/FLAGS_B (node flags; default --max-semi-space-size=8)
+// Each dir must be a built checkout (npm run build).
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+const require = createRequire(import.meta.url);
+const WebSocket = require('ws');
+const { SignJWT } = require('jose');
+
+const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const dirs = [path.resolve(process.argv[2] ?? here), path.resolve(process.argv[3] ?? process.argv[2] ?? here)];
+const E = process.env;
+const SESSIONS = Number(E.SESSIONS ?? 300), RATE = Number(E.RATE ?? 3000), SECS = Number(E.SECS ?? 3), ROUNDS = Number(E.ROUNDS ?? 12);
+const FLAGS = [E.FLAGS_A ?? '--max-semi-space-size=8', E.FLAGS_B ?? '--max-semi-space-size=8'].map((f) => f.split(' ').filter(Boolean));
+const SECRET = 'fanout-ab-0123456789abcdef0123456789';
+const key = new TextEncoder().encode(SECRET);
+
+const freePort = () => new Promise((res) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** utime + stime of a process, µs. */
+const cpu = (pid) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) * 10_000; };
+const median = (a) => { const s = [...a].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+
+const children = [];
+const stopAll = () => { for (const c of children) c.kill('SIGTERM'); };
+process.on('exit', stopAll);
+
+async function waitFor(check, what) {
+  for (let i = 0; i < 200; i++) { if (await check().catch(() => false)) return; await sleep(100); }
+  throw new Error(`${what} did not come up`);
+}
+
+async function startGateway(dir, flags, redisPort, name) {
+  const port = await freePort();
+  const child = spawn(process.execPath, [...flags, 'packages/gateway/dist/main.js'], {
+    cwd: dir, stdio: 'ignore',
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', REDIS_URL: `redis://127.0.0.1:${redisPort}`, JWT_SECRET: SECRET, JWT_REFRESH_SECRET: `${SECRET}-refresh`, REDIS_PREFIX: `${name}:`, NODE_ID: name, LOG_LEVEL: 'warn' },
+  });
+  children.push(child);
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/health`)).ok, `gateway ${name}`);
+  return { port, pid: child.pid };
+}
+
+/** SESSIONS sessions × 3 authenticated devices on one gateway, with counters of what they receive. */
+async function connect(port) {
+  const st = { acks: 0, deliveries: 0, errors: 0 };
+  const sessions = [];
+  for (let s = 0; s < SESSIONS; s++) {
+    const sid = randomUUID();
+    const token = await new SignJWT({ role: 'user', typ: 'access' }).setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+      .setSubject(`u-${port}-${s}`).setIssuedAt().setExpirationTime('1h').sign(key);
+    const devices = [];
+    for (let j = 0; j < 3; j++) {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
+      await new Promise((res, rej) => { ws.once('open', res); ws.once('error', rej); });
+      await new Promise((res, rej) => {
+        const on = (d) => {
+          const m = JSON.parse(d);
+          if (m.type === 8) { ws.off('message', on); res(); } else if (m.type === 9 || m.type === 6) rej(new Error(JSON.stringify(m)));
+        };
+        ws.on('message', on);
+        ws.send(JSON.stringify({ type: 7, timestamp: Date.now(), payload: { token, device_id: `d${j}`, session_id: sid } }));
+      });
+      ws.on('message', (d) => {
+        const t = JSON.parse(d).type;
+        if (t === 15) st.acks++; else if (t === 5) st.deliveries++; else if (t === 6) st.errors++;
+      });
+      devices.push(ws);
+    }
+    sessions.push(devices);
+  }
+  return { sessions, st };
+}
+
+let q = 0; // write counter across rounds: correlation ids never repeat (a repeat is a duplicate, not a write)
+async function round(g) {
+  const { st, sessions } = g;
+  st.acks = 0; st.deliveries = 0;
+  let sent = 0;
+  const c0 = cpu(g.pid), t0 = Date.now();
+  await new Promise((res) => {
+    let carry = 0;
+    const timer = setInterval(() => {
+      carry += RATE / 200;
+      const n = Math.floor(carry); carry -= n;
+      for (let i = 0; i < n; i++, sent++, q++) {
+        sessions[q % SESSIONS][0].send(`{"type":5,"timestamp":${Date.now()},"payload":{"key":"k","value":{"t":${Date.now()},"q":${q},"p":"xxxxxxxxxxxxxxxx"},"operation":"SET"},"correlation_id":"c${q}"}`);
+      }
+      if (Date.now() - t0 >= SECS * 1000) { clearInterval(timer); res(); }
+    }, 5);
+  });
+  const until = Date.now() + 5000;
+  while ((st.acks < sent || st.deliveries < 2 * sent) && Date.now() < until) await sleep(20);
+  if (st.acks < sent || st.deliveries < 2 * sent) throw new Error(`round incomplete: ${st.acks}/${sent} ACKs, ${st.deliveries}/${2 * sent} deliveries`);
+  return (cpu(g.pid) - c0) / sent;
+}
+
+const redisPort = await freePort();
+const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+children.push(redis);
+try {
+  await waitFor(() => new Promise((res) => { const s = net.connect(redisPort, '127.0.0.1', () => { s.end(); res(true); }); s.on('error', () => res(false)); }), 'redis-server');
+  const gateways = [];
+  for (const [i, name] of ['a', 'b'].entries()) gateways.push({ ...(await startGateway(dirs[i], FLAGS[i], redisPort, name)) });
+  for (const g of gateways) Object.assign(g, await connect(g.port));
+  console.log(`A ${dirs[0]} ${FLAGS[0].join(' ')}\nB ${dirs[1]} ${FLAGS[1].join(' ')}\n${SESSIONS * 3} connections each, ${RATE} writes/s, ${SECS} s rounds`);
+  // Heartbeats keep the idle devices present, as clients do.
+  const beat = setInterval(() => { for (const g of gateways) for (const d of g.sessions) for (const ws of d) ws.send(`{"type":1,"payload":{"client_time":${Date.now()}}}`); }, 10_000);
+  await round(gateways[0]); await round(gateways[1]); // warm-up
+  const ratios = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const us = [];
+    for (const i of r % 2 ? [1, 0] : [0, 1]) us[i] = await round(gateways[i]);
+    ratios.push(us[1] / us[0]);
+    console.log(`round ${r + 1}: A ${us[0].toFixed(1)} µs/update, B ${us[1].toFixed(1)}, B/A ${ratios.at(-1).toFixed(3)}`);
+  }
+  clearInterval(beat);
+  const errors = gateways.map((g) => g.st.errors);
+  console.log(`median B/A ${median(ratios).toFixed(3)} over ${ROUNDS} rounds (ERROR frames: A ${errors[0]}, B ${errors[1]})`);
+} finally {
+  stopAll();
+}
+process.exit(0);
