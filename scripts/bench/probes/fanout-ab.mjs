@@ -4,7 +4,7 @@
 // that gateway: device 0 writes, devices 1-2 receive through the bus), then rounds alternate A B /
 // B A, each RATE writes/s for SECS seconds, open loop. CPU per update is the gateway's utime+stime
 // (/proc) over the round divided by its writes, once every ACK and delivery is in. Prints every
-// round and the median of the per-round B/A ratios (A against A read 1.02 here, 10 rounds;
+// round and the median of the per-round B/A ratios (A against A read 1.008 and 1.02 here;
 // single rounds spread ±15%, so trust medians of 10+ rounds, never one round).
 //   node scripts/bench/probes/fanout-ab.mjs [dirA] [dirB]     (default: this checkout for both)
 //   env: SESSIONS=300 RATE=3000 SECS=3 ROUNDS=12 FLAGS_A/FLAGS_B (node flags; default --max-semi-space-size=8)
