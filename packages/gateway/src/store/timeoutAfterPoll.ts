@@ -49,6 +49,7 @@ function armNode(client: Redis, ms: number): void {
       const c = queue.peekAt(i)!.command as unknown as TimedCommand;
       if (c.isResolved || c.hfSentAt === undefined) continue;
       if (now - c.hfSentAt < ms + every) break;
+      c.hfSentAt = undefined; // expired once: later sweeps pass over it while its reply is awaited
       (due ??= []).push(c);
     }
     if (due !== null) {
