@@ -45,4 +45,21 @@ describe('command timeouts', () => {
       pauser.disconnect();
     }
   });
+
+  it('counts from when the command was sent, also right after a stall of the event loop', async () => {
+    // Timed from a clock the sweep kept, a command sent after a 2.9 s stall was already "2.9 s old"
+    // and failed ~0.3 s later, while Redis was still going to answer it well within 3 s.
+    const pauser = new Redis(redis().url);
+    try {
+      await pauser.call('CLIENT', 'PAUSE', '4300', 'ALL');
+      const until = Date.now() + 2900;
+      while (Date.now() < until) { /* stall */ }
+      const sent = Date.now();
+      await expect(client.get('timeout-test:after-stall')).resolves.toBeNull();
+      expect(Date.now() - sent).toBeGreaterThan(900); // it did wait for the pause to end
+    } finally {
+      await pauser.call('CLIENT', 'UNPAUSE').catch(() => undefined);
+      pauser.disconnect();
+    }
+  });
 });

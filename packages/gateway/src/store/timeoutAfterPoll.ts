@@ -21,11 +21,12 @@ interface TimedCommand {
  * been read.
  *
  * A timer per command (ioredis's `commandTimeout`) cost a timer-list insert, a clear and a property
- * delete on every write. Instead each command notes the (coarse) time it was sent, and a sweep every
+ * delete on every write. Instead each command notes the time it was sent, and a sweep every
  * `ms / 20` walks the connection's queue of commands awaiting a reply (ioredis's `commandQueue`, in
- * send order) and fails those unanswered after `ms`: after between `ms` and `ms * 1.1`, since the
- * clock is read once per sweep. Nothing here holds a command: one kept until the next sweep outlived
- * the young generation under load and left the old one to collect it.
+ * send order) and fails those unanswered after `ms` (so after between `ms` and `ms * 1.05`). The send
+ * time is read per command, not from a clock the sweep keeps: a busy event loop runs the sweep late,
+ * and a stale clock would have aged the commands sent meanwhile. Nothing here holds a command: one
+ * kept until the next sweep outlived the young generation under load and left the old one to collect it.
  * The caller must not also give ioredis a `commandTimeout`.
  */
 export function timeoutAfterPoll(client: Redis | Cluster, ms: number): void {
@@ -39,16 +40,15 @@ export function timeoutAfterPoll(client: Redis | Cluster, ms: number): void {
 
 function armNode(client: Redis, ms: number): void {
   const every = Math.max(10, Math.floor(ms / 20));
-  let now = Date.now();
 
   const sweep = (): void => {
-    now = Date.now();
+    const now = Date.now();
     const queue = client.commandQueue;
     let due: TimedCommand[] | null = null;
     for (let i = 0; i < queue.length; i++) {
       const c = queue.peekAt(i)!.command as unknown as TimedCommand;
       if (c.isResolved || c.hfSentAt === undefined) continue;
-      if (now - c.hfSentAt < ms + every) break;
+      if (now - c.hfSentAt < ms) break;
       c.hfSentAt = undefined; // expired once: later sweeps pass over it while its reply is awaited
       (due ??= []).push(c);
     }
@@ -65,7 +65,7 @@ function armNode(client: Redis, ms: number): void {
 
   const send = client.sendCommand;
   client.sendCommand = function sendWithTimeout(this: Redis, command: Command, stream?: unknown) {
-    (command as unknown as TimedCommand).hfSentAt = now;
+    (command as unknown as TimedCommand).hfSentAt = Date.now();
     return send.call(this, command, stream as never);
   } as Redis['sendCommand'];
 }
