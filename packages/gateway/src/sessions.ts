@@ -40,11 +40,12 @@ export class SessionService {
     try {
       // Field by field, not `{ ...req, originNode }`: a spread copy of requests of several shapes
       // (HTTP, WebSocket) took V8's slow property paths, here and in every store read of it after.
+      // `satisfies` names every field of MutationRequest, so one added later cannot be dropped here.
       result = await this.store.mutate({
         sessionId: req.sessionId, actor: req.actor, ownerId: req.ownerId, op: req.op, expectVersion: req.expectVersion,
         baseVersion: req.baseVersion, deviceId: req.deviceId, appVersion: req.appVersion, originNode: this.instance,
         originConn: req.originConn, correlationId: req.correlationId, mutationId: req.mutationId,
-      });
+      } satisfies Record<keyof MutationRequest, unknown>);
     } catch (err) {
       this.metrics.mutateDuration('error').observe((performance.now() - started) / 1000);
       throw err;

@@ -12,13 +12,13 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
+import { mintAccessToken } from '../lib/ws.mjs';
 const require = createRequire(import.meta.url);
 const WebSocket = require('ws');
-const { SignJWT } = require('jose');
+const { freePort, startRedis } = require('../../../packages/testkit/dist/index.js');
 
 const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const dirs = [path.resolve(process.argv[2] ?? here), path.resolve(process.argv[3] ?? process.argv[2] ?? here)];
@@ -26,9 +26,7 @@ const E = process.env;
 const SESSIONS = Number(E.SESSIONS ?? 300), RATE = Number(E.RATE ?? 3000), SECS = Number(E.SECS ?? 3), ROUNDS = Number(E.ROUNDS ?? 12);
 const FLAGS = [E.FLAGS_A ?? '--max-semi-space-size=8', E.FLAGS_B ?? '--max-semi-space-size=8'].map((f) => f.split(' ').filter(Boolean));
 const SECRET = 'fanout-ab-0123456789abcdef0123456789';
-const key = new TextEncoder().encode(SECRET);
 
-const freePort = () => new Promise((res) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** utime + stime of a process, µs. */
 const cpu = (pid) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) * 10_000; };
@@ -60,8 +58,7 @@ async function connect(port) {
   const sessions = [];
   for (let s = 0; s < SESSIONS; s++) {
     const sid = randomUUID();
-    const token = await new SignJWT({ role: 'user', typ: 'access' }).setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
-      .setSubject(`u-${port}-${s}`).setIssuedAt().setExpirationTime('1h').sign(key);
+    const token = mintAccessToken(SECRET, `u-${port}-${s}`);
     const devices = [];
     for (let j = 0; j < 3; j++) {
       const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
@@ -108,13 +105,10 @@ async function round(g) {
   return (cpu(g.pid) - c0) / sent;
 }
 
-const redisPort = await freePort();
-const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-children.push(redis);
+const redis = await startRedis();
 try {
-  await waitFor(() => new Promise((res) => { const s = net.connect(redisPort, '127.0.0.1', () => { s.end(); res(true); }); s.on('error', () => res(false)); }), 'redis-server');
   const gateways = [];
-  for (const [i, name] of ['a', 'b'].entries()) gateways.push({ ...(await startGateway(dirs[i], FLAGS[i], redisPort, name)) });
+  for (const [i, name] of ['a', 'b'].entries()) gateways.push({ ...(await startGateway(dirs[i], FLAGS[i], redis.port, name)) });
   for (const g of gateways) Object.assign(g, await connect(g.port));
   console.log(`A ${dirs[0]} ${FLAGS[0].join(' ')}\nB ${dirs[1]} ${FLAGS[1].join(' ')}\n${SESSIONS * 3} connections each, ${RATE} writes/s, ${SECS} s rounds`);
   // Heartbeats keep the idle devices present, as clients do.
@@ -132,5 +126,6 @@ try {
   console.log(`median B/A ${median(ratios).toFixed(3)} over ${ROUNDS} rounds (ERROR frames: A ${errors[0]}, B ${errors[1]})`);
 } finally {
   stopAll();
+  await redis.stop();
 }
 process.exit(0);

@@ -4,10 +4,10 @@ import type { Logger } from '../log';
 import { timeoutAfterPoll } from './timeoutAfterPoll';
 
 export type RedisLike = Redis | Cluster;
+export type RedisRole = 'command' | 'subscriber';
+
 /** How long a command may go unanswered before it fails (timeoutAfterPoll, not ioredis's option). */
 const COMMAND_TIMEOUT_MS = 3000;
-
-export type RedisRole = 'command' | 'subscriber';
 
 /**
  * Options shared by every command connection. Commands fail fast while Redis is unreachable
