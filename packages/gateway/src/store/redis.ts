@@ -100,8 +100,8 @@ export class RedisStore implements SessionStore {
     // Per-deployment constants live in the code rather than in every call's arguments (each
     // argument costs Redis about 0.1 µs per call); nodes of one deployment share the code.
     const ttl = this.limits.ttlSeconds * 1000;
-    const constants = `local TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB = ${ttl}, ${limits.maxStateBytes}, ${limits.logLength}, ` +
-      `${limits.logMaxBytes}, '${this.cluster ? 'SPUBLISH' : 'PUBLISH'}'\n`;
+    const constants = `local TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB, PREFIX_LEN = ${ttl}, ${limits.maxStateBytes}, ${limits.logLength}, ` +
+      `${limits.logMaxBytes}, '${this.cluster ? 'SPUBLISH' : 'PUBLISH'}', ${Buffer.byteLength(keys.prefix)}\n`;
     const sessionLua = (name: string) => `${constants}${lua('lib')}\n${lua(name)}`;
     this.mutateFn = new RedisFunction(client, `${constants}${lua('lib')}\n${lua('mutate')}\n${lua('mutateBatch')}`, 'hf_mutate_batch', onNotice);
     client.defineCommand('hfClaim', { lua: sessionLua('claim') });

@@ -1,5 +1,5 @@
 -- Prelude shared by the session scripts (prepended when a script is loaded; see redis.ts, which
--- also prepends the per-deployment constants TTL, MAX_STATE, LOG_LEN, LOG_MAX and PUB). Only what
+-- also prepends the per-deployment constants TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB and PREFIX_LEN). Only what
 -- several scripts use lives here: claim, keep-alive and catch-up run as scripts, whose top level
 -- (every helper's closure) runs again on each call; what only the write path needs is in mutate.lua.
 -- Scripts that may refresh a session's expiry receive its keys first, in KeySpace.sessionKeyList

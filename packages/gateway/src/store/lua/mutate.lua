@@ -15,7 +15,8 @@
 --         set: key, stored, size | delete: key | incr: key, delta
 --         patch: nChanges, (key, stored, size)*, deleted keys* | merge: nChanges, (key, stored, size)*
 --         replace: nKeys, (key, stored, size)*
---       Per-deployment constants come from the prelude: TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB.
+--       Per-deployment constants come from the prelude: TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB,
+--       PREFIX_LEN (bytes of the key prefix).
 -- Returns one cmsgpack array:
 --   {'ok', version, created, rebased, valueText, duplicate, stateFlat (merge only) | nil,
 --    refreshed (0/1: the expiry moved; indexes follow)} followed by the session header as stored
@@ -33,32 +34,52 @@
 -- Redis runs this for every write, so it avoids what costs most in Redis's Lua: creating strings
 -- (each is hashed and interned), tables and closures, and number-to-text conversions (sprintf).
 
+-- Library functions as upvalues. A Function's globals table is empty, the real globals behind its
+-- __index: every `string.sub` or `redis.call` is a metatable lookup and a table read, ~90 Redis
+-- instructions, and a write made about a hundred. They are bound on the first call (hf_bind, from
+-- mutateBatch.lua): FUNCTION LOAD runs the top level with only redis.register_function in reach.
+local rcall, mpack, munpack, to_number, to_string, unpack_list
+local s_sub, s_match, s_find, s_char, s_byte, s_format, s_rep, s_gsub
+local m_floor, m_abs, m_max, m_min, HUGE
+local function hf_bind()
+  rcall, mpack, munpack, to_number, to_string, unpack_list = redis.call, cmsgpack.pack, cmsgpack.unpack, tonumber, tostring, unpack
+  s_sub, s_match, s_find, s_char, s_byte, s_format, s_rep, s_gsub =
+    string.sub, string.match, string.find, string.char, string.byte, string.format, string.rep, string.gsub
+  m_floor, m_abs, m_max, m_min, HUGE = math.floor, math.abs, math.max, math.min, math.huge
+end
+
 local TOMB_MAX = 1024
 
--- A state record is "version|size|stored": returns version, size and where the stored value starts.
+-- A state record is "version|size|stored": returns size, where the stored value starts and where
+-- the version ends. The version is read only by a rebase (hf_rec_version): a number read is ~1.2k
+-- Redis instructions (strtod).
 local function hf_rec(raw)
-  local a = string.find(raw, '|', 1, true)
-  local b = string.find(raw, '|', a + 1, true)
-  return tonumber(string.sub(raw, 1, a - 1)), tonumber(string.sub(raw, a + 1, b - 1)), b + 1
+  local a = s_find(raw, '|', 1, true)
+  local b = s_find(raw, '|', a + 1, true)
+  return to_number(s_sub(raw, a + 1, b - 1)), b + 1, a
+end
+
+local function hf_rec_version(r)
+  return to_number(s_sub(r[3], 1, r[5] - 1))
 end
 
 -- HGETALL of the state hash → flat {key, stored, ...} without the record prefixes.
 local function hf_state_flat(flat)
   for i = 2, #flat, 2 do
-    local _, _, p = hf_rec(flat[i])
-    flat[i] = string.sub(flat[i], p)
+    local _, p = hf_rec(flat[i])
+    flat[i] = s_sub(flat[i], p)
   end
   return flat
 end
 
--- redis.call with a long argument list, in chunks: unpack() of thousands of values overflows
+-- A command with a long argument list, in chunks: unpack() of thousands of values overflows
 -- Lua's C stack. `step` must be even for field/value lists.
 local function hf_chunked(cmd, key, list, step)
   local n = #list
   local i = 1
   while i <= n do
-    local j = math.min(n, i + step - 1)
-    redis.call(cmd, key, unpack(list, i, j))
+    local j = m_min(n, i + step - 1)
+    rcall(cmd, key, unpack_list(list, i, j))
     i = j + 1
   end
 end
@@ -68,25 +89,25 @@ end
 -- point falls within -6..21 digits, else d.ddde±x. Both stores then store, size and send one text.
 local function hf_number_text(n)
   if n == 0 then return '0' end
-  if n == math.floor(n) and math.abs(n) < 1e15 then return string.format('%d', n) end
+  if n == m_floor(n) and m_abs(n) < 1e15 then return s_format('%d', n) end
   local s
   for p = 0, 16 do
-    s = string.format('%.' .. p .. 'e', n)
-    if tonumber(s) == n then break end
+    s = s_format('%.' .. p .. 'e', n)
+    if to_number(s) == n then break end
   end
-  local sign, int, frac, e = string.match(s, '^(-?)(%d)%.?(%d*)e([-+]%d+)$')
-  local digits = string.gsub(int .. frac, '0+$', '')
-  local k, pt = #digits, tonumber(e) + 1
+  local sign, int, frac, e = s_match(s, '^(-?)(%d)%.?(%d*)e([-+]%d+)$')
+  local digits = s_gsub(int .. frac, '0+$', '')
+  local k, pt = #digits, to_number(e) + 1
   local out
   if k <= pt and pt <= 21 then
-    out = digits .. string.rep('0', pt - k)
+    out = digits .. s_rep('0', pt - k)
   elseif 0 < pt and pt <= 21 then
-    out = string.sub(digits, 1, pt) .. '.' .. string.sub(digits, pt + 1)
+    out = s_sub(digits, 1, pt) .. '.' .. s_sub(digits, pt + 1)
   elseif -6 < pt and pt <= 0 then
-    out = '0.' .. string.rep('0', -pt) .. digits
+    out = '0.' .. s_rep('0', -pt) .. digits
   else
     local x = pt - 1
-    out = string.sub(digits, 1, 1) .. (k > 1 and ('.' .. string.sub(digits, 2)) or '') .. 'e' .. (x >= 0 and '+' or '-') .. math.abs(x)
+    out = s_sub(digits, 1, 1) .. (k > 1 and ('.' .. s_sub(digits, 2)) or '') .. 'e' .. (x >= 0 and '+' or '-') .. m_abs(x)
   end
   return sign .. out
 end
@@ -108,51 +129,65 @@ local DEDUPE_GEN = 64
 -- decimal text: number formatting is among the dearest things a script does.
 local function hf_dedupe_fields(device, corr)
   local n = #device
-  local id = string.char(n % 256, math.floor(n / 256)) .. device .. corr
+  local id = s_char(n % 256, m_floor(n / 256)) .. device .. corr
   return 'c0:' .. id, 'c1:' .. id
 end
 
 -- The version and INCREMENT result of a record still within the window, or nil.
 local function hf_dedupe_find(record, now)
   if not record then return nil end
-  local t, v, value = string.match(record, '^(%d+)|(%d+)|(.*)$')
-  if now - tonumber(t) > DEDUPE_WINDOW then return nil end
-  return tonumber(v), value
+  local t, v, value = s_match(record, '^(%d+)|(%d+)|(.*)$')
+  if now - to_number(t) > DEDUPE_WINDOW then return nil end
+  return to_number(v), value
 end
 
 -- Deletes every record of generation g (0 or 1), by field name alone, and any record a build
 -- before the generations left ('c:' ..; never read now, so dropped with the first switch).
 local function hf_dedupe_drop(meta, g)
-  local names = redis.call('HKEYS', meta)
+  local names = rcall('HKEYS', meta)
   local mark = g == 0 and 48 or 49 -- '0' | '1'
   local drop = {}
   for i = 1, #names do
-    local a, b, c = string.byte(names[i], 1, 3)
+    local a, b, c = s_byte(names[i], 1, 3)
     if a == 99 and ((b == mark and c == 58) or b == 58) then drop[#drop + 1] = names[i] end -- 'c' g ':' | 'c:'
   end
   if #drop > 0 then hf_chunked('HDEL', meta, drop, 200) end
 end
 
+-- The success reply is msgpack written by hand, one concatenation (packing an 8-field table cost
+-- ~9k Redis instructions a write): the array {'ok', version, created 0/1, rebased 0/1, INCREMENT
+-- result (number text, at most 24 bytes: a fixstr), duplicate 0, merged state | false, refreshed 0/1},
+-- as cmsgpack.pack would encode it.
+local OK_HEAD = '\152\162ok' -- fixarray of 8, fixstr 'ok'
+
+-- A whole number >= 0 as msgpack, in the width cmsgpack.pack picks.
+local function hf_mp_uint(n)
+  if n < 128 then return s_char(n) end
+  if n < 256 then return s_char(204, n) end
+  if n < 65536 then return s_char(205, (n - n % 256) / 256, n % 256) end
+  return mpack(n)
+end
+
 -- The reply to a retry: the outcome of the write it repeats, without applying it again.
 local function hf_duplicate(rawHeader, version, valueText)
-  return cmsgpack.pack({'ok', version, 0, 0, valueText, 1, false, 0}) .. rawHeader
+  return mpack({'ok', version, 0, 0, valueText, 1, false, 0}) .. rawHeader
 end
 
 -- The whole state as {key, stored, ...} for a conflict reply (none when the session is new).
 local function hf_state_now(exists, stateKey)
   if not exists then return {} end
-  return hf_state_flat(redis.call('HGETALL', stateKey))
+  return hf_state_flat(rcall('HGETALL', stateKey))
 end
 
--- Live records of the keys a change touches, read once into `recs`: {version, size, raw,
--- valueStart} | false.
+-- Live records of the keys a change touches, read once into `recs`: {version (false until a
+-- rebase reads it, hf_rec_version), size, raw, valueStart, versionEnd} | false.
 local function hf_live(recs, exists, stateKey, k)
   local r = recs[k]
   if r == nil then
-    local raw = exists and redis.call('HGET', stateKey, k)
+    local raw = exists and rcall('HGET', stateKey, k)
     if raw then
-      local v, s, p = hf_rec(raw)
-      r = {v, s, raw, p}
+      local size, p, a = hf_rec(raw)
+      r = {false, size, raw, p, a}
     else
       r = false
     end
@@ -163,34 +198,34 @@ end
 
 -- A refusal; with `mark`, the device's mutation id counts as processed (a retry would be refused too).
 local function hf_refuse(mark, meta, markField, mid, reply)
-  if mark then redis.call('HSET', meta, markField, mid) end
-  return cmsgpack.pack(reply)
+  if mark then rcall('HSET', meta, markField, mid) end
+  return mpack(reply)
 end
 
 local function hf_mutate(KEYS, ARGV, ko, ao, an)
 local meta, stateKey, tombKey, logKey = KEYS[ko + 1], KEYS[ko + 2], KEYS[ko + 3], KEYS[ko + 4]
-local op, admin, rule, ev, bv, mid, connS, nowS, seed = string.match(ARGV[ao + 1], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+local op, admin, rule, ev, bv, mid, connS, nowS, seed = s_match(ARGV[ao + 1], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
 local actor, ownerArg, dev, app, origin, corr = ARGV[ao + 2], ARGV[ao + 3], ARGV[ao + 4], ARGV[ao + 5], ARGV[ao + 6], ARGV[ao + 7]
 local useMid = mid ~= '-' and dev ~= ''
 local useIdem = not useMid and corr ~= '' and dev ~= ''
-local now = tonumber(nowS)
+local now = to_number(nowS)
 
 -- The header, with the device's mark or the write's dedupe records (one per generation).
 local markField, idem0, idem1
 local m
 if useMid then
   markField = 'm:' .. dev
-  m = redis.call('HMGET', meta, 'h', markField)
+  m = rcall('HMGET', meta, 'h', markField)
 elseif useIdem then
   idem0, idem1 = hf_dedupe_fields(dev, corr)
-  m = redis.call('HMGET', meta, 'h', idem0, idem1)
+  m = rcall('HMGET', meta, 'h', idem0, idem1)
 else
-  m = {redis.call('HGET', meta, 'h')}
+  m = {rcall('HGET', meta, 'h')}
 end
-local h = m[1] and cmsgpack.unpack(m[1])
+local h = m[1] and munpack(m[1])
 local exists = h ~= false and h ~= nil
 if exists and h[H_UID] ~= actor and admin ~= '1' then
-  return cmsgpack.pack({'not_found'})
+  return mpack({'not_found'})
 end
 local owner = exists and h[H_UID] or ownerArg
 local current = exists and h[H_V] or 0
@@ -199,7 +234,7 @@ local createdAt = exists and h[H_CREATED] or now
 
 -- Retries: a mutation id at or below the device's mark, or a (device, correlation id) pair seen
 -- within the dedupe window, is answered without applying it again.
-if exists and useMid and tonumber(mid) <= (tonumber(m[2]) or 0) then
+if exists and useMid and to_number(mid) <= (to_number(m[2]) or 0) then
   return hf_duplicate(m[1], current, '')
 end
 if useIdem and exists and (m[2] or m[3]) then
@@ -221,35 +256,35 @@ local incrValue = ''
 local delta = 0
 if op == 'set' then
   local sizeText = ARGV[ao + 10]
-  writes[1] = {ARGV[ao + 8], ARGV[ao + 9], tonumber(sizeText), sizeText}
+  writes[1] = {ARGV[ao + 8], ARGV[ao + 9], to_number(sizeText), sizeText}
 elseif op == 'delete' then
   writes[1] = {ARGV[ao + 8], false, 0}
 elseif op == 'incr' then
   local key = ARGV[ao + 8]
-  delta = tonumber(ARGV[ao + 9])
+  delta = to_number(ARGV[ao + 9])
   local r = hf_live(recs, exists, stateKey, key)
   local base = 0
   if r then
-    local old = string.sub(r[3], r[4])
-    base = tonumber(old)
+    local old = s_sub(r[3], r[4])
+    base = to_number(old)
     -- tonumber also accepts hex and padded text that JSON never produces; only plain JSON numbers count.
-    if base == nil or not string.match(old, '^-?%d+%.?%d*[eE]?[-+]?%d*$') then
+    if base == nil or not s_match(old, '^-?%d+%.?%d*[eE]?[-+]?%d*$') then
       return hf_refuse(markOnRefusal, meta, markField, mid, {'not_a_number', key})
     end
   end
   local n = base + delta
-  if n ~= n or n == math.huge or n == -math.huge then
+  if n ~= n or n == HUGE or n == -HUGE then
     return hf_refuse(markOnRefusal, meta, markField, mid, {'not_a_number', key})
   end
   incrValue = hf_number_text(n)
   local size = #key + #incrValue
-  writes[1] = {key, incrValue, size, tostring(size)}
+  writes[1] = {key, incrValue, size, to_string(size)}
 else
-  local n = tonumber(ARGV[ao + 8])
+  local n = to_number(ARGV[ao + 8])
   local i = ao + 9
   for _ = 1, n do
     local sizeText = ARGV[i + 2]
-    writes[#writes + 1] = {ARGV[i], ARGV[i + 1], tonumber(sizeText), sizeText}
+    writes[#writes + 1] = {ARGV[i], ARGV[i + 1], to_number(sizeText), sizeText}
     i = i + 3
   end
   if op == 'patch' then
@@ -264,13 +299,13 @@ else
 end
 
 -- Version checks.
-if ev ~= '-' and tonumber(ev) ~= current + 1 then
+if ev ~= '-' and to_number(ev) ~= current + 1 then
   return hf_refuse(markOnRefusal, meta, markField, mid, {'conflict', current, false, hf_state_now(exists, stateKey)})
 end
 local rebased = 0
 local tf = exists and h[H_TF] or 0
 if bv ~= '-' then
-  local base = tonumber(bv)
+  local base = to_number(bv)
   if base > current then
     return hf_refuse(markOnRefusal, meta, markField, mid, {'conflict', current, {}, hf_state_now(exists, stateKey)})
   elseif base < current then
@@ -282,11 +317,11 @@ if bv ~= '-' then
         local r = hf_live(recs, exists, stateKey, k)
         local v
         if r then
-          v = r[1]
+          v = r[1] or hf_rec_version(r)
         else
           -- Deleted keys keep their deletion version as a tombstone; pruned tombstones are covered
           -- by the floor, conservatively (a key unknown here may have been deleted up to tf).
-          v = tonumber(exists and redis.call('HGET', tombKey, k) or '0')
+          v = to_number(exists and rcall('HGET', tombKey, k) or '0')
           if v < tf then v = tf end
         end
         if v > base then conflicting[#conflicting + 1] = k end
@@ -311,7 +346,7 @@ if op == 'replace' then
     newKeys[writes[j][1]] = true
   end
   if prevBytes > 0 then
-    local old = redis.call('HKEYS', stateKey)
+    local old = rcall('HKEYS', stateKey)
     for j = 1, #old do
       if not newKeys[old[j]] then gone[#gone + 1] = old[j] end
     end
@@ -337,19 +372,19 @@ if bytes > MAX_STATE then
 end
 
 -- Creating the session: the caller reserves the owner's quota first when it is limited.
-if not exists and rule == 'R' then return cmsgpack.pack({'needs_reservation'}) end
+if not exists and rule == 'R' then return mpack({'needs_reservation'}) end
 
 -- All checks passed: write.
 if not exists then hf_new_session(KEYS, ko) end
 local version = current + 1
-local vs = tostring(version)
+local vs = to_string(version)
 local exp = exists and h[H_EXP] or 0
 local refreshed = hf_due(exp, now)
 if refreshed then exp = refreshed end
 -- Keys this write brings into being get the session's expiry (a list only when there are any).
 local createdKeys = false
 
-if op == 'replace' and prevBytes > 0 then redis.call('DEL', stateKey) end
+if op == 'replace' and prevBytes > 0 then rcall('DEL', stateKey) end
 -- Sets before deletes: the hash is only ever emptied when the state is, so it exists (and keeps
 -- its expiry) exactly when prevBytes > 0; and a key both set and deleted ends deleted, as in
 -- store/memory.ts.
@@ -357,7 +392,7 @@ local setAny = false
 if #writes == 1 then
   local w = writes[1]
   if w[2] then
-    redis.call('HSET', stateKey, w[1], vs .. '|' .. w[4] .. '|' .. w[2])
+    rcall('HSET', stateKey, w[1], vs .. '|' .. w[4] .. '|' .. w[2])
     setAny = true
   end
 else
@@ -381,7 +416,7 @@ local tn = exists and h[H_TN] or 0
 if #gone > 0 then
   if tn + #gone > TOMB_MAX then
     -- Bounded: drop every tombstone and raise the floor to this version instead.
-    redis.call('DEL', tombKey)
+    rcall('DEL', tombKey)
     tf, tn = version, 0
   else
     local targs = {}
@@ -413,11 +448,12 @@ elseif op == 'patch' or op == 'replace' then
     end
   end
 else
-  fields = hf_state_flat(redis.call('HGETALL', stateKey))
+  fields = hf_state_flat(rcall('HGETALL', stateKey))
 end
-local sessionId = string.match(meta, '{([^}]*)}')
+-- (meta is PREFIX .. '{' .. session id .. '}:meta'; a pattern match here cost ~2k instructions)
+local sessionId = s_sub(meta, PREFIX_LEN + 2, -7)
 -- (empty field lists travel as false, the connection number as its text: the decoder takes both)
-local frame = cmsgpack.pack({1, sessionId, version, origin, connS, dev, corr,
+local frame = mpack({1, sessionId, version, origin, connS, dev, corr,
   op, key, value, delta, fields, deleted, now, epoch})
 
 -- Log id = version, so resume is XRANGE (last+1)-0 + with no bookkeeping.
@@ -427,23 +463,23 @@ if lf == 0 then
   -- The session's first log entry. A session made by hf_new_session has no log; one claimed by an
   -- older build (during a rolling deploy) may still hold an earlier incarnation's, with higher ids
   -- XADD would refuse after the state was already written.
-  if exists then redis.call('DEL', logKey) end
+  if exists then rcall('DEL', logKey) end
   lf, lb = version, 0
   createdKeys = createdKeys or {}
   createdKeys[#createdKeys + 1] = logKey
 end
-redis.call('XADD', logKey, vs .. '-0', 'f', frame)
+rcall('XADD', logKey, vs .. '-0', 'f', frame)
 lb = lb + #frame
 -- Trim by entries and by bytes, each in batches of an eighth (past the limit, back to 7/8 of it for
 -- bytes), so a log at its limit is not read back on every write; keep the newest.
 local logLength, logMax = LOG_LEN, LOG_MAX
-local byteTarget = logMax - math.floor(logMax / 8)
+local byteTarget = logMax - m_floor(logMax / 8)
 local count = version - lf + 1
-if count > logLength + math.max(1, math.floor(logLength / 8)) or lb > logMax then
+if count > logLength + m_max(1, m_floor(logLength / 8)) or lb > logMax then
   local first, freed, cursor = lf, 0, '-'
   local done = false
   while not done do
-    local batch = redis.call('XRANGE', logKey, cursor, '+', 'COUNT', 32)
+    local batch = rcall('XRANGE', logKey, cursor, '+', 'COUNT', 32)
     if #batch == 0 then break end
     for j = 1, #batch do
       local left = version - first + 1
@@ -452,12 +488,12 @@ if count > logLength + math.max(1, math.floor(logLength / 8)) or lb > logMax the
         break
       end
       freed = freed + #batch[j][2][2]
-      first = tonumber(string.match(batch[j][1], '^(%d+)')) + 1
+      first = to_number(s_match(batch[j][1], '^(%d+)')) + 1
     end
     cursor = '(' .. batch[#batch][1]
   end
   if first > lf then
-    redis.call('XTRIM', logKey, 'MINID', first .. '-0')
+    rcall('XTRIM', logKey, 'MINID', first .. '-0')
     lf, lb = first, lb - freed
   end
 end
@@ -468,8 +504,8 @@ local header = {owner, version, epoch, createdAt, now, exists and h[H_RECENT] or
 if owner == ownerArg then header[H_RECENT] = now end
 local headerText
 if useMid then
-  headerText = cmsgpack.pack(header)
-  redis.call('HSET', meta, 'h', headerText, markField, mid)
+  headerText = mpack(header)
+  rcall('HSET', meta, 'h', headerText, markField, mid)
 elseif useIdem then
   local g = header[H_DG]
   local field = g == 0 and idem0 or idem1
@@ -481,21 +517,22 @@ elseif useIdem then
       header[H_DG], header[H_DN] = 1 - g, 0
     end
   end
-  headerText = cmsgpack.pack(header)
-  redis.call('HSET', meta, 'h', headerText, field, nowS .. '|' .. vs .. '|' .. incrValue)
+  headerText = mpack(header)
+  rcall('HSET', meta, 'h', headerText, field, nowS .. '|' .. vs .. '|' .. incrValue)
 else
-  headerText = cmsgpack.pack(header)
-  redis.call('HSET', meta, 'h', headerText)
+  headerText = mpack(header)
+  rcall('HSET', meta, 'h', headerText)
 end
 
 if refreshed then
   hf_refresh(KEYS, exp, ko)
 elseif createdKeys then
-  for j = 1, #createdKeys do redis.call('PEXPIREAT', createdKeys[j], exp) end
+  for j = 1, #createdKeys do rcall('PEXPIREAT', createdKeys[j], exp) end
 end
 
-redis.call(PUB, string.sub(meta, 1, -5) .. 'ch', frame)
+rcall(PUB, s_sub(meta, 1, -5) .. 'ch', frame)
 
-return cmsgpack.pack({'ok', version, current == 0 and 1 or 0, rebased, incrValue, 0,
-  op == 'merge' and fields or false, refreshed and 1 or 0}) .. headerText
+return OK_HEAD .. hf_mp_uint(version) .. (current == 0 and '\1' or '\0') .. (rebased == 1 and '\1' or '\0')
+  .. s_char(160 + #incrValue) .. incrValue .. '\0' .. (op == 'merge' and mpack(fields) or '\194') .. (refreshed and '\1' or '\0')
+  .. headerText
 end

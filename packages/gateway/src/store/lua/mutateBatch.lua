@@ -6,12 +6,13 @@
 -- ARGV: for each change, its argument count, then its arguments (mutate.lua).
 -- Returns one reply per change: mutate.lua's cmsgpack reply, or cmsgpack {'error', message}.
 local function hf_mutate_batch(KEYS, ARGV)
+if not rcall then hf_bind() end
 local out = {}
 local a = 1
 local i = 0
 local nargs = #ARGV
 while a <= nargs do
-  local n = tonumber(ARGV[a])
+  local n = to_number(ARGV[a])
   local ok, reply = pcall(hf_mutate, KEYS, ARGV, i * 5, a, n)
   i = i + 1
   if ok then
