@@ -8,6 +8,8 @@
 // sessions=10 gives each session ~300 writes (dedupe generations rotate, as in the reference
 // fan-out, where each session writes ~10 times a second). Redis runs with hz 1 so that its timer
 // work, which grows with the (valgrind-slowed) wall time, stays out of the count. Needs valgrind.
+// REDIS_BIN=<path> runs another redis-server build (one built with symbols, `make OPTIMIZATION='-O2 -g'`,
+// names the Lua VM's functions); KEEP=1 keeps the callgrind files for callgrind_annotate.
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -29,7 +31,7 @@ const freePort = () => new Promise((res) => { const s = net.createServer().liste
 async function instructions(count, inflight) {
   const port = await freePort();
   const out = path.join(dir, `cg.${port}.out`);
-  const server = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, 'redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--hz', '1'], { stdio: 'ignore' });
+  const server = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, process.env.REDIS_BIN ?? 'redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--hz', '1'], { stdio: 'ignore' });
   const exited = new Promise((r) => server.on('exit', r));
   try {
     for (let i = 0; ; i++) {
@@ -72,5 +74,6 @@ try {
   for (const inflight of [1, 8]) result[`instructions_per_update_${inflight}_per_call`] = Math.round((await instructions(M, inflight) - base) / M);
   console.log(JSON.stringify(result));
 } finally {
-  rmSync(dir, { recursive: true, force: true });
+  if (process.env.KEEP === '1') console.log(`callgrind files kept in ${dir}`);
+  else rmSync(dir, { recursive: true, force: true });
 }
