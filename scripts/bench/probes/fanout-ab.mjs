@@ -7,7 +7,7 @@
 // round and the median of the per-round B/A ratios (A against A read 1.008 and 1.02 here;
 // single rounds spread ±15%, so trust medians of 10+ rounds, never one round).
 //   node scripts/bench/probes/fanout-ab.mjs [dirA] [dirB]     (default: this checkout for both)
-//   env: SESSIONS=300 RATE=3000 SECS=3 ROUNDS=12 FLAGS_A/FLAGS_B (node flags; default --max-semi-space-size=8)
+//   env: SESSIONS=300 RATE=3000 SECS=3 ROUNDS=12 FLAGS_A/FLAGS_B (node flags; default the service's own)
 // Each dir must be a built checkout (npm run build).
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -24,7 +24,8 @@ const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../.
 const dirs = [path.resolve(process.argv[2] ?? here), path.resolve(process.argv[3] ?? process.argv[2] ?? here)];
 const E = process.env;
 const SESSIONS = Number(E.SESSIONS ?? 300), RATE = Number(E.RATE ?? 3000), SECS = Number(E.SECS ?? 3), ROUNDS = Number(E.ROUNDS ?? 12);
-const FLAGS = [E.FLAGS_A ?? '--max-semi-space-size=8', E.FLAGS_B ?? '--max-semi-space-size=8'].map((f) => f.split(' ').filter(Boolean));
+const DEFAULT_FLAGS = '--max-semi-space-size=8 --heap-growing-percent=20'; // as the service runs
+const FLAGS = [E.FLAGS_A ?? DEFAULT_FLAGS, E.FLAGS_B ?? DEFAULT_FLAGS].map((f) => f.split(' ').filter(Boolean));
 const SECRET = 'fanout-ab-0123456789abcdef0123456789';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
