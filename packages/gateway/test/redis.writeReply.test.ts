@@ -11,7 +11,8 @@ import { createRedis, whenReady, type RedisLike } from '../src/store/redisClient
 /**
  * mutate.lua writes its success reply as msgpack by hand (store/lua/mutate.lua, OK_HEAD), and reads
  * the session id off the meta key by the prefix's length: what the Node side decodes must not
- * change with the version's width, the INCREMENT result or the characters of the key prefix.
+ * change with the version's width, the INCREMENT result or the characters of the key prefix (the
+ * configuration refuses braces in REDIS_PREFIX; a KeySpace built in code may hold them).
  */
 const redis = useRedis();
 

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createNode, loadConfig, TokenService, type GatewayNode, type NodeOptions, type Role } from '@harmonyflow/gateway';
 import { killWithParent } from './orphans';
@@ -76,6 +77,18 @@ export interface NodeProcess {
 
 const MAIN = path.resolve(__dirname, '../../gateway/dist/main.js');
 
+/**
+ * The V8 flags the service runs with, read off the gateway entry's shebang
+ * (`#!/usr/bin/env -S node <flags>`; the image's CMD and `npm start` pass the same, which a test
+ * checks): spawned gateways, benchmarks included, run as the service does.
+ */
+export function gatewayNodeFlags(): string[] {
+  const first = readFileSync(MAIN, 'utf8').split('\n', 1)[0];
+  const m = /^#!.*\bnode((?:\s+--[\w-]+(?:=\S+)?)*)\s*$/.exec(first);
+  if (!m) throw new Error(`no node flags on the first line of ${MAIN}: ${first}`);
+  return m[1].trim().split(/\s+/).filter(Boolean);
+}
+
 // A failed test must not leave gateway processes behind.
 const spawned = new Set<ChildProcess>();
 process.once('exit', () => {
@@ -86,7 +99,7 @@ process.once('exit', () => {
 export async function spawnNode(env: Record<string, string | undefined> = {}): Promise<NodeProcess> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
   const fullEnv = { ...process.env, ...testEnv({ LOG_LEVEL: 'info', ...env, PORT: String(port) }) };
-  const proc = spawn(process.execPath, [MAIN], { env: fullEnv as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [...gatewayNodeFlags(), MAIN], { env: fullEnv as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   spawned.add(proc);
   proc.once('exit', () => spawned.delete(proc));
   killWithParent(proc, 'node');

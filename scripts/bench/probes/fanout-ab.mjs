@@ -18,13 +18,13 @@ import { createRequire } from 'node:module';
 import { mintAccessToken } from '../lib/ws.mjs';
 const require = createRequire(import.meta.url);
 const WebSocket = require('ws');
-const { freePort, startRedis } = require('../../../packages/testkit/dist/index.js');
+const { freePort, gatewayNodeFlags, startRedis } = require('../../../packages/testkit/dist/index.js');
 
 const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const dirs = [path.resolve(process.argv[2] ?? here), path.resolve(process.argv[3] ?? process.argv[2] ?? here)];
 const E = process.env;
 const SESSIONS = Number(E.SESSIONS ?? 300), RATE = Number(E.RATE ?? 3000), SECS = Number(E.SECS ?? 3), ROUNDS = Number(E.ROUNDS ?? 12);
-const DEFAULT_FLAGS = '--max-semi-space-size=8 --heap-growing-percent=50'; // as the service runs
+const DEFAULT_FLAGS = gatewayNodeFlags().join(' '); // as the service runs
 const FLAGS = [E.FLAGS_A ?? DEFAULT_FLAGS, E.FLAGS_B ?? DEFAULT_FLAGS].map((f) => f.split(' ').filter(Boolean));
 const SECRET = 'fanout-ab-0123456789abcdef0123456789';
 

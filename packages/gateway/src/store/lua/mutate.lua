@@ -18,7 +18,7 @@
 --       Per-deployment constants come from the prelude: TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB,
 --       PREFIX_LEN (bytes of the key prefix).
 -- Returns one cmsgpack array:
---   {'ok', version, created, rebased, valueText, duplicate, stateFlat (merge only) | nil,
+--   {'ok', version, created, rebased, valueText, duplicate, stateFlat (merge only) | false,
 --    refreshed (0/1: the expiry moved; indexes follow)} followed by the session header as stored
 --    (a second msgpack value in the same string; owner, epoch, times, device, app version and
 --    expiry come from it: the reply reuses the bytes the write stored instead of packing them again)
@@ -63,11 +63,12 @@ local function hf_rec_version(r)
   return to_number(s_sub(r[3], 1, r[5] - 1))
 end
 
--- HGETALL of the state hash → flat {key, stored, ...} without the record prefixes.
+-- HGETALL of the state hash → flat {key, stored, ...} without the record prefixes (cut after the
+-- second '|', no number read).
 local function hf_state_flat(flat)
   for i = 2, #flat, 2 do
-    local _, p = hf_rec(flat[i])
-    flat[i] = s_sub(flat[i], p)
+    local raw = flat[i]
+    flat[i] = s_sub(raw, s_find(raw, '|', s_find(raw, '|', 1, true) + 1, true) + 1)
   end
   return flat
 end
@@ -156,7 +157,7 @@ end
 
 -- The success reply is msgpack written by hand, one concatenation (packing an 8-field table cost
 -- ~9k Redis instructions a write): the array {'ok', version, created 0/1, rebased 0/1, INCREMENT
--- result (number text, at most 24 bytes: a fixstr), duplicate 0, merged state | false, refreshed 0/1},
+-- result (number text, at most 25 bytes: a fixstr), duplicate 0, merged state | false, refreshed 0/1},
 -- as cmsgpack.pack would encode it.
 local OK_HEAD = '\152\162ok' -- fixarray of 8, fixstr 'ok'
 
