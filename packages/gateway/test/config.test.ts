@@ -42,6 +42,10 @@ describe('loadConfig', () => {
     ['LOG_MAX_BYTES', { LOG_MAX_BYTES: '12' }],
     ['MAX_SESSIONS_PER_USER', { MAX_SESSIONS_PER_USER: 'many' }],
     ['MAX_HANDOFFS_PER_SESSION', { MAX_HANDOFFS_PER_SESSION: '-1' }],
+    // The session scripts find a session's id in its keys by the prefix's length and the hash tag.
+    ['REDIS_PREFIX', { REDIS_PREFIX: 'hf{x}:' }],
+    ['REDIS_PREFIX', { REDIS_PREFIX: 'hf:}' }],
+    ['REDIS_PREFIX', { REDIS_PREFIX: 'h f:' }],
   ])('names %s when it is bad', (variable, env) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     try {

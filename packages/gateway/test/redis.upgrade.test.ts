@@ -1,10 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import Redis from 'ioredis';
-import { useRedis } from '@harmonyflow/testkit';
-import { createLogger } from '../src/log';
+import { useRedis, useRedisStore } from '@harmonyflow/testkit';
 import { KeySpace } from '../src/store/keys';
-import { RedisStore } from '../src/store/redis';
-import { createRedis, whenReady, type RedisLike } from '../src/store/redisClient';
 
 /**
  * Sessions a build before this one left in Redis, as a rolling deploy meets them: what the write
@@ -14,35 +10,22 @@ const redis = useRedis();
 const keys = new KeySpace('up:');
 
 describe('sessions written by an earlier build', () => {
-  let client: RedisLike;
-  let store: RedisStore;
-  let admin: Redis;
-  beforeAll(async () => {
-    client = createRedis({ mode: 'single', url: redis().url }, createLogger('silent', 't'), 'command', 't');
-    await whenReady(client, 5000);
-    store = new RedisStore(client, keys, { ttlSeconds: 3600, maxStateBytes: 1 << 20, logLength: 100, logMaxBytes: 1 << 20, maxSessionsPerUser: 0, maxHandoffsPerSession: 5 });
-    admin = new Redis(redis().url);
-  });
-  afterAll(async () => {
-    admin.disconnect();
-    await store.close();
-    client.disconnect();
-  });
+  const s = useRedisStore(() => ({ mode: 'single', url: redis().url }), keys);
 
-  const write = (sessionId: string, value: number, correlationId?: string) => store.mutate({
+  const write = (sessionId: string, value: number, correlationId?: string) => s.store().mutate({
     sessionId, actor: { userId: 'alice', admin: false }, ownerId: 'alice', op: { op: 'set', key: 'k', value },
     deviceId: 'phone', originNode: 'n', correlationId,
   });
 
   it('a claimed session whose log still holds an earlier incarnation\'s entries takes its first write whole', async () => {
     const sid = randomUUID();
-    await store.claim(sid, 'alice', 'phone');
+    await s.store().claim(sid, 'alice', 'phone');
     // An older build's claim did not clear the log: entries with ids above the first write's.
-    await admin.xadd(keys.session(sid).log, '50-0', 'f', 'stale');
+    await s.client().xadd(keys.session(sid).log, '50-0', 'f', 'stale');
     const r = await write(sid, 1);
     expect(r).toMatchObject({ status: 'ok', version: 1 });
-    expect(await store.get(sid)).toMatchObject({ version: 1, state: { k: 1 } });
-    const log = await store.updatesSince(sid, 0, null);
+    expect(await s.store().get(sid)).toMatchObject({ version: 1, state: { k: 1 } });
+    const log = await s.store().updatesSince(sid, 0, null);
     expect(log?.frames).toHaveLength(1);
   });
 
@@ -50,9 +33,9 @@ describe('sessions written by an earlier build', () => {
     const sid = randomUUID();
     await write(sid, 0);
     const meta = keys.session(sid).meta;
-    await admin.hset(meta, 'c:5:phoneold-1', `${Date.now()}|1|`, 'c:5:phoneold-2', `${Date.now()}|1|`);
+    await s.client().hset(meta, 'c:5:phoneold-1', `${Date.now()}|1|`, 'c:5:phoneold-2', `${Date.now()}|1|`);
     for (let i = 1; i <= 64; i++) await write(sid, i, `corr-${i}`);
-    const fields = await admin.hkeys(meta);
+    const fields = await s.client().hkeys(meta);
     expect(fields.filter((f) => f.startsWith('c:'))).toEqual([]);
     expect(fields.filter((f) => f.startsWith('c0:') || f.startsWith('c1:')).length).toBeGreaterThanOrEqual(1);
   });

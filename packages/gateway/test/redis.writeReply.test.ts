@@ -1,12 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import Redis from 'ioredis';
 import { pack, unpack } from 'msgpackr';
 import { BusKind, decodeBusFrame } from '@harmonyflow/protocol';
-import { useRedis } from '@harmonyflow/testkit';
-import { createLogger } from '../src/log';
+import { useRedis, useRedisStore } from '@harmonyflow/testkit';
 import { KeySpace } from '../src/store/keys';
-import { RedisStore } from '../src/store/redis';
-import { createRedis, whenReady, type RedisLike } from '../src/store/redisClient';
+import type { RedisStore } from '../src/store/redis';
 
 /**
  * mutate.lua writes its success reply as msgpack by hand (store/lua/mutate.lua, OK_HEAD), and reads
@@ -16,23 +13,10 @@ import { createRedis, whenReady, type RedisLike } from '../src/store/redisClient
  */
 const redis = useRedis();
 
+/** A store with keys under `prefix` on the private Redis, for the enclosing describe block. */
 function storeWith(prefix: string) {
-  let client: RedisLike;
-  let store: RedisStore;
-  let admin: Redis;
   const keys = new KeySpace(prefix);
-  beforeAll(async () => {
-    client = createRedis({ mode: 'single', url: redis().url }, createLogger('silent', 't'), 'command', 't');
-    await whenReady(client, 5000);
-    store = new RedisStore(client, keys, { ttlSeconds: 3600, maxStateBytes: 1 << 20, logLength: 100, logMaxBytes: 1 << 20, maxSessionsPerUser: 0, maxHandoffsPerSession: 5 });
-    admin = new Redis(redis().url);
-  });
-  afterAll(async () => {
-    admin.disconnect();
-    await store.close();
-    client.disconnect();
-  });
-  return { keys, store: () => store, admin: () => admin };
+  return { keys, ...useRedisStore(() => ({ mode: 'single', url: redis().url }), keys) };
 }
 
 describe('the write path\'s reply', () => {
@@ -44,11 +28,11 @@ describe('the write path\'s reply', () => {
   /** Puts the stored session at `version` (header rewritten, log started afresh), as if it had taken that many writes. */
   async function atVersion(sessionId: string, version: number): Promise<void> {
     const k = s.keys.session(sessionId);
-    const h = unpack((await s.admin().hgetBuffer(k.meta, 'h'))!) as unknown[];
+    const h = unpack((await s.client().hgetBuffer(k.meta, 'h'))!) as unknown[];
     h[1] = version; // H_V
     h[10] = 0; // H_LF: no log yet
     h[11] = 0; // H_LB
-    await s.admin().multi().hset(k.meta, 'h', pack(h)).del(k.log).exec();
+    await s.client().multi().hset(k.meta, 'h', pack(h)).del(k.log).exec();
   }
 
   it.each([126, 127, 254, 255, 65534, 65535, 2 ** 32 - 2, 2 ** 32 - 1])('decodes the version written after %d, at every msgpack width', async (before) => {
@@ -92,5 +76,11 @@ describe.each(['tëst{x}:', '{a}b:', ''])('a key prefix %j', (prefix) => {
     await s.store().mutate({ sessionId: sid, actor: { userId: 'alice', admin: false }, ownerId: 'alice', op: { op: 'set', key: 'k', value: 1 }, deviceId: 'phone', originNode: 'n' });
     const log = await s.store().updatesSince(sid, 0, null);
     expect(decodeBusFrame(log!.frames[0])).toMatchObject({ kind: BusKind.UPDATE, sessionId: sid, version: 1 });
+  });
+
+  it('a device\'s claim lists the session under its own id in the owner\'s index', async () => {
+    const sid = `c-${randomUUID()}`;
+    await s.store().claim(sid, 'carol', 'phone');
+    expect(await s.store().latestSessionOf('carol')).toBe(sid);
   });
 });

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { createLogger, createRedis, KeySpace, whenReady, type RedisConfig, type RedisLike } from '@harmonyflow/gateway';
+import { createLogger, createRedis, KeySpace, RedisStore, whenReady, type RedisConfig, type RedisLike, type StoreLimits } from '@harmonyflow/gateway';
+import { CONTRACT_LIMITS } from './contract/sessionStore';
 import { useRedisCluster } from './cluster';
 import { useRedis, type PrivateRedis } from './redis';
 
@@ -44,4 +45,22 @@ export async function connectRedis(cfg: RedisConfig, role: 'command' | 'subscrib
 /** A fresh random key prefix, so suites sharing a Redis never see each other's keys. */
 export function randomKeySpace(): KeySpace {
   return new KeySpace(`t${randomUUID().slice(0, 8)}:`);
+}
+
+/**
+ * A RedisStore on `config()` for the enclosing describe block (connected before its tests, closed
+ * after), with its client for reading and writing the store's keys around it.
+ */
+export function useRedisStore(config: () => RedisConfig, keys: KeySpace, limits: StoreLimits = CONTRACT_LIMITS): { store: () => RedisStore; client: () => RedisLike } {
+  let client: RedisLike;
+  let store: RedisStore;
+  beforeAll(async () => {
+    client = await connectRedis(config());
+    store = new RedisStore(client, keys, limits);
+  });
+  afterAll(async () => {
+    await store.close();
+    client.disconnect();
+  });
+  return { store: () => store, client: () => client };
 }

@@ -82,10 +82,10 @@ const MAIN = path.resolve(__dirname, '../../gateway/dist/main.js');
  * (`#!/usr/bin/env -S node <flags>`; the image's CMD and `npm start` pass the same, which a test
  * checks): spawned gateways, benchmarks included, run as the service does.
  */
-export function gatewayNodeFlags(): string[] {
-  const first = readFileSync(MAIN, 'utf8').split('\n', 1)[0];
+export function gatewayNodeFlags(main = MAIN): string[] {
+  const first = readFileSync(main, 'utf8').split('\n', 1)[0];
   const m = /^#!.*\bnode((?:\s+--[\w-]+(?:=\S+)?)*)\s*$/.exec(first);
-  if (!m) throw new Error(`no node flags on the first line of ${MAIN}: ${first}`);
+  if (!m) throw new Error(`no node flags on the first line of ${main}: ${first}`);
   return m[1].trim().split(/\s+/).filter(Boolean);
 }
 
@@ -95,11 +95,19 @@ process.once('exit', () => {
   for (const p of spawned) p.kill('SIGKILL');
 });
 
+export interface SpawnOptions {
+  /** Another built checkout whose gateway to run (default: this one). */
+  readonly checkout?: string;
+  /** Node flags (default: the ones that gateway's entry names, gatewayNodeFlags). */
+  readonly flags?: readonly string[];
+}
+
 /** A real gateway process (built `dist/main.js`), ready when `/health` answers. */
-export async function spawnNode(env: Record<string, string | undefined> = {}): Promise<NodeProcess> {
+export async function spawnNode(env: Record<string, string | undefined> = {}, opts: SpawnOptions = {}): Promise<NodeProcess> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
   const fullEnv = { ...process.env, ...testEnv({ LOG_LEVEL: 'info', ...env, PORT: String(port) }) };
-  const proc = spawn(process.execPath, [...gatewayNodeFlags(), MAIN], { env: fullEnv as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const main = opts.checkout ? path.resolve(opts.checkout, 'packages/gateway/dist/main.js') : MAIN;
+  const proc = spawn(process.execPath, [...(opts.flags ?? gatewayNodeFlags(main)), main], { env: fullEnv as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   spawned.add(proc);
   proc.once('exit', () => spawned.delete(proc));
   killWithParent(proc, 'node');

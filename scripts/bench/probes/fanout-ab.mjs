@@ -9,7 +9,6 @@
 //   node scripts/bench/probes/fanout-ab.mjs [dirA] [dirB]     (default: this checkout for both)
 //   env: SESSIONS=300 RATE=3000 SECS=3 ROUNDS=12 FLAGS_A/FLAGS_B (node flags; default the service's own)
 // Each dir must be a built checkout (npm run build).
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -18,40 +17,21 @@ import { createRequire } from 'node:module';
 import { mintAccessToken } from '../lib/ws.mjs';
 const require = createRequire(import.meta.url);
 const WebSocket = require('ws');
-const { freePort, gatewayNodeFlags, startRedis } = require('../../../packages/testkit/dist/index.js');
+const { gatewayNodeFlags, sleep, spawnNode, startRedis, TEST_JWT_SECRET } = require('../../../packages/testkit/dist/index.js');
 
 const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const dirs = [path.resolve(process.argv[2] ?? here), path.resolve(process.argv[3] ?? process.argv[2] ?? here)];
 const E = process.env;
 const SESSIONS = Number(E.SESSIONS ?? 300), RATE = Number(E.RATE ?? 3000), SECS = Number(E.SECS ?? 3), ROUNDS = Number(E.ROUNDS ?? 12);
-const DEFAULT_FLAGS = gatewayNodeFlags().join(' '); // as the service runs
-const FLAGS = [E.FLAGS_A ?? DEFAULT_FLAGS, E.FLAGS_B ?? DEFAULT_FLAGS].map((f) => f.split(' ').filter(Boolean));
-const SECRET = 'fanout-ab-0123456789abcdef0123456789';
+// Each build runs with the flags its own entry names (as the service runs) unless FLAGS_A/FLAGS_B say otherwise.
+const FLAGS = [E.FLAGS_A, E.FLAGS_B].map((f, i) => (f === undefined ? gatewayNodeFlags(path.join(dirs[i], 'packages/gateway/dist/main.js')) : f.split(' ').filter(Boolean)));
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** utime + stime of a process, µs. */
 const cpu = (pid) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) * 10_000; };
 const median = (a) => { const s = [...a].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 
-const children = [];
-const stopAll = () => { for (const c of children) c.kill('SIGTERM'); };
-process.on('exit', stopAll);
-
-async function waitFor(check, what) {
-  for (let i = 0; i < 200; i++) { if (await check().catch(() => false)) return; await sleep(100); }
-  throw new Error(`${what} did not come up`);
-}
-
-async function startGateway(dir, flags, redisPort, name) {
-  const port = await freePort();
-  const child = spawn(process.execPath, [...flags, 'packages/gateway/dist/main.js'], {
-    cwd: dir, stdio: 'ignore',
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', REDIS_URL: `redis://127.0.0.1:${redisPort}`, JWT_SECRET: SECRET, JWT_REFRESH_SECRET: `${SECRET}-refresh`, REDIS_PREFIX: `${name}:`, NODE_ID: name, LOG_LEVEL: 'warn' },
-  });
-  children.push(child);
-  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/health`)).ok, `gateway ${name}`);
-  return { port, pid: child.pid };
-}
+const gateways = [];
+process.on('exit', () => { for (const g of gateways) g.node.kill(); });
 
 /** SESSIONS sessions × 3 authenticated devices on one gateway, with counters of what they receive. */
 async function connect(port) {
@@ -59,7 +39,7 @@ async function connect(port) {
   const sessions = [];
   for (let s = 0; s < SESSIONS; s++) {
     const sid = randomUUID();
-    const token = mintAccessToken(SECRET, `u-${port}-${s}`);
+    const token = mintAccessToken(TEST_JWT_SECRET, `u-${port}-${s}`);
     const devices = [];
     for (let j = 0; j < 3; j++) {
       const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
@@ -108,9 +88,10 @@ async function round(g) {
 
 const redis = await startRedis();
 try {
-  const gateways = [];
-  for (const [i, name] of ['a', 'b'].entries()) gateways.push({ ...(await startGateway(dirs[i], FLAGS[i], redis.port, name)) });
-  for (const g of gateways) Object.assign(g, await connect(g.port));
+  for (const [i, name] of ['a', 'b'].entries()) {
+    const node = await spawnNode({ REDIS_URL: redis.url, REDIS_PREFIX: `${name}:`, NODE_ID: name, LOG_LEVEL: 'warn' }, { checkout: dirs[i], flags: FLAGS[i] });
+    gateways.push({ node, port: node.port, pid: node.proc.pid, ...(await connect(node.port)) });
+  }
   console.log(`A ${dirs[0]} ${FLAGS[0].join(' ')}\nB ${dirs[1]} ${FLAGS[1].join(' ')}\n${SESSIONS * 3} connections each, ${RATE} writes/s, ${SECS} s rounds`);
   // Heartbeats keep the idle devices present, as clients do.
   const beat = setInterval(() => { for (const g of gateways) for (const d of g.sessions) for (const ws of d) ws.send(`{"type":1,"payload":{"client_time":${Date.now()}}}`); }, 10_000);
@@ -126,7 +107,7 @@ try {
   const errors = gateways.map((g) => g.st.errors);
   console.log(`median B/A ${median(ratios).toFixed(3)} over ${ROUNDS} rounds (ERROR frames: A ${errors[0]}, B ${errors[1]})`);
 } finally {
-  stopAll();
+  for (const g of gateways) g.node.kill();
   await redis.stop();
 }
 process.exit(0);

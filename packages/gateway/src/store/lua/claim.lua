@@ -12,7 +12,7 @@
 -- Returns {'ok', owner, version, epoch, created(0/1), lastMutationId, refreshedExpiry(0: none, or
 --   the indexes are already in step)} | {'needs_reservation'} | {'quota_exceeded'}
 local now = tonumber(ARGV[2])
-local sid = string.match(KEYS[1], '{([^}]*)}')
+local sid = hf_session_id(KEYS[1])
 
 -- The owner's and the global index list the session until `exp` (what redis.ts index() does on
 -- Redis Cluster, where they sit in other slots). True when done, so the caller skips its own.

@@ -63,12 +63,11 @@ local function hf_rec_version(r)
   return to_number(s_sub(r[3], 1, r[5] - 1))
 end
 
--- HGETALL of the state hash → flat {key, stored, ...} without the record prefixes (cut after the
--- second '|', no number read).
+-- HGETALL of the state hash → flat {key, stored, ...} without the record prefixes.
 local function hf_state_flat(flat)
   for i = 2, #flat, 2 do
-    local raw = flat[i]
-    flat[i] = s_sub(raw, s_find(raw, '|', s_find(raw, '|', 1, true) + 1, true) + 1)
+    local _, p = hf_rec(flat[i])
+    flat[i] = s_sub(flat[i], p)
   end
   return flat
 end
@@ -156,9 +155,9 @@ local function hf_dedupe_drop(meta, g)
 end
 
 -- The success reply is msgpack written by hand, one concatenation (packing an 8-field table cost
--- ~9k Redis instructions a write): the array {'ok', version, created 0/1, rebased 0/1, INCREMENT
--- result (number text, at most 25 bytes: a fixstr), duplicate 0, merged state | false, refreshed 0/1},
--- as cmsgpack.pack would encode it.
+-- ~9k Redis instructions a write; a helper function for it ~1.5k): the array {'ok', version, created
+-- 0/1, rebased 0/1, INCREMENT result (number text, at most 25 bytes: a fixstr), duplicate 0, merged
+-- state | false, refreshed 0/1}, as cmsgpack.pack would encode it. hf_duplicate packs the same array.
 local OK_HEAD = '\152\162ok' -- fixarray of 8, fixstr 'ok'
 
 -- A whole number >= 0 as msgpack, in the width cmsgpack.pack picks.
@@ -451,7 +450,7 @@ elseif op == 'patch' or op == 'replace' then
 else
   fields = hf_state_flat(rcall('HGETALL', stateKey))
 end
--- (meta is PREFIX .. '{' .. session id .. '}:meta'; a pattern match here cost ~2k instructions)
+-- lib.lua's hf_session_id, inlined: a Lua call costs a write ~0.8k Redis instructions.
 local sessionId = s_sub(meta, PREFIX_LEN + 2, -7)
 -- (empty field lists travel as false, the connection number as its text: the decoder takes both)
 local frame = mpack({1, sessionId, version, origin, connS, dev, corr,
