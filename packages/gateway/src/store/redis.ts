@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { ReplyError } from 'ioredis';
+import { ReplyError, type Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
 import type { JsonObject, JsonValue } from '@harmonyflow/protocol';
 import { StoreUnavailableError } from '../errors';
+import { flushWrites } from './coalesceWrites';
 import type { KeySpace } from './keys';
 import type { RedisLike } from './redisClient';
 import { randomSeed } from './randomSeed';
@@ -229,7 +230,10 @@ export class RedisStore implements SessionStore {
     }
     // Not through call(): nothing is queued behind a batch being sent, and callBuffer waits for a
     // load itself; one promise hop less per batch.
-    this.mutateFn.callBuffer(call).then(
+    const sent = this.mutateFn.callBuffer(call);
+    // The batch is this turn's write already: out now, not at the next turn's check phase.
+    flushWrites(this.r as Redis);
+    sent.then(
       (replies) => {
         for (let i = 0; i < items.length; i++) items[i].resolve((replies as Buffer[])[i]);
       },

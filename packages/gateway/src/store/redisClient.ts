@@ -1,6 +1,7 @@
 import Redis, { Cluster, type RedisOptions } from 'ioredis';
 import type { RedisConfig } from '../config';
 import type { Logger } from '../log';
+import { coalesceWrites } from './coalesceWrites';
 import { timeoutAfterPoll } from './timeoutAfterPoll';
 
 export type RedisLike = Redis | Cluster;
@@ -48,7 +49,10 @@ export function createRedis(cfg: RedisConfig, log: Logger, role: RedisRole, name
           redisOptions: { ...base, password: cfg.password, connectionName: name, tls },
         })
       : new Redis(cfg.url, { ...base, connectionName: name, lazyConnect: false, tls });
-  if (role === 'command') timeoutAfterPoll(client, COMMAND_TIMEOUT_MS);
+  if (role === 'command') {
+    timeoutAfterPoll(client, COMMAND_TIMEOUT_MS);
+    coalesceWrites(client);
+  }
   track(client, role);
   // An error listener per client: ioredis emits connection errors as events, and an unhandled
   // 'error' event would take the process down during a Redis blip.

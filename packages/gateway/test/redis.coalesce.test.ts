@@ -1,0 +1,67 @@
+import type Redis from 'ioredis';
+import { connectRedis, useRedisBackends } from '@harmonyflow/testkit';
+import { flushWrites } from '../src/store/coalesceWrites';
+
+/**
+ * Command connections write the commands of one event-loop turn to the socket together
+ * (store/coalesceWrites.ts): counted at the socket's write calls, each one a system call.
+ */
+const backends = useRedisBackends();
+
+/** Counts the socket's calls down to the kernel (_write per chunk, or _writev for a corked run). */
+function countWrites(client: Redis): { readonly n: number; restore(): void } {
+  const s = client.stream as unknown as Record<'_write' | '_writev', (...a: unknown[]) => unknown>;
+  const w = s._write, wv = s._writev;
+  const counter = { n: 0, restore: () => { s._write = w; s._writev = wv; } };
+  s._write = function (this: unknown, ...a: unknown[]) { counter.n++; return w.apply(this, a); };
+  s._writev = function (this: unknown, ...a: unknown[]) { counter.n++; return wv.apply(this, a); };
+  return counter;
+}
+
+describe('command connections coalesce their writes per event-loop turn', () => {
+  let client: Redis;
+  beforeAll(async () => {
+    client = (await connectRedis(backends[0].config())) as Redis;
+    await client.set('coalesce:k', 'v');
+  });
+  afterAll(() => client.disconnect());
+
+  it('fifty commands sent in one turn leave in one write, each answered', async () => {
+    const writes = countWrites(client);
+    try {
+      const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 ? client.get('coalesce:k') : client.echo(`e${i}`))));
+      expect(replies).toEqual(Array.from({ length: 50 }, (_, i) => (i % 2 ? 'v' : `e${i}`)));
+      expect(writes.n).toBe(1);
+    } finally {
+      writes.restore();
+    }
+  });
+
+  it('commands sent from later turns are not held back by earlier ones', async () => {
+    const writes = countWrites(client);
+    try {
+      for (let i = 0; i < 5; i++) expect(await client.echo(`t${i}`)).toBe(`t${i}`);
+      expect(writes.n).toBe(5);
+    } finally {
+      writes.restore();
+    }
+  });
+
+  it('flushWrites sends a command made in the check phase at once instead of a turn later', async () => {
+    const writes = countWrites(client);
+    try {
+      const seen = await new Promise<number[]>((resolve, reject) => {
+        setImmediate(() => {
+          const a = client.echo('a');
+          const heldBack = writes.n; // corked until the next turn's check phase
+          flushWrites(client);
+          const sent = writes.n;
+          a.then(() => resolve([heldBack, sent]), reject);
+        });
+      });
+      expect(seen).toEqual([0, 1]);
+    } finally {
+      writes.restore();
+    }
+  });
+});
