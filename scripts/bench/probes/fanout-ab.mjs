@@ -107,7 +107,9 @@ try {
   const errors = gateways.map((g) => g.st.errors);
   console.log(`median B/A ${median(ratios).toFixed(3)} over ${ROUNDS} rounds (ERROR frames: A ${errors[0]}, B ${errors[1]})`);
 } finally {
+  // SIGTERM and wait: a gateway run with --cpu-prof writes its profile on the way out.
   for (const g of gateways) g.node.kill();
+  await Promise.race([Promise.all(gateways.map((g) => g.node.exited)), sleep(10_000)]);
   await redis.stop();
 }
 process.exit(0);
