@@ -37,6 +37,17 @@ describe('command connections coalesce their writes per event-loop turn', () => 
     }
   });
 
+  it('a burst of thousands goes out in pieces of 64, not all at the end of the turn', async () => {
+    const writes = countWrites(client);
+    try {
+      const replies = await Promise.all(Array.from({ length: 200 }, (_, i) => client.echo(`b${i}`)));
+      expect(replies[199]).toBe('b199');
+      expect(writes.n).toBe(4); // 64, 128, 192 at the cap, the last 8 at the end of the turn
+    } finally {
+      writes.restore();
+    }
+  });
+
   it('commands sent from later turns are not held back by earlier ones', async () => {
     const writes = countWrites(client);
     try {

@@ -3,11 +3,13 @@
 // private redis-server, one gateway per build on it; each gets SESSIONS sessions × 3 devices (all on
 // that gateway: device 0 writes, devices 1-2 receive through the bus), then rounds alternate A B /
 // B A, each RATE writes/s for SECS seconds, open loop. CPU per update is the gateway's utime+stime
-// (/proc) over the round divided by its writes, once every ACK and delivery is in. Prints every
+// (/proc) over the round divided by its writes, once every ACK and delivery is in. With NODES=2 each
+// build runs two gateways and device 2 of every session sits on the second (the reference bench's
+// cross-node delivery); CPU is then both gateways'. Prints every
 // round and the median of the per-round B/A ratios (A against A read 1.008 and 1.02 here;
 // single rounds spread ±15%, so trust medians of 10+ rounds, never one round).
 //   node scripts/bench/probes/fanout-ab.mjs [dirA] [dirB]     (default: this checkout for both)
-//   env: SESSIONS=300 RATE=3000 SECS=3 ROUNDS=12 FLAGS_A/FLAGS_B (node flags; default the service's own)
+//   env: SESSIONS=300 RATE=3000 SECS=3 ROUNDS=12 NODES=1 FLAGS_A/FLAGS_B (node flags; default the service's own)
 // Each dir must be a built checkout (npm run build).
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -23,26 +25,28 @@ const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../.
 const dirs = [path.resolve(process.argv[2] ?? here), path.resolve(process.argv[3] ?? process.argv[2] ?? here)];
 const E = process.env;
 const SESSIONS = Number(E.SESSIONS ?? 300), RATE = Number(E.RATE ?? 3000), SECS = Number(E.SECS ?? 3), ROUNDS = Number(E.ROUNDS ?? 12);
+const NODES = Number(E.NODES ?? 1);
 // Each build runs with the flags its own entry names (as the service runs) unless FLAGS_A/FLAGS_B say otherwise.
 const FLAGS = [E.FLAGS_A, E.FLAGS_B].map((f, i) => (f === undefined ? gatewayNodeFlags(path.join(dirs[i], 'packages/gateway/dist/main.js')) : f.split(' ').filter(Boolean)));
 
 /** utime + stime of a process, µs. */
 const cpu = (pid) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) * 10_000; };
+const cpuOf = (pids) => pids.reduce((sum, pid) => sum + cpu(pid), 0);
 const median = (a) => { const s = [...a].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 
 const gateways = [];
-process.on('exit', () => { for (const g of gateways) g.node.kill(); });
+process.on('exit', () => { for (const g of gateways) for (const node of g.nodes) node.kill(); });
 
-/** SESSIONS sessions × 3 authenticated devices on one gateway, with counters of what they receive. */
-async function connect(port) {
+/** SESSIONS sessions × 3 authenticated devices, device j on ports[j] (or the last), with counters of what they receive. */
+async function connect(ports) {
   const st = { acks: 0, deliveries: 0, errors: 0 };
   const sessions = [];
   for (let s = 0; s < SESSIONS; s++) {
     const sid = randomUUID();
-    const token = mintAccessToken(TEST_JWT_SECRET, `u-${port}-${s}`);
+    const token = mintAccessToken(TEST_JWT_SECRET, `u-${ports[0]}-${s}`);
     const devices = [];
     for (let j = 0; j < 3; j++) {
-      const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
+      const ws = new WebSocket(`ws://127.0.0.1:${ports[Math.min(j, ports.length - 1)]}/ws`);
       await new Promise((res, rej) => { ws.once('open', res); ws.once('error', rej); });
       await new Promise((res, rej) => {
         const on = (d) => {
@@ -68,7 +72,7 @@ async function round(g) {
   const { st, sessions } = g;
   st.acks = 0; st.deliveries = 0;
   let sent = 0;
-  const c0 = cpu(g.pid), t0 = Date.now();
+  const c0 = cpuOf(g.pids), t0 = Date.now();
   await new Promise((res) => {
     let carry = 0;
     const timer = setInterval(() => {
@@ -83,16 +87,21 @@ async function round(g) {
   const until = Date.now() + 5000;
   while ((st.acks < sent || st.deliveries < 2 * sent) && Date.now() < until) await sleep(20);
   if (st.acks < sent || st.deliveries < 2 * sent) throw new Error(`round incomplete: ${st.acks}/${sent} ACKs, ${st.deliveries}/${2 * sent} deliveries`);
-  return (cpu(g.pid) - c0) / sent;
+  return (cpuOf(g.pids) - c0) / sent;
 }
 
 const redis = await startRedis();
 try {
   for (const [i, name] of ['a', 'b'].entries()) {
-    const node = await spawnNode({ REDIS_URL: redis.url, REDIS_PREFIX: `${name}:`, NODE_ID: name, LOG_LEVEL: 'warn' }, { checkout: dirs[i], flags: FLAGS[i] });
-    gateways.push({ node, port: node.port, pid: node.proc.pid, ...(await connect(node.port)) });
+    // Nodes after the first get device 2 of every session, like the reference bench's second node.
+    const nodes = [];
+    for (let n = 0; n < Math.min(NODES, 2); n++) {
+      nodes.push(await spawnNode({ REDIS_URL: redis.url, REDIS_PREFIX: `${name}:`, NODE_ID: `${name}${n}`, LOG_LEVEL: 'warn' }, { checkout: dirs[i], flags: FLAGS[i] }));
+    }
+    const ports = nodes.length === 1 ? [nodes[0].port] : [nodes[0].port, nodes[0].port, nodes[1].port];
+    gateways.push({ nodes, pids: nodes.map((x) => x.proc.pid), ...(await connect(ports)) });
   }
-  console.log(`A ${dirs[0]} ${FLAGS[0].join(' ')}\nB ${dirs[1]} ${FLAGS[1].join(' ')}\n${SESSIONS * 3} connections each, ${RATE} writes/s, ${SECS} s rounds`);
+  console.log(`A ${dirs[0]} ${FLAGS[0].join(' ')}\nB ${dirs[1]} ${FLAGS[1].join(' ')}\n${SESSIONS * 3} connections each on ${Math.min(NODES, 2)} node(s), ${RATE} writes/s, ${SECS} s rounds`);
   // Heartbeats keep the idle devices present, as clients do.
   const beat = setInterval(() => { for (const g of gateways) for (const d of g.sessions) for (const ws of d) ws.send(`{"type":1,"payload":{"client_time":${Date.now()}}}`); }, 10_000);
   await round(gateways[0]); await round(gateways[1]); // warm-up
@@ -108,8 +117,9 @@ try {
   console.log(`median B/A ${median(ratios).toFixed(3)} over ${ROUNDS} rounds (ERROR frames: A ${errors[0]}, B ${errors[1]})`);
 } finally {
   // SIGTERM and wait: a gateway run with --cpu-prof writes its profile on the way out.
-  for (const g of gateways) g.node.kill();
-  await Promise.race([Promise.all(gateways.map((g) => g.node.exited)), sleep(10_000)]);
+  const nodes = gateways.flatMap((g) => g.nodes);
+  for (const node of nodes) node.kill();
+  await Promise.race([Promise.all(nodes.map((node) => node.exited)), sleep(10_000)]);
   await redis.stop();
 }
 process.exit(0);
