@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import { connectRedis, useRedisBackends } from '@harmonyflow/testkit';
-import { flushWrites } from '../src/store/coalesceWrites';
+import { uncorked } from '../src/store/coalesceWrites';
 
 /**
  * Command connections write the commands of one event-loop turn to the socket together
@@ -58,19 +58,19 @@ describe('command connections coalesce their writes per event-loop turn', () => 
     }
   });
 
-  it('flushWrites sends a command made in the check phase at once instead of a turn later', async () => {
+  it('a command sent uncorked from the check phase goes at once, after what was held, instead of a turn later', async () => {
     const writes = countWrites(client);
     try {
       const seen = await new Promise<number[]>((resolve, reject) => {
         setImmediate(() => {
           const a = client.echo('a');
           const heldBack = writes.n; // corked until the next turn's check phase
-          flushWrites(client);
+          const b = uncorked(client, () => client.echo('b'));
           const sent = writes.n;
-          a.then(() => resolve([heldBack, sent]), reject);
+          Promise.all([a, b]).then((r) => (r.join() === 'a,b' ? resolve([heldBack, sent]) : reject(new Error(r.join()))), reject);
         });
       });
-      expect(seen).toEqual([0, 1]);
+      expect(seen).toEqual([0, 2]);
     } finally {
       writes.restore();
     }

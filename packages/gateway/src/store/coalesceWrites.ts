@@ -11,20 +11,30 @@ import type Redis from 'ioredis';
  * MAX_HELD of them).
  *
  * A command sent from an immediate itself would wait a whole turn for the next check phase: the
- * write path's batch (already one command per turn) is sent from one, so it hands its command over
- * with `flushWrites` at once.
+ * write path's batch (already one command per turn) is sent from one, so it goes out `uncorked`.
  */
 export function coalesceWrites(client: Redis | Cluster): void {
   if ((client as Cluster).isCluster) {
-    (client as Cluster).on('+node', (node: Redis) => armNode(node));
+    (client as Cluster).on('+node', (node: Redis) => arm(node));
     return;
   }
-  armNode(client as Redis);
+  arm(client as Redis);
 }
 
-/** Writes what the connection holds corked now (see coalesceWrites). */
-export function flushWrites(client: Redis): void {
-  flushers.get(client)?.();
+/**
+ * Runs `send` with the commands it sends written to the socket at once, after anything the
+ * connection held (so in the order they were made).
+ */
+export function uncorked<T>(client: Redis, send: () => T): T {
+  const w = writers.get(client);
+  if (w === undefined) return send();
+  w.flush();
+  w.direct = true;
+  try {
+    return send();
+  } finally {
+    w.direct = false;
+  }
 }
 
 /**
@@ -35,33 +45,40 @@ export function flushWrites(client: Redis): void {
  */
 const MAX_HELD = 64;
 
-const flushers = new WeakMap<Redis, () => void>();
-
 interface Corkable {
   cork(): void;
   uncork(): void;
 }
 
-function armNode(client: Redis): void {
-  let corked: Corkable | null = null;
-  let held = 0;
-  const uncork = (): void => {
-    const s = corked;
+/** The write state of one connection. */
+class Writer {
+  corked: Corkable | null = null;
+  held = 0;
+  direct = false;
+  readonly flush = (): void => {
+    const s = this.corked;
     if (s === null) return;
-    corked = null;
+    this.corked = null;
     s.uncork();
   };
-  flushers.set(client, uncork);
+}
+
+const writers = new WeakMap<Redis, Writer>();
+
+function arm(client: Redis): void {
+  const w = new Writer();
+  writers.set(client, w);
   const send = client.sendCommand;
   client.sendCommand = function coalescedSend(this: Redis, command, stream) {
-    if (corked === null && this.stream !== undefined) {
-      corked = this.stream as unknown as Corkable;
-      corked.cork();
-      held = 0;
-      setImmediate(uncork);
+    if (w.direct) return send.call(this, command, stream as never);
+    if (w.corked === null && this.stream !== undefined) {
+      w.corked = this.stream as unknown as Corkable;
+      w.corked.cork();
+      w.held = 0;
+      setImmediate(w.flush);
     }
     const reply = send.call(this, command, stream as never);
-    if (++held === MAX_HELD) uncork();
+    if (++w.held === MAX_HELD) w.flush();
     return reply;
   } as Redis['sendCommand'];
 }

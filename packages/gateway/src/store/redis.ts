@@ -4,7 +4,7 @@ import { ReplyError, type Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
 import type { JsonObject, JsonValue } from '@harmonyflow/protocol';
 import { StoreUnavailableError } from '../errors';
-import { flushWrites } from './coalesceWrites';
+import { uncorked } from './coalesceWrites';
 import type { KeySpace } from './keys';
 import type { RedisLike } from './redisClient';
 import { randomSeed } from './randomSeed';
@@ -230,10 +230,8 @@ export class RedisStore implements SessionStore {
     }
     // Not through call(): nothing is queued behind a batch being sent, and callBuffer waits for a
     // load itself; one promise hop less per batch.
-    const sent = this.mutateFn.callBuffer(call);
     // The batch is this turn's write already: out now, not at the next turn's check phase.
-    flushWrites(this.r as Redis);
-    sent.then(
+    uncorked(this.r as Redis, () => this.mutateFn.callBuffer(call)).then(
       (replies) => {
         for (let i = 0; i < items.length; i++) items[i].resolve((replies as Buffer[])[i]);
       },
