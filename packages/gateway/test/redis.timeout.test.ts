@@ -25,6 +25,27 @@ describe.each(backends.map((b) => [b.name, b] as const))('a stall longer than th
   });
 });
 
+describe('a command held for the end of the turn (coalesceWrites) across a stall', () => {
+  it('is timed from its write, not failed as it leaves', async () => {
+    const client = await connectRedis(backends[0].config());
+    try {
+      await client.set('timeout-test:held', '1');
+      // Sent from an immediate: held until the next turn's check phase, after that turn's timers
+      // (the sweep) have run.
+      const reply = await new Promise<string>((resolve) => {
+        setImmediate(() => {
+          client.get('timeout-test:held').then((v) => resolve(`ok ${v}`), (err: Error) => resolve(err.message));
+          const until = Date.now() + 3300;
+          while (Date.now() < until) { /* stall */ }
+        });
+      });
+      expect(reply).toBe('ok 1');
+    } finally {
+      client.disconnect();
+    }
+  });
+});
+
 describe('command timeouts', () => {
   let client: RedisLike;
   beforeAll(async () => {

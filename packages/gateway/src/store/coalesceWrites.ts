@@ -1,5 +1,6 @@
-import type { Cluster } from 'ioredis';
+import type { Cluster, Command } from 'ioredis';
 import type Redis from 'ioredis';
+import { holdTimeout, restartTimeout } from './timeoutAfterPoll';
 
 /**
  * One socket write for the commands a connection is handed in one event-loop turn, instead of one
@@ -53,13 +54,19 @@ interface Corkable {
 /** The write state of one connection. */
 class Writer {
   corked: Corkable | null = null;
-  held = 0;
+  /** The commands held since the cork. */
+  readonly held: Command[] = [];
   direct = false;
   readonly flush = (): void => {
     const s = this.corked;
     if (s === null) return;
     this.corked = null;
     s.uncork();
+    // A command's timeout runs from its write, not from when it was made: one held across a
+    // stall of the event loop must not be failed the moment it leaves, before its reply can come.
+    const now = Date.now();
+    for (const c of this.held) restartTimeout(c, now);
+    this.held.length = 0;
   };
 }
 
@@ -74,11 +81,13 @@ function arm(client: Redis): void {
     if (w.corked === null && this.stream !== undefined) {
       w.corked = this.stream as unknown as Corkable;
       w.corked.cork();
-      w.held = 0;
       setImmediate(w.flush);
     }
     const reply = send.call(this, command, stream as never);
-    if (++w.held === MAX_HELD) w.flush();
+    if (w.corked !== null) {
+      holdTimeout(command);
+      if (w.held.push(command) === MAX_HELD) w.flush();
+    }
     return reply;
   } as Redis['sendCommand'];
 }

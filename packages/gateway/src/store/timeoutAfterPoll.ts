@@ -38,6 +38,24 @@ export function timeoutAfterPoll(client: Redis | Cluster, ms: number): void {
   armNode(client as Redis, ms);
 }
 
+/** `now - HELD` is below any timeout. */
+const HELD = Infinity;
+
+/**
+ * A command written to the socket later than it was sent (coalesceWrites holds a turn's commands
+ * until the turn ends) is timed from its write: held, the sweep passes it by (and, since it
+ * stands in send order, every command after it); written, its time starts.
+ */
+export function holdTimeout(command: Command): void {
+  const c = command as unknown as TimedCommand;
+  if (c.hfSentAt !== undefined) c.hfSentAt = HELD;
+}
+
+export function restartTimeout(command: Command, now: number): void {
+  const c = command as unknown as TimedCommand;
+  if (c.hfSentAt === HELD) c.hfSentAt = now;
+}
+
 function armNode(client: Redis, ms: number): void {
   const every = Math.max(10, Math.floor(ms / 20));
 
