@@ -10,15 +10,25 @@ import { deviceView, type Connected, type DeviceDescriptor, type DeviceRecord, t
 type PresenceScript = {
   hfPresence(numKeys: number, ...args: (string | number)[]): Promise<number | string[]>;
   hfPresenceBuffer(numKeys: number, ...args: (string | number)[]): Promise<unknown>;
+  hfTouch(numKeys: number, ...args: (string | number)[]): Promise<number>;
 };
+
+/**
+ * Sessions per touch call on one Redis: Redis runs nothing else while a script runs, so a chunk
+ * stays around a millisecond of its time.
+ */
+const TOUCH_CHUNK = 64;
 
 /** Device registry in each session's `devices` hash; every change is one Lua script. */
 export class RedisPresence implements PresenceRegistry {
   private readonly r: RedisLike & PresenceScript;
+  private readonly cluster: boolean;
 
   constructor(client: RedisLike, private readonly keys: KeySpace, private readonly timeoutMs: number, private readonly ttlMs: number) {
     client.defineCommand('hfPresence', { lua: readFileSync(path.join(__dirname, '../store/lua/presence.lua'), 'utf8') });
+    client.defineCommand('hfTouch', { lua: readFileSync(path.join(__dirname, '../store/lua/touch.lua'), 'utf8') });
     this.r = client as RedisLike & PresenceScript;
+    this.cluster = (client as { isCluster?: boolean }).isCluster === true;
   }
 
   private async run(sessionId: string, op: string, now: number, ...args: (string | number)[]): Promise<number | string[]> {
@@ -65,7 +75,28 @@ export class RedisPresence implements PresenceRegistry {
       if (list) list.push(e.deviceId);
       else bySession.set(e.sessionId, [e.deviceId]);
     }
-    await Promise.all([...bySession].map(([sid, ids]) => this.run(sid, 'touch', now, ...ids)));
+    // Redis Cluster: the sessions sit in different slots, one call each. One Redis: a call per
+    // chunk of sessions (touch.lua).
+    if (this.cluster) {
+      await Promise.all([...bySession].map(([sid, ids]) => this.run(sid, 'touch', now, ...ids)));
+      return;
+    }
+    const sessions = [...bySession];
+    const calls: Promise<number>[] = [];
+    for (let i = 0; i < sessions.length; i += TOUCH_CHUNK) {
+      const keys: string[] = [];
+      const args: (string | number)[] = [now];
+      for (const [sid, ids] of sessions.slice(i, i + TOUCH_CHUNK)) {
+        keys.push(this.keys.session(sid).devices);
+        args.push(ids.length, ...ids);
+      }
+      calls.push(this.r.hfTouch(keys.length, ...keys, ...args));
+    }
+    try {
+      await Promise.all(calls);
+    } catch (err) {
+      throw new StoreUnavailableError(err);
+    }
   }
 
   async remove(sessionId: string, deviceId: string): Promise<boolean> {

@@ -1,0 +1,22 @@
+-- Presence touch of many sessions in one call (PresenceRegistry.touch on one Redis): refreshes
+-- `last_seen` of the named devices that have a record, as presence.lua's 'touch' does for one
+-- session. A call per session made a touch round of a node holding 5,000 sessions 5,000 commands
+-- at once, their objects alive together: the gateway's heap grew by a third for it.
+-- KEYS: devices hashes. ARGV: 1 now, then per key: the number of device ids, the device ids.
+local now = tonumber(ARGV[1])
+local a = 2
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local n = tonumber(ARGV[a])
+  for j = a + 1, a + n do
+    local raw = redis.call('HGET', key, ARGV[j])
+    if raw then
+      local r = cjson.decode(raw)
+      if type(r.nodes) ~= 'table' then r.nodes = {} end
+      r.last_seen = now
+      redis.call('HSET', key, ARGV[j], cjson.encode(r))
+    end
+  end
+  a = a + n + 1
+end
+return 0
