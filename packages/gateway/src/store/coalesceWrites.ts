@@ -39,10 +39,11 @@ export function uncorked<T>(client: Redis, send: () => T): T {
 }
 
 /**
- * Commands held at most before they are written anyway: a burst of thousands (a presence touch of
- * every local session) goes out in pieces that Redis works through while the rest are being made,
- * instead of all at the end of the turn with every command object still alive meanwhile (that
- * grew the heap, and the RSS per connection at 10k, by ~1.5 KiB a connection).
+ * Commands held at most before they are written anyway: a burst of thousands (a periodic round
+ * with a command per session, as the presence touch was) goes out in pieces that Redis works
+ * through while the rest are being made, instead of all at the end of the turn with every command
+ * object still alive meanwhile (uncapped, that grew the heap, and the RSS per connection at 10k,
+ * by ~1.5 KiB a connection).
  */
 const MAX_HELD = 64;
 
