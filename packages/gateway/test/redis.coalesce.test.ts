@@ -20,59 +20,42 @@ function countWrites(client: Redis): { readonly n: number; restore(): void } {
 
 describe('command connections coalesce their writes per event-loop turn', () => {
   let client: Redis;
+  let writes: ReturnType<typeof countWrites>;
   beforeAll(async () => {
     client = (await connectRedis(backends[0].config())) as Redis;
     await client.set('coalesce:k', 'v');
   });
   afterAll(() => client.disconnect());
+  beforeEach(() => (writes = countWrites(client)));
+  afterEach(() => writes.restore());
 
   it('fifty commands sent in one turn leave in one write, each answered', async () => {
-    const writes = countWrites(client);
-    try {
-      const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 ? client.get('coalesce:k') : client.echo(`e${i}`))));
-      expect(replies).toEqual(Array.from({ length: 50 }, (_, i) => (i % 2 ? 'v' : `e${i}`)));
-      expect(writes.n).toBe(1);
-    } finally {
-      writes.restore();
-    }
+    const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 ? client.get('coalesce:k') : client.echo(`e${i}`))));
+    expect(replies).toEqual(Array.from({ length: 50 }, (_, i) => (i % 2 ? 'v' : `e${i}`)));
+    expect(writes.n).toBe(1);
   });
 
   it('a burst of thousands goes out in pieces of 64, not all at the end of the turn', async () => {
-    const writes = countWrites(client);
-    try {
-      const replies = await Promise.all(Array.from({ length: 200 }, (_, i) => client.echo(`b${i}`)));
-      expect(replies[199]).toBe('b199');
-      expect(writes.n).toBe(4); // 64, 128, 192 at the cap, the last 8 at the end of the turn
-    } finally {
-      writes.restore();
-    }
+    const replies = await Promise.all(Array.from({ length: 200 }, (_, i) => client.echo(`b${i}`)));
+    expect(replies[199]).toBe('b199');
+    expect(writes.n).toBe(4); // 64, 128, 192 at the cap, the last 8 at the end of the turn
   });
 
   it('commands sent from later turns are not held back by earlier ones', async () => {
-    const writes = countWrites(client);
-    try {
-      for (let i = 0; i < 5; i++) expect(await client.echo(`t${i}`)).toBe(`t${i}`);
-      expect(writes.n).toBe(5);
-    } finally {
-      writes.restore();
-    }
+    for (let i = 0; i < 5; i++) expect(await client.echo(`t${i}`)).toBe(`t${i}`);
+    expect(writes.n).toBe(5);
   });
 
   it('a command sent uncorked from the check phase goes at once, after what was held, instead of a turn later', async () => {
-    const writes = countWrites(client);
-    try {
-      const seen = await new Promise<number[]>((resolve, reject) => {
-        setImmediate(() => {
-          const a = client.echo('a');
-          const heldBack = writes.n; // corked until the next turn's check phase
-          const b = uncorked(client, () => client.echo('b'));
-          const sent = writes.n;
-          Promise.all([a, b]).then((r) => (r.join() === 'a,b' ? resolve([heldBack, sent]) : reject(new Error(r.join()))), reject);
-        });
+    const seen = await new Promise<number[]>((resolve, reject) => {
+      setImmediate(() => {
+        const a = client.echo('a');
+        const heldBack = writes.n; // corked until the next turn's check phase
+        const b = uncorked(client, () => client.echo('b'));
+        const sent = writes.n;
+        Promise.all([a, b]).then((r) => (r.join() === 'a,b' ? resolve([heldBack, sent]) : reject(new Error(r.join()))), reject);
       });
-      expect(seen).toEqual([0, 2]);
-    } finally {
-      writes.restore();
-    }
+    });
+    expect(seen).toEqual([0, 2]);
   });
 });

@@ -29,3 +29,10 @@ export class Latencies {
 /** Rounds for reports: ms to the microsecond, rates to 0.1. */
 export const roundMs = (v) => (v === null ? null : Math.round(v * 1000) / 1000);
 export const roundRate = (v) => (v === null ? null : Math.round(v * 10) / 10);
+
+/** The median of a list of numbers (the mean of the middle two for an even count). */
+export function median(values) {
+  const s = [...values].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}

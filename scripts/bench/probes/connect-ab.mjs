@@ -11,10 +11,11 @@
 //   env: CONNS=2000 CONCURRENCY=100 ROUNDS=12 FLAGS_A/FLAGS_B (node flags; default the service's own)
 // Each dir must be a built checkout (npm run build).
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
+import { processCpuUs as cpu } from '../lib/proc.mjs';
+import { median } from '../lib/stats.mjs';
 import { mintAccessToken } from '../lib/ws.mjs';
 const require = createRequire(import.meta.url);
 const WebSocket = require('ws');
@@ -27,9 +28,6 @@ const E = process.env;
 const CONNS = Number(E.CONNS ?? 2000), CONCURRENCY = Number(E.CONCURRENCY ?? 100), ROUNDS = Number(E.ROUNDS ?? 12);
 const FLAGS = [E.FLAGS_A, E.FLAGS_B].map((f, i) => (f === undefined ? gatewayNodeFlags(path.join(dirs[i], 'packages/gateway/dist/main.js')) : f.split(' ').filter(Boolean)));
 
-/** utime + stime of a process, µs. */
-const cpu = (pid) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) * 10_000; };
-const median = (a) => { const s = [...a].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 
 /** Calls per command from INFO commandstats. */
 async function commandCalls(redis) {

@@ -12,10 +12,11 @@
 //   env: SESSIONS=300 RATE=3000 SECS=3 ROUNDS=12 NODES=1 FLAGS_A/FLAGS_B (node flags; default the service's own)
 // Each dir must be a built checkout (npm run build).
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
+import { processCpuUs as cpu } from '../lib/proc.mjs';
+import { median } from '../lib/stats.mjs';
 import { mintAccessToken } from '../lib/ws.mjs';
 const require = createRequire(import.meta.url);
 const WebSocket = require('ws');
@@ -25,14 +26,11 @@ const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../.
 const dirs = [path.resolve(process.argv[2] ?? here), path.resolve(process.argv[3] ?? process.argv[2] ?? here)];
 const E = process.env;
 const SESSIONS = Number(E.SESSIONS ?? 300), RATE = Number(E.RATE ?? 3000), SECS = Number(E.SECS ?? 3), ROUNDS = Number(E.ROUNDS ?? 12);
-const NODES = Number(E.NODES ?? 1);
+const NODES = Math.min(2, Number(E.NODES ?? 1)); // gateways per build
 // Each build runs with the flags its own entry names (as the service runs) unless FLAGS_A/FLAGS_B say otherwise.
 const FLAGS = [E.FLAGS_A, E.FLAGS_B].map((f, i) => (f === undefined ? gatewayNodeFlags(path.join(dirs[i], 'packages/gateway/dist/main.js')) : f.split(' ').filter(Boolean)));
 
-/** utime + stime of a process, µs. */
-const cpu = (pid) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) * 10_000; };
 const cpuOf = (pids) => pids.reduce((sum, pid) => sum + cpu(pid), 0);
-const median = (a) => { const s = [...a].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 
 const gateways = [];
 process.on('exit', () => { for (const g of gateways) for (const node of g.nodes) node.kill(); });
@@ -95,13 +93,13 @@ try {
   for (const [i, name] of ['a', 'b'].entries()) {
     // Nodes after the first get device 2 of every session, like the reference bench's second node.
     const nodes = [];
-    for (let n = 0; n < Math.min(NODES, 2); n++) {
+    for (let n = 0; n < NODES; n++) {
       nodes.push(await spawnNode({ REDIS_URL: redis.url, REDIS_PREFIX: `${name}:`, NODE_ID: `${name}${n}`, LOG_LEVEL: 'warn' }, { checkout: dirs[i], flags: FLAGS[i] }));
     }
     const ports = nodes.length === 1 ? [nodes[0].port] : [nodes[0].port, nodes[0].port, nodes[1].port];
     gateways.push({ nodes, pids: nodes.map((x) => x.proc.pid), ...(await connect(ports)) });
   }
-  console.log(`A ${dirs[0]} ${FLAGS[0].join(' ')}\nB ${dirs[1]} ${FLAGS[1].join(' ')}\n${SESSIONS * 3} connections each on ${Math.min(NODES, 2)} node(s), ${RATE} writes/s, ${SECS} s rounds`);
+  console.log(`A ${dirs[0]} ${FLAGS[0].join(' ')}\nB ${dirs[1]} ${FLAGS[1].join(' ')}\n${SESSIONS * 3} connections each on ${NODES} node(s), ${RATE} writes/s, ${SECS} s rounds`);
   // Heartbeats keep the idle devices present, as clients do.
   const beat = setInterval(() => { for (const g of gateways) for (const d of g.sessions) for (const ws of d) ws.send(`{"type":1,"payload":{"client_time":${Date.now()}}}`); }, 10_000);
   await round(gateways[0]); await round(gateways[1]); // warm-up

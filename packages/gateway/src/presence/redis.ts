@@ -15,7 +15,7 @@ type PresenceScript = {
 
 /**
  * Sessions per touch call on one Redis: Redis runs nothing else while a script runs, so a chunk
- * stays around a millisecond of its time.
+ * stays around a millisecond of its time. On Redis Cluster sessions sit in different slots: one.
  */
 const TOUCH_CHUNK = 64;
 
@@ -75,18 +75,13 @@ export class RedisPresence implements PresenceRegistry {
       if (list) list.push(e.deviceId);
       else bySession.set(e.sessionId, [e.deviceId]);
     }
-    // Redis Cluster: the sessions sit in different slots, one call each. One Redis: a call per
-    // chunk of sessions (touch.lua).
-    if (this.cluster) {
-      await Promise.all([...bySession].map(([sid, ids]) => this.run(sid, 'touch', now, ...ids)));
-      return;
-    }
     const sessions = [...bySession];
+    const chunk = this.cluster ? 1 : TOUCH_CHUNK;
     const calls: Promise<number>[] = [];
-    for (let i = 0; i < sessions.length; i += TOUCH_CHUNK) {
+    for (let i = 0; i < sessions.length; i += chunk) {
       const keys: string[] = [];
       const args: (string | number)[] = [now];
-      for (const [sid, ids] of sessions.slice(i, i + TOUCH_CHUNK)) {
+      for (const [sid, ids] of sessions.slice(i, i + chunk)) {
         keys.push(this.keys.session(sid).devices);
         args.push(ids.length, ...ids);
       }

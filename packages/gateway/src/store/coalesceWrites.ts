@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { Cluster, Command } from 'ioredis';
 import type Redis from 'ioredis';
 import { holdTimeout, restartTimeout } from './timeoutAfterPoll';
@@ -47,14 +48,9 @@ export function uncorked<T>(client: Redis, send: () => T): T {
  */
 const MAX_HELD = 64;
 
-interface Corkable {
-  cork(): void;
-  uncork(): void;
-}
-
 /** The write state of one connection. */
 class Writer {
-  corked: Corkable | null = null;
+  corked: Socket | null = null;
   /** The commands held since the cork. */
   readonly held: Command[] = [];
   direct = false;
@@ -80,7 +76,7 @@ function arm(client: Redis): void {
   client.sendCommand = function coalescedSend(this: Redis, command, stream) {
     if (w.direct) return send.call(this, command, stream as never);
     if (w.corked === null && this.stream !== undefined) {
-      w.corked = this.stream as unknown as Corkable;
+      w.corked = this.stream;
       w.corked.cork();
       setImmediate(w.flush);
     }

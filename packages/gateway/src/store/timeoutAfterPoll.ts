@@ -27,7 +27,9 @@ interface TimedCommand {
  * time is read per command, not from a clock the sweep keeps: a busy event loop runs the sweep late,
  * and a stale clock would have aged the commands sent meanwhile. Nothing here holds a command: one
  * kept until the next sweep outlived the young generation under load and left the old one to collect it.
- * The caller must not also give ioredis a `commandTimeout`.
+ * A command the connection holds back to write with the rest of its turn (coalesceWrites) is timed
+ * from its write (holdTimeout, restartTimeout). The caller must not also give ioredis a
+ * `commandTimeout`.
  */
 export function timeoutAfterPoll(client: Redis | Cluster, ms: number): void {
   if ((client as Cluster).isCluster) {

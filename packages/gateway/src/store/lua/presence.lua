@@ -8,8 +8,8 @@
 --            records flat} when it exists (read.lua's read: what the joining socket's snapshot shows)
 --   disconnect: instance, deviceId → 1 if that was its last connection anywhere
 --   set: instance, deviceId, count → 1 came online, -1 went offline, 0 no change (reconciliation)
---   touch: deviceId* → 0
 --   reap: instance → list of device ids that went offline
+-- (touch, the `last_seen` refresh, is touch.lua: several sessions a call.)
 local key, op, now, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3]
 
 local function total(r)
@@ -90,15 +90,6 @@ elseif op == 'set' then
   expire()
   if before == 0 and after > 0 then return 1 end
   if before > 0 and after == 0 then return -1 end
-  return 0
-elseif op == 'touch' then
-  for i = 4, #ARGV do
-    local r = load(ARGV[i])
-    if r then
-      r.last_seen = now
-      save(ARGV[i], r)
-    end
-  end
   return 0
 elseif op == 'reap' then
   local inst = ARGV[4]

@@ -1,7 +1,8 @@
--- Presence touch of many sessions in one call (PresenceRegistry.touch on one Redis): refreshes
--- `last_seen` of the named devices that have a record, as presence.lua's 'touch' does for one
--- session. A call per session made a touch round of a node holding 5,000 sessions 5,000 commands
--- at once, their objects alive together: the gateway's heap grew by a third for it.
+-- Presence touch (PresenceRegistry.touch): refreshes `last_seen` of the named devices that have a
+-- record (presence.lua's format), in the devices hashes of several sessions at once on one Redis
+-- (one per call on Redis Cluster: other slots). A call per session made a touch round of a node
+-- holding 5,000 sessions 5,000 commands at once, their objects alive together: the gateway's heap
+-- grew by a third for it.
 -- KEYS: devices hashes. ARGV: 1 now, then per key: the number of device ids, the device ids.
 local now = tonumber(ARGV[1])
 local a = 2
