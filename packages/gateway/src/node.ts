@@ -155,7 +155,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
     conn_id: connectionId(instance, c.id), node_id: config.nodeId, session_id: c.sessionId, user_id: c.userId, device_id: c.deviceId,
     subprotocol: c.binary ? 'harmonyflow.v1.proto' : 'harmonyflow.v1.json', connected_at: new Date(c.openedAt).toISOString(),
   });
-  const tracker = new PresenceTracker(presence, hub, instance, publish, log);
+  const tracker = new PresenceTracker(presence, hub, instance, publish, log, { store, presenceTimeoutMs: config.presenceTimeoutMs });
   let gateway: WsGateway | null = null;
   const ctx: WsContext = {
     config, instance, tokens, sessions, presence, tracker, hub, metrics, log, inflight, io, limits: new Limits(config, io),

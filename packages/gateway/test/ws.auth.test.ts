@@ -98,9 +98,13 @@ describe.each(stores)('WebSocket authentication (%s)', (_name, storeEnv) => {
     const unhandled = jest.fn();
     process.on('unhandledRejection', unhandled);
     try {
-      const connect = jest.spyOn(n.node.presence, 'connect').mockImplementationOnce(async () => {
+      // The count: on Redis a step of the claim's script, on the embedded store presence's own.
+      const down = async (): Promise<never> => {
         throw new StoreUnavailableError(new Error('presence down'));
-      });
+      };
+      const connect = n.node.store.kind === 'redis'
+        ? jest.spyOn(n.node.store, 'claim').mockImplementationOnce(down)
+        : jest.spyOn(n.node.presence, 'connect').mockImplementationOnce(down);
       const sid = randomUUID();
       const token = await n.token('pres-fail');
       const d = await connectDevice(n.wsUrl);
@@ -115,6 +119,23 @@ describe.each(stores)('WebSocket authentication (%s)', (_name, storeEnv) => {
     } finally {
       process.off('unhandledRejection', unhandled);
     }
+  });
+
+  it('a device joining takes one count: in the claim on Redis (presence\'s own connect unused), after it on the embedded store; another user is counted nowhere and left in no session', async () => {
+    const n = started();
+    const claim = jest.spyOn(n.node.store, 'claim');
+    const connect = jest.spyOn(n.node.presence, 'connect');
+    const sid = randomUUID();
+    const owner = await connectDevice(n.wsUrl);
+    const ok = await owner.auth({ token: await n.token('alice'), session_id: sid, device_id: 'phone' });
+    expect(ok.payload).toMatchObject({ devices: [expect.objectContaining({ device_id: 'phone', status: 'online', connections: 1 })] });
+    expect(claim).toHaveBeenCalledTimes(1);
+    expect(connect).toHaveBeenCalledTimes(n.node.store.kind === 'redis' ? 0 : 1);
+    const intruder = await connectDevice(n.wsUrl);
+    await expect(intruder.auth({ token: await n.token('mallory'), session_id: sid, device_id: 'laptop' })).rejects.toThrow(/forbidden/);
+    expect(await intruder.closed).toBe(4403);
+    expect(n.node.hub.connsOf(sid)?.size).toBe(1);
+    expect((await n.node.presence.list(sid, Date.now())).map((d) => d.device_id)).toEqual(['phone']);
   });
 
   it('a frame held while the first AUTH is in flight is decoded as it arrived: a binary frame stays binary', async () => {

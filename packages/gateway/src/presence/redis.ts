@@ -4,8 +4,8 @@ import type { DeviceInfo } from '@harmonyflow/protocol';
 import { StoreUnavailableError } from '../errors';
 import type { KeySpace } from '../store/keys';
 import type { RedisLike } from '../store/redisClient';
-import { snapshotOf } from '../store/redis';
-import { deviceView, type Connected, type DeviceDescriptor, type DeviceRecord, type PresenceRegistry } from './types';
+import { connectedOf, descriptorJson, deviceOf } from './connectReply';
+import type { Connected, DeviceDescriptor, PresenceRegistry } from './types';
 
 type PresenceScript = {
   hfPresence(numKeys: number, ...args: (string | number)[]): Promise<number | string[]>;
@@ -25,8 +25,9 @@ export class RedisPresence implements PresenceRegistry {
   private readonly cluster: boolean;
 
   constructor(client: RedisLike, private readonly keys: KeySpace, private readonly timeoutMs: number, private readonly ttlMs: number) {
-    client.defineCommand('hfPresence', { lua: readFileSync(path.join(__dirname, '../store/lua/presence.lua'), 'utf8') });
-    client.defineCommand('hfTouch', { lua: readFileSync(path.join(__dirname, '../store/lua/touch.lua'), 'utf8') });
+    const lua = (name: string) => readFileSync(path.join(__dirname, `../store/lua/${name}.lua`), 'utf8');
+    client.defineCommand('hfPresence', { lua: `${lua('presenceLib')}\n${lua('presence')}` });
+    client.defineCommand('hfTouch', { lua: lua('touch') });
     this.r = client as RedisLike & PresenceScript;
     this.cluster = (client as { isCluster?: boolean }).isCluster === true;
   }
@@ -41,23 +42,18 @@ export class RedisPresence implements PresenceRegistry {
   }
 
   async connect(sessionId: string, d: DeviceDescriptor, instance: string, now: number, withSnapshot = false): Promise<Connected> {
-    const desc = JSON.stringify({ device_type: d.deviceType, device_name: d.deviceName, os_version: d.osVersion, app_version: d.appVersion });
     // With the state hash as a third key the script also reads the session, for the joining
     // socket's snapshot (the keys share one slot): an AUTH makes one Redis command less. Replies as
     // Buffers: the header is binary (cmsgpack).
     const k = this.keys.session(sessionId);
     const keys = withSnapshot ? [k.devices, k.meta, k.state] : [k.devices, k.meta];
-    let reply: [number, Buffer[], Buffer?, Buffer[]?];
+    let reply: unknown[];
     try {
-      reply = (await this.r.hfPresenceBuffer(keys.length, ...keys, 'connect', now, this.ttlMs, instance, d.deviceId, desc)) as typeof reply;
+      reply = (await this.r.hfPresenceBuffer(keys.length, ...keys, 'connect', now, this.ttlMs, instance, d.deviceId, descriptorJson(d))) as unknown[];
     } catch (err) {
       throw new StoreUnavailableError(err);
     }
-    const [first, flat, rawHeader, records] = reply;
-    const devices: DeviceInfo[] = [];
-    for (let i = 1; i < flat.length; i += 2) devices.push(this.view(flat[i].toString('utf8'), now));
-    if (!withSnapshot) return { first: first === 1, devices };
-    return { first: first === 1, devices, snapshot: rawHeader ? snapshotOf(sessionId, rawHeader, records ?? []) : null };
+    return connectedOf(sessionId, reply, 0, withSnapshot, now, this.timeoutMs);
   }
 
   async disconnect(sessionId: string, deviceId: string, instance: string, now: number): Promise<{ last: boolean }> {
@@ -109,13 +105,7 @@ export class RedisPresence implements PresenceRegistry {
     } catch (err) {
       throw new StoreUnavailableError(err);
     }
-    return Object.values(all).map((raw) => this.view(raw, now));
-  }
-
-  private view(raw: string, now: number): DeviceInfo {
-    const r = JSON.parse(raw) as DeviceRecord;
-    if (!r.nodes || Array.isArray(r.nodes)) r.nodes = {};
-    return deviceView(r, now, this.timeoutMs);
+    return Object.values(all).map((raw) => deviceOf(raw, now, this.timeoutMs));
   }
 
   async reapNode(instance: string, sessionIds: readonly string[], now: number): Promise<Array<{ sessionId: string; deviceId: string }>> {

@@ -1,32 +1,27 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ReplyError, type Redis } from 'ioredis';
-import { Packr } from 'msgpackr';
 import type { JsonObject, JsonValue } from '@harmonyflow/protocol';
 import { StoreUnavailableError } from '../errors';
+import { connectedOf, descriptorJson } from '../presence/connectReply';
+import type { Connected } from '../presence/types';
 import { uncorked } from './coalesceWrites';
 import type { KeySpace } from './keys';
 import type { RedisLike } from './redisClient';
 import { randomSeed } from './randomSeed';
 import { RedisFunction } from './redisFunction';
 import type {
-  ClaimResult, HandoffOutcome, HandoffRecord, MutationRequest, MutationResult, Page, RefreshOutcome, SessionHead,
+  ClaimCount, ClaimResult, HandoffOutcome, HandoffRecord, MutationRequest, MutationResult, Page, RefreshOutcome, SessionHead,
   SessionStore, SessionSummary, Snapshot, StateOp, StoreLimits, UpdatesSince,
 } from './types';
+import { H, header, headOf, snapshotOf, unpackr, type Header } from './sessionRecords';
 import { byteLength, loadValue, stateFromFlat, storeValue } from './valueCodec';
 
 const LUA_DIR = path.join(__dirname, 'lua');
 const lua = (name: string) => readFileSync(path.join(LUA_DIR, `${name}.lua`), 'utf8');
 
-/** The session header (`h` in the meta hash, see lua/lib.lua): a cmsgpack array in this order. */
-const H = { UID: 0, V: 1, EPOCH: 2, CREATED: 3, UPDATED: 4, RECENT: 5, BYTES: 6, DEV: 7, APP: 8, EXP: 9 } as const;
-type Header = [string, number, string, number, number, number, number, string, string, number, ...number[]];
-
 /** Replies that mean "Redis cannot serve right now", as opposed to a bug in our script. */
 const TRANSIENT_REPLY = /^(LOADING|BUSY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|NOREPLICAS|MOVED|ASK)\b/;
-
-// cmsgpack emits strings as msgpack str; state values are JSON text, so decode them as strings.
-const unpackr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
 /** A command's failure as callers see it: a bug in our script as is, anything else as the store being unavailable. */
 function storeFailure(err: unknown): unknown {
@@ -51,6 +46,7 @@ type Scripts = {
   hfReadBuffer(numKeys: number, ...args: string[]): Promise<[Buffer, Buffer[]] | null>;
   hfHeadersBuffer(numKeys: number, ...keys: string[]): Promise<Array<Buffer | null>>;
   hfClaim(numKeys: number, ...args: (string | number)[]): Promise<Array<string | number>>;
+  hfJoinBuffer(numKeys: number, ...args: (string | number)[]): Promise<unknown[]>;
   hfKeepAlive(numKeys: number, ...args: (string | number)[]): Promise<[string, number] | null>;
   hfReserve(numKeys: number, ...args: (string | number)[]): Promise<number>;
   hfUpdatesSinceBuffer(numKeys: number, ...args: (string | number)[]): Promise<Buffer[] | null>;
@@ -62,8 +58,13 @@ type Scripts = {
 /** mutate.lua's success decoded, with the new expiry when it moved (0: it did not). */
 type MutateReply = { result: MutationResult; refreshedAt: number };
 
-/** claim.lua's answer: 'ok', owner, version, epoch, created (0/1), last mutation id, refreshed expiry (0: none). */
-type ClaimReply = [string, string, number, string, number, number, number];
+/** claim.lua's answer ('ok'), and join.lua's count when it took one. */
+type ClaimReply = {
+  owner: string; version: number; epoch: string; created: boolean; lastMutationId: number;
+  /** The expiry the claim moved the session to, when the indexes are still to follow (0: none). */
+  refreshed: number;
+  connected?: Connected;
+};
 
 /**
  * SessionStore on Redis or Redis Cluster. Every mutation runs `lua/mutate.lua` (as a Redis Function,
@@ -105,7 +106,8 @@ export class RedisStore implements SessionStore {
       `${limits.logMaxBytes}, '${this.cluster ? 'SPUBLISH' : 'PUBLISH'}', ${Buffer.byteLength(keys.prefix)}\n`;
     const sessionLua = (name: string) => `${constants}${lua('lib')}\n${lua(name)}`;
     this.mutateFn = new RedisFunction(client, `${constants}${lua('lib')}\n${lua('mutate')}\n${lua('mutateBatch')}`, 'hf_mutate_batch', onNotice);
-    client.defineCommand('hfClaim', { lua: sessionLua('claim') });
+    client.defineCommand('hfClaim', { lua: `${sessionLua('claim')}\nreturn hf_claim(KEYS, ARGV)\n` });
+    client.defineCommand('hfJoin', { lua: `${sessionLua('claim')}\n${lua('presenceLib')}\n${lua('join')}` });
     client.defineCommand('hfKeepAlive', { lua: sessionLua('keepAlive') });
     client.defineCommand('hfUpdatesSince', { lua: sessionLua('updatesSince') });
     client.defineCommand('hfRead', { lua: lua('read') });
@@ -310,30 +312,45 @@ export class RedisStore implements SessionStore {
     return this.call(() => this.r.hfHeadersBuffer(metas.length, ...metas));
   }
 
-  async claim(sessionId: string, userId: string, deviceId = '', admin = false): Promise<ClaimResult> {
+  async claim(sessionId: string, userId: string, deviceId = '', admin = false, count?: ClaimCount): Promise<ClaimResult> {
     // Under a quota, one Redis lets the script check it and take the owner's place itself (rule
     // 'Q'); on Redis Cluster the owner's index sits in another slot: reserve there first, if asked.
     const rule = this.limits.maxSessionsPerUser <= 0 ? '-' : this.cluster ? 'R' : 'Q';
-    let res = await this.claimOnce(sessionId, userId, deviceId, admin, rule);
+    let res = await this.claimOnce(sessionId, userId, deviceId, admin, rule, count);
     if (res === 'needs_reservation') {
-      res = await this.reserveAndRetry(sessionId, userId, () => this.claimOnce(sessionId, userId, deviceId, admin, '-'),
-        (r) => r !== 'quota_exceeded' && r[4] === 1 && r[1] === userId);
+      res = await this.reserveAndRetry(sessionId, userId, () => this.claimOnce(sessionId, userId, deviceId, admin, '-', count),
+        (r) => r !== 'quota_exceeded' && r.created && r.owner === userId);
     }
     if (res === 'quota_exceeded') return { status: 'quota_exceeded' };
-    const [, owner, version, epoch, created, lastMutationId, refreshed] = res;
+    const { owner, version, epoch, created, lastMutationId, refreshed, connected } = res;
     if (refreshed > 0) this.index(sessionId, owner, refreshed);
-    return { status: 'ok', userId: owner, version: Number(version), epoch, created: created === 1, lastMutationId: Number(lastMutationId) };
+    return { status: 'ok', userId: owner, version, epoch, created, lastMutationId, ...(connected ? { connected } : {}) };
   }
 
+  /**
+   * claim.lua, or with `count` join.lua: the claim and, when the user may join, the device's count
+   * in the registry (presence/redis.ts's, in the session's slot) in one script.
+   */
   private async claimOnce(
-    sessionId: string, userId: string, deviceId: string, admin: boolean, rule: '-' | 'R' | 'Q',
+    sessionId: string, userId: string, deviceId: string, admin: boolean, rule: '-' | 'R' | 'Q', count?: ClaimCount,
   ): Promise<ClaimReply | 'needs_reservation' | 'quota_exceeded'> {
     const keys = this.keys.sessionKeyList(sessionId);
     // One Redis: the script reaches the indexes, and keeps them in step itself (claim.lua).
     if (!this.cluster) keys.push(this.keys.userSessions(userId), this.keys.allSessions());
-    const res = await this.call(() => this.r.hfClaim(keys.length, ...keys, userId, this.now(), randomSeed(), rule, deviceId, admin ? '1' : '0',
-      this.limits.maxSessionsPerUser));
-    return res[0] === 'ok' ? (res as ClaimReply) : (res[0] as 'needs_reservation' | 'quota_exceeded');
+    const args: (string | number)[] = [userId, this.now(), randomSeed(), rule, deviceId, admin ? '1' : '0', this.limits.maxSessionsPerUser];
+    if (!count) {
+      const res = await this.call(() => this.r.hfClaim(keys.length, ...keys, ...args));
+      if (res[0] !== 'ok') return res[0] as 'needs_reservation' | 'quota_exceeded';
+      return { owner: String(res[1]), version: Number(res[2]), epoch: String(res[3]), created: res[4] === 1, lastMutationId: Number(res[5]), refreshed: Number(res[6]) };
+    }
+    // Buffers: the session's header in the count's snapshot is binary (cmsgpack).
+    const res = await this.call(() => this.r.hfJoinBuffer(keys.length, ...keys, ...args, count.instance, descriptorJson(count.device), count.withSnapshot ? '1' : '0'));
+    const status = String(res[0]);
+    if (status !== 'ok') return status as 'needs_reservation' | 'quota_exceeded';
+    return {
+      owner: String(res[1]), version: Number(res[2]), epoch: String(res[3]), created: res[4] === 1, lastMutationId: Number(res[5]), refreshed: Number(res[6]),
+      connected: res.length > 7 ? connectedOf(sessionId, res, 7, count.withSnapshot, count.now, count.timeoutMs) : undefined,
+    };
   }
 
   async keepAlive(sessionIds: readonly string[]): Promise<void> {
@@ -503,31 +520,6 @@ function opArguments(op: StateOp, args: (string | number)[]): void {
   }
 }
 
-/** A session read as read.lua reads it: its header (cmsgpack) and its state records flat. */
-export function snapshotOf(sessionId: string, rawHeader: Buffer, records: readonly Buffer[]): Snapshot {
-  const h = header(rawHeader);
-  return {
-    sessionId,
-    userId: h[H.UID],
-    version: h[H.V],
-    epoch: h[H.EPOCH],
-    state: stateFromRecords(records.map((b) => b.toString('utf8'))),
-    deviceId: h[H.DEV] || null,
-    appVersion: h[H.APP] || null,
-    createdAt: h[H.CREATED],
-    updatedAt: h[H.UPDATED],
-    expiresAt: h[H.EXP],
-  };
-}
-
-function header(raw: Buffer): Header {
-  return unpackr.unpack(raw) as Header;
-}
-
-function headOf(h: Header): SessionHead {
-  return { userId: h[H.UID], version: h[H.V], epoch: h[H.EPOCH] };
-}
-
 function parseCursor(cursor: string | null): { score: number; id: string } | null {
   if (!cursor) return null;
   const i = cursor.indexOf(':');
@@ -538,17 +530,6 @@ function parseCursor(cursor: string | null): { score: number; id: string } | nul
 function flatToRecord(flat: string[]): Record<string, string> {
   const out: Record<string, string> = Object.create(null);
   for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i]] = flat[i + 1];
-  return out;
-}
-
-/** The state hash's "version|size|stored" records → state object (null prototype: keys are data). */
-export function stateFromRecords(flat: readonly string[]): JsonObject {
-  const out: JsonObject = Object.create(null);
-  for (let i = 0; i + 1 < flat.length; i += 2) {
-    const raw = flat[i + 1];
-    const a = raw.indexOf('|');
-    out[flat[i]] = loadValue(raw.slice(raw.indexOf('|', a + 1) + 1));
-  }
   return out;
 }
 

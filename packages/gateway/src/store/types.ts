@@ -1,4 +1,5 @@
 import type { JsonObject, JsonValue } from '@harmonyflow/protocol';
+import type { Connected, DeviceDescriptor } from '../presence/types';
 
 /** One state change. Every HTTP and WS mutation is expressed as exactly one of these. */
 export type StateOp =
@@ -126,8 +127,29 @@ export type ClaimResult =
       readonly created: boolean;
       /** Highest mutation id processed for the claiming device (0 if none). */
       readonly lastMutationId: number;
+      /**
+       * The device's count (see ClaimCount), when the claim was asked to take it and this store
+       * did: the user may join, and the device registry lives with the session (Redis). Absent,
+       * the device is not counted.
+       */
+      readonly connected?: Connected;
     }
   | { readonly status: 'quota_exceeded' };
+
+/**
+ * PresenceRegistry.connect of the claiming device, to be taken in the same step as the claim when
+ * the user may join: one call instead of two where the registry shares the store's backend (one
+ * script on Redis, whose registry sits in the session's slot). Stores without one ignore it.
+ */
+export interface ClaimCount {
+  readonly device: DeviceDescriptor;
+  readonly instance: string;
+  readonly now: number;
+  /** Read the session too, as the count leaves it (PresenceRegistry.connect's `withSnapshot`). */
+  readonly withSnapshot: boolean;
+  /** The presence timeout: which devices of the list are online. */
+  readonly timeoutMs: number;
+}
 
 /** What a resume needs: the updates after a version, within the epoch it belongs to. */
 export interface UpdatesSince {
@@ -198,9 +220,10 @@ export interface SessionStore {
    * Creates an empty session (version 0, a new epoch) owned by `userId` unless it exists, within
    * the user's session quota. When the user may join it (owner, or `admin`), its expiry is
    * refreshed, it becomes the owner's most recent, and `deviceId`'s mutation mark is returned;
-   * anyone else only learns the owner (callers refuse them).
+   * anyone else only learns the owner (callers refuse them). With `count`, a store that holds the
+   * device registry also counts the device there when the user may join (ClaimResult.connected).
    */
-  claim(sessionId: string, userId: string, deviceId?: string, admin?: boolean): Promise<ClaimResult>;
+  claim(sessionId: string, userId: string, deviceId?: string, admin?: boolean, count?: ClaimCount): Promise<ClaimResult>;
   /** The user's most recently written (or claimed) live session id, if any. */
   latestSessionOf(userId: string): Promise<string | null>;
   /** Live sessions owned by the user (at most MAX_SESSIONS_PER_USER of them). */

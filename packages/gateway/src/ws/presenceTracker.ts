@@ -1,11 +1,26 @@
 import { BusKind, type ControlFrame, type DeviceInfo, type DeviceLeftReason } from '@harmonyflow/protocol';
+import { canAccess, type Principal } from '../auth/tokens';
 import type { Hub } from '../hub';
 import type { Logger } from '../log';
 import { every, type Periodic } from '../periodic';
 import type { Connected, DeviceDescriptor, PresenceRegistry } from '../presence/types';
+import type { ClaimResult, SessionStore } from '../store/types';
 import { connOf, type Conn, type WS } from './conn';
 
 export type PublishControl = (sessionId: string, kind: ControlFrame['kind'], body: Record<string, unknown>) => Promise<void>;
+
+/** How an AUTH's claim and count ended (PresenceTracker.claimAndJoin). */
+export type Joined =
+  | { readonly status: 'quota_exceeded' }
+  /** The session is another user's: nothing was counted. */
+  | { readonly status: 'forbidden' }
+  | { readonly status: 'ok'; readonly claim: Extract<ClaimResult, { status: 'ok' }>; readonly connected: Connected };
+
+/** Where AUTH's claims go (claimAndJoin), with what a count taken by the store needs. */
+export interface Claims {
+  readonly store: Pick<SessionStore, 'claim'>;
+  readonly presenceTimeoutMs: number;
+}
 
 /**
  * The one owner of this node's presence counting. A connection is `counted` exactly while the
@@ -30,6 +45,7 @@ export class PresenceTracker {
     private readonly instance: string,
     private readonly publish: PublishControl,
     private readonly log: Logger,
+    private readonly claims: Claims | null = null,
   ) {}
 
   /** Starts the periodic `last_seen` touch and reconciliation. */
@@ -63,9 +79,38 @@ export class PresenceTracker {
       this.markDirty(c.sessionId, c.deviceId);
       throw err;
     }
+    return this.counted(c, joined);
+  }
+
+  /** The registry counts `c` now; a socket that closed meanwhile is taken back at once. */
+  private counted(c: Conn, joined: Connected): Connected {
     c.counted = true;
     if (c.closed) this.leave(c, 'disconnected');
     return joined;
+  }
+
+  /**
+   * AUTH: claims the connection's session (`c.sessionId`) for `who` and, when they may join,
+   * counts the connection. One store call where the store holds the registry too (Redis: one
+   * script, see SessionStore.claim's `count`), else the claim, then `join`. The session's bus
+   * subscription must be live before: the snapshot read with the count must not miss a change.
+   */
+  async claimAndJoin(c: Conn, who: Principal, device: DeviceDescriptor, now: number, withSnapshot: boolean): Promise<Joined> {
+    if (!this.claims) throw new Error('PresenceTracker made without a store to claim sessions in');
+    const admin = who.role === 'admin';
+    const count = { device, instance: this.instance, now, withSnapshot, timeoutMs: this.claims.presenceTimeoutMs };
+    let claim: ClaimResult;
+    try {
+      claim = await this.tracked(c.sessionId, this.claims.store.claim(c.sessionId, who.userId, device.deviceId, admin, count));
+    } catch (err) {
+      // Counted or not, nobody knows (a reply lost, a timeout): the next reconciliation sets the
+      // device's count here from the sockets actually counted.
+      this.markDirty(c.sessionId, c.deviceId);
+      throw err;
+    }
+    if (claim.status === 'quota_exceeded') return claim;
+    if (!canAccess(who, claim.userId)) return { status: 'forbidden' };
+    return { status: 'ok', claim, connected: claim.connected ? this.counted(c, claim.connected) : await this.join(c, device, now, withSnapshot) };
   }
 
   /** Takes a connection's count back (closed, kicked, silent); announces when the device went offline. */

@@ -82,29 +82,32 @@ async function join(ctx: WsContext, ws: WS, who: Principal, p: QueryAuth, correl
   const lastVersion = typeof p.last_version === 'number' && Number.isSafeInteger(p.last_version) && p.last_version >= 0 ? p.last_version : null;
   // A last_epoch that cannot be an epoch is a mismatch (snapshot), never "any epoch" (replay).
   const lastEpoch = typeof p.last_epoch === 'string' && p.last_epoch.length > 0 ? (p.last_epoch.length <= 64 ? p.last_epoch : '!') : null;
-  const store = ctx.sessions.store;
   try {
-    const sessionId = (p.session_id as string | undefined)?.toLowerCase() ?? (await store.latestSessionOf(who.userId)) ?? randomUUID();
-    const claimed = await store.claim(sessionId, who.userId, deviceId, who.role === 'admin');
-    if (claimed.status === 'quota_exceeded') {
-      return fail(ctx, ws, correlationId, ErrorCode.QUOTA_EXCEEDED, 'too many live sessions for this user', CloseCode.RATE_LIMITED);
-    }
-    if (!canAccess(who, claimed.userId)) return fail(ctx, ws, correlationId, ErrorCode.FORBIDDEN, 'session belongs to another user', CloseCode.FORBIDDEN);
+    const sessionId = (p.session_id as string | undefined)?.toLowerCase() ?? (await ctx.sessions.store.latestSessionOf(who.userId)) ?? randomUUID();
     if (c.closed) return;
     c.userId = who.userId;
     c.admin = who.role === 'admin';
-    c.ownerId = claimed.userId;
     c.sessionId = sessionId;
     c.deviceId = deviceId;
     c.tokenExpiresAt = who.expiresAt;
     c.authed = true;
+    // The session's bus subscription goes first: the snapshot read with the device's count must
+    // not miss a change made meanwhile. Nothing reaches the socket before AUTH_SUCCESS (catchUp
+    // holds it), so joining a session the user turns out not to be allowed in shows them nothing.
     await ctx.hub.join(ws);
     if (c.closed) return; // close() already left the hub; nothing was counted yet
-    const now = Date.now();
-    // A device that resumes nothing gets a snapshot: read with its count where the registry can.
-    const { first, devices, snapshot } = await ctx.tracker.join(c, {
+    // The claim and the count in one store call where it can (Redis); a device that resumes
+    // nothing gets its snapshot from the same call.
+    const joined = await ctx.tracker.claimAndJoin(c, who, {
       deviceId, deviceType: text(p.device_type), deviceName: text(p.device_name), osVersion: text(p.os_version), appVersion: text(p.app_version),
-    }, now, lastVersion === null);
+    }, Date.now(), lastVersion === null);
+    if (joined.status !== 'ok') {
+      if (!c.closed) unjoin(ctx, ws);
+      if (joined.status === 'quota_exceeded') return fail(ctx, ws, correlationId, ErrorCode.QUOTA_EXCEEDED, 'too many live sessions for this user', CloseCode.RATE_LIMITED);
+      return fail(ctx, ws, correlationId, ErrorCode.FORBIDDEN, 'session belongs to another user', CloseCode.FORBIDDEN);
+    }
+    const { claim: claimed, connected: { first, devices, snapshot } } = joined;
+    c.ownerId = claimed.userId;
     if (c.closed) return;
     await ctx.hub.catchUp(ws, lastVersion, lastEpoch, ({ resumed, version, epoch }) => {
       // Synchronously before the snapshot or replay frames: AUTH_SUCCESS always comes first.
@@ -122,14 +125,18 @@ async function join(ctx: WsContext, ws: WS, who: Principal, p: QueryAuth, correl
     const { env, known } = errorFromThrown(err, correlationId);
     if (!known) ctx.log.error({ err }, 'AUTH failed unexpectedly');
     const code = (env.payload as { code: string }).code;
-    if (c.authed) {
-      // Partially joined: undo so the client can retry cleanly on a new connection.
-      ctx.hub.leave(ws);
-      ctx.tracker.leave(c, 'disconnected');
-      c.authed = false;
-    }
+    // Partially joined: undo so the client can retry cleanly on a new connection.
+    if (c.authed && !c.closed) unjoin(ctx, ws);
     fail(ctx, ws, correlationId, code, code === ErrorCode.STORE_UNAVAILABLE ? 'session store unavailable, retry shortly' : 'authentication failed');
   }
+}
+
+/** Takes back a join that did not complete: the hub's membership, the count if one was taken. */
+function unjoin(ctx: WsContext, ws: WS): void {
+  const c = connOf(ws);
+  ctx.hub.leave(ws);
+  ctx.tracker.leave(c, 'disconnected');
+  c.authed = false;
 }
 
 function successPayload(
