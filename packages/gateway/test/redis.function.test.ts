@@ -44,7 +44,8 @@ describe('write path as a Redis Function', () => {
     const token = await n.token('alice');
     const sid = randomUUID();
     const write = (i: number) => api(n.url, 'POST', '/session/incremental', { token, body: { session_id: sid, changes: { i } } });
-    expect(await libraries()).toHaveLength(1);
+    // The write path's and the AUTH claim's (lua/join.lua).
+    expect(await libraries()).toHaveLength(2);
     await api(n.url, 'POST', '/session/snapshot', { token, body: { session_id: sid, state_data: { i: 0 } } });
     // What a Redis restarted without persistence looks like to the library: gone.
     await r.call('FUNCTION', 'FLUSH');
@@ -60,6 +61,19 @@ describe('write path as a Redis Function', () => {
     expect(res.body).toMatchObject({ version: 2 });
     const snap = await api(n.url, 'GET', `/session/${sid}`, { token });
     expect(snap.body).toMatchObject({ version: 2, state_data: { i: 2 } });
+  });
+
+  it('an AUTH that finds the claim\'s library lost waits for it to be loaded again and joins (a claim can simply be sent again)', async () => {
+    const token = await n.token('carol');
+    const sid = randomUUID();
+    await r.call('FUNCTION', 'FLUSH');
+    const d = await connectDevice(n.wsUrl);
+    const ok = await d.auth({ token, device_id: 'phone', session_id: sid });
+    expect(ok.payload).toMatchObject({ session_id: sid, version: 0, devices: [expect.objectContaining({ device_id: 'phone', status: 'online' })] });
+    // The write path's library, lost too, comes back with the first write that finds it missing.
+    d.send({ type: T.STATE_UPDATE, correlation_id: 'w', payload: { key: 'n', value: 1, operation: 'SET' } });
+    expect((await d.next(T.ERROR)).payload).toMatchObject({ code: 'store_unavailable' });
+    await eventually(async () => (await libraries()).length === 2);
   });
 
   it('writes sent back to back while the library is lost and loaded again are applied in the order sent, or refused', async () => {

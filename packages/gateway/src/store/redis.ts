@@ -45,8 +45,6 @@ interface PendingMutation {
 type Scripts = {
   hfReadBuffer(numKeys: number, ...args: string[]): Promise<[Buffer, Buffer[]] | null>;
   hfHeadersBuffer(numKeys: number, ...keys: string[]): Promise<Array<Buffer | null>>;
-  hfClaim(numKeys: number, ...args: (string | number)[]): Promise<Array<string | number>>;
-  hfJoinBuffer(numKeys: number, ...args: (string | number)[]): Promise<unknown[]>;
   hfKeepAlive(numKeys: number, ...args: (string | number)[]): Promise<[string, number] | null>;
   hfReserve(numKeys: number, ...args: (string | number)[]): Promise<number>;
   hfUpdatesSinceBuffer(numKeys: number, ...args: (string | number)[]): Promise<Buffer[] | null>;
@@ -88,6 +86,8 @@ export class RedisStore implements SessionStore {
   private flushScheduled = false;
   /** The write path (lua/mutate.lua, lua/mutateBatch.lua) as a Redis Function. */
   private readonly mutateFn: RedisFunction;
+  /** Claims, with a device's count when asked (lua/join.lua), as a Redis Function. */
+  private readonly joinFn: RedisFunction;
 
   constructor(
     client: RedisLike,
@@ -106,8 +106,7 @@ export class RedisStore implements SessionStore {
       `${limits.logMaxBytes}, '${this.cluster ? 'SPUBLISH' : 'PUBLISH'}', ${Buffer.byteLength(keys.prefix)}\n`;
     const sessionLua = (name: string) => `${constants}${lua('lib')}\n${lua(name)}`;
     this.mutateFn = new RedisFunction(client, `${constants}${lua('lib')}\n${lua('mutate')}\n${lua('mutateBatch')}`, 'hf_mutate_batch', onNotice);
-    client.defineCommand('hfClaim', { lua: `${sessionLua('claim')}\nreturn hf_claim(KEYS, ARGV)\n` });
-    client.defineCommand('hfJoin', { lua: `${sessionLua('claim')}\n${lua('presenceLib')}\n${lua('join')}` });
+    this.joinFn = new RedisFunction(client, `${sessionLua('claim')}\n${lua('presenceLib')}\n${lua('join')}`, 'hf_join', onNotice);
     client.defineCommand('hfKeepAlive', { lua: sessionLua('keepAlive') });
     client.defineCommand('hfUpdatesSince', { lua: sessionLua('updatesSince') });
     client.defineCommand('hfRead', { lua: lua('read') });
@@ -328,8 +327,8 @@ export class RedisStore implements SessionStore {
   }
 
   /**
-   * claim.lua, or with `count` join.lua: the claim and, when the user may join, the device's count
-   * in the registry (presence/redis.ts's, in the session's slot) in one script.
+   * join.lua: the claim and, with `count`, when the user may join, the device's count in the
+   * registry (presence/redis.ts's, in the session's slot) in the same call.
    */
   private async claimOnce(
     sessionId: string, userId: string, deviceId: string, admin: boolean, rule: '-' | 'R' | 'Q', count?: ClaimCount,
@@ -337,19 +336,15 @@ export class RedisStore implements SessionStore {
     const keys = this.keys.sessionKeyList(sessionId);
     // One Redis: the script reaches the indexes, and keeps them in step itself (claim.lua).
     if (!this.cluster) keys.push(this.keys.userSessions(userId), this.keys.allSessions());
-    const args: (string | number)[] = [userId, this.now(), randomSeed(), rule, deviceId, admin ? '1' : '0', this.limits.maxSessionsPerUser];
-    if (!count) {
-      const res = await this.call(() => this.r.hfClaim(keys.length, ...keys, ...args));
-      if (res[0] !== 'ok') return res[0] as 'needs_reservation' | 'quota_exceeded';
-      return { owner: String(res[1]), version: Number(res[2]), epoch: String(res[3]), created: res[4] === 1, lastMutationId: Number(res[5]), refreshed: Number(res[6]) };
-    }
+    const call: (string | number)[] = [keys.length, ...keys, userId, this.now(), randomSeed(), rule, deviceId, admin ? '1' : '0', this.limits.maxSessionsPerUser];
+    if (count) call.push(count.instance, descriptorJson(count.device), count.withSnapshot ? '1' : '0');
     // Buffers: the session's header in the count's snapshot is binary (cmsgpack).
-    const res = await this.call(() => this.r.hfJoinBuffer(keys.length, ...keys, ...args, count.instance, descriptorJson(count.device), count.withSnapshot ? '1' : '0'));
+    const res = (await this.call(() => this.joinFn.callBufferOrRetry(call))) as unknown[];
     const status = String(res[0]);
     if (status !== 'ok') return status as 'needs_reservation' | 'quota_exceeded';
     return {
       owner: String(res[1]), version: Number(res[2]), epoch: String(res[3]), created: res[4] === 1, lastMutationId: Number(res[5]), refreshed: Number(res[6]),
-      connected: res.length > 7 ? connectedOf(sessionId, res, 7, count.withSnapshot, count.now, count.timeoutMs) : undefined,
+      connected: count && res.length > 7 ? connectedOf(sessionId, res, 7, count.withSnapshot, count.now, count.timeoutMs) : undefined,
     };
   }
 

@@ -83,6 +83,20 @@ export class RedisFunction {
     });
   }
 
+  /**
+   * callBuffer for a call that can simply be made again (it ran nowhere when the code was missing,
+   * and nothing queued behind it depends on its order: a claim). One that finds the code missing
+   * waits for the load it started and goes once more, instead of failing.
+   */
+  async callBufferOrRetry(args: (string | number)[]): Promise<unknown> {
+    try {
+      return await this.callBuffer(args);
+    } catch (err) {
+      if (!(err instanceof CodeMissingError)) throw err;
+      return this.callBuffer(args);
+    }
+  }
+
   /** Runs `send` now, or, while a load is under way, right after it, in the order of the calls. */
   whenLoaded<T>(send: () => Promise<T>): Promise<T> {
     if (!this.loading) return send();

@@ -11,8 +11,7 @@
 --       6 '1' when the user is an admin, 7 the quota (rule 'Q')
 -- Returns {'ok', owner, version, epoch, created(0/1), lastMutationId, refreshedExpiry(0: none, or
 --   the indexes are already in step)} | {'needs_reservation'} | {'quota_exceeded'}
--- (A function: the claim script is this file plus `return hf_claim(KEYS, ARGV)`; join.lua calls it
--- before counting the device.)
+-- (A function: join.lua's Redis Function calls it, then counts the device when asked.)
 local function hf_claim(KEYS, ARGV)
   local now = tonumber(ARGV[2])
   local sid = hf_session_id(KEYS[1])
