@@ -5,7 +5,8 @@
 // conns scenario: AUTH names the session, no last_version, so each gets a snapshot), at most
 // CONCURRENCY handshakes in flight. CPU per connect is the process's utime+stime (/proc) from the
 // first handshake to the last snapshot, divided by CONNS; the Redis commands each connect cost come
-// from INFO commandstats over the same span. Then the round's sockets close (not measured).
+// from INFO commandstats over the same span. Then the round's sockets close: CPU per close is the
+// same measure from the first close to half a second after the last.
 // Prints every round and the median of the per-round B/A ratios.
 //   node scripts/bench/probes/connect-ab.mjs [dirA] [dirB]     (default: this checkout for both)
 //   env: CONNS=2000 CONCURRENCY=100 ROUNDS=12 FLAGS_A/FLAGS_B (node flags; default the service's own)
@@ -75,10 +76,13 @@ async function round(g, redis, redisPid) {
   const us = (cpu(g.pid) - c0) / CONNS, redisUs = (cpu(redisPid) - r0) / CONNS;
   const after = await commandCalls(redis);
   const calls = [...after].map(([k, v]) => [k, (v - (before.get(k) ?? 0)) / CONNS]).filter(([, v]) => v > 0.01);
+  // The close: each socket's count taken back (presence script, DEVICE_LEFT) and its session left.
+  const c1 = cpu(g.pid), r1 = cpu(redisPid);
   for (const ws of sockets) ws.close();
   while (sockets.some((ws) => ws.readyState !== WebSocket.CLOSED)) await sleep(20);
   await sleep(500);
-  return { us, redisUs, calls };
+  const closeUs = (cpu(g.pid) - c1) / CONNS, closeRedisUs = (cpu(redisPid) - r1) / CONNS;
+  return { us, redisUs, calls, closeUs, closeRedisUs };
 }
 
 const redisProc = await startRedis();
@@ -92,18 +96,22 @@ try {
   }
   console.log(`A ${dirs[0]} ${FLAGS[0].join(' ')}\nB ${dirs[1]} ${FLAGS[1].join(' ')}\n${CONNS} connections per round, ${CONCURRENCY} in flight`);
   await round(gateways[0], redis, redisPid); await round(gateways[1], redis, redisPid); // warm-up
-  const ratios = [], redisRatios = [];
+  const ratios = [], redisRatios = [], closeRatios = [], closeRedisRatios = [];
   let calls = [];
   for (let r = 0; r < ROUNDS; r++) {
     const res = [];
     for (const i of r % 2 ? [1, 0] : [0, 1]) res[i] = await round(gateways[i], redis, redisPid);
     ratios.push(res[1].us / res[0].us);
     redisRatios.push(res[1].redisUs / res[0].redisUs);
+    closeRatios.push(res[1].closeUs / res[0].closeUs);
+    closeRedisRatios.push(res[1].closeRedisUs / res[0].closeRedisUs);
     calls = res.map((x) => x.calls);
-    console.log(`round ${r + 1}: A ${res[0].us.toFixed(0)} µs/connect (Redis ${res[0].redisUs.toFixed(0)}), B ${res[1].us.toFixed(0)} (Redis ${res[1].redisUs.toFixed(0)}), B/A ${ratios.at(-1).toFixed(3)}`);
+    console.log(`round ${r + 1}: A ${res[0].us.toFixed(0)} µs/connect (Redis ${res[0].redisUs.toFixed(0)}), B ${res[1].us.toFixed(0)} (Redis ${res[1].redisUs.toFixed(0)}), B/A ${ratios.at(-1).toFixed(3)}; ` +
+      `close A ${res[0].closeUs.toFixed(0)} (Redis ${res[0].closeRedisUs.toFixed(0)}), B ${res[1].closeUs.toFixed(0)} (Redis ${res[1].closeRedisUs.toFixed(0)})`);
   }
   for (const [i, name] of ['A', 'B'].entries()) console.log(`Redis commands per connect, ${name} (last round): ${calls[i].map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
   console.log(`median B/A ${median(ratios).toFixed(3)} gateway, ${median(redisRatios).toFixed(3)} Redis, over ${ROUNDS} rounds`);
+  console.log(`close: median B/A ${median(closeRatios).toFixed(3)} gateway, ${median(closeRedisRatios).toFixed(3)} Redis`);
   redis.disconnect();
 } finally {
   // SIGTERM and wait: a gateway run with --cpu-prof writes its profile on the way out.
