@@ -3,7 +3,8 @@ import { eventually } from '@harmonyflow/testkit';
 import type { Hub } from '../src/hub';
 import { createLogger } from '../src/log';
 import { MemoryPresence } from '../src/presence/memory';
-import type { PresenceRegistry } from '../src/presence/types';
+import type { Connected, PresenceRegistry } from '../src/presence/types';
+import type { ClaimResult, SessionStore } from '../src/store/types';
 import type { Conn } from '../src/ws/conn';
 import { PresenceTracker } from '../src/ws/presenceTracker';
 
@@ -75,5 +76,69 @@ describe('PresenceTracker', () => {
     await expect(tracker.join(c, { deviceId: 'phone' }, Date.now())).rejects.toThrow('timeout');
     expect(c.counted).toBe(false);
     expect(tracker.dirtySessionIds().includes('s1')).toBe(true);
+  });
+
+  describe('claimAndJoin (AUTH)', () => {
+    const alice = { userId: 'alice', role: 'user' as const, expiresAt: Date.now() + 60_000 };
+    const ok = (extra: Partial<Extract<ClaimResult, { status: 'ok' }>> = {}): ClaimResult =>
+      ({ status: 'ok', userId: 'alice', version: 0, epoch: 'e', created: true, lastMutationId: 0, ...extra });
+    const counted: Connected = { first: true, devices: [] };
+    const conn = () => ({ authed: false, counted: false, closed: false, sessionId: 's1', deviceId: 'phone' }) as Conn;
+    const claimsOf = (claim: SessionStore['claim']) => ({ store: { claim }, presenceTimeoutMs: 60_000 });
+
+    it('a store that counts the device in its claim: counted once, the registry\'s own connect unused', async () => {
+      const presence = { connect: jest.fn() } as unknown as PresenceRegistry;
+      const tracker = new PresenceTracker(presence, {} as Hub, INSTANCE, async () => undefined, log, claimsOf(async () => ok({ connected: counted })));
+      const c = conn();
+      expect(await tracker.claimAndJoin(c, alice, { deviceId: 'phone' }, Date.now(), true)).toMatchObject({ status: 'ok', connected: counted });
+      expect(c.counted).toBe(true);
+      expect(presence.connect).not.toHaveBeenCalled();
+    });
+
+    it('a store that does not count (embedded): the claim, then the registry\'s connect', async () => {
+      const presence = new MemoryPresence(60_000);
+      const tracker = new PresenceTracker(presence, {} as Hub, INSTANCE, async () => undefined, log, claimsOf(async () => ok()));
+      const c = conn();
+      const r = await tracker.claimAndJoin(c, alice, { deviceId: 'phone' }, Date.now(), false);
+      expect(r).toMatchObject({ status: 'ok', connected: { first: true, devices: [expect.objectContaining({ device_id: 'phone', connections: 1 })] } });
+      expect(c.counted).toBe(true);
+    });
+
+    it('a socket that closed during the claim: the count taken in it is taken back, and nothing is counted after it', async () => {
+      const disconnect = jest.fn(async () => ({ last: true }));
+      const connect = jest.fn();
+      const presence = { disconnect, connect } as unknown as PresenceRegistry;
+      const c = conn();
+      const closingDuring = (result: ClaimResult) => claimsOf(async () => {
+        c.closed = true;
+        return result;
+      });
+      const counting = new PresenceTracker(presence, {} as Hub, INSTANCE, async () => undefined, log, closingDuring(ok({ connected: counted })));
+      expect(await counting.claimAndJoin(c, alice, { deviceId: 'phone' }, Date.now(), true)).toEqual({ status: 'closed' });
+      expect(c.counted).toBe(false);
+      expect(disconnect).toHaveBeenCalledTimes(1);
+      const d = conn();
+      const embedded = new PresenceTracker(presence, {} as Hub, INSTANCE, async () => undefined, log, claimsOf(async () => {
+        d.closed = true;
+        return ok();
+      }));
+      expect(await embedded.claimAndJoin(d, alice, { deviceId: 'phone' }, Date.now(), true)).toEqual({ status: 'closed' });
+      expect(connect).not.toHaveBeenCalled();
+      expect(d.counted).toBe(false);
+    });
+
+    it('someone the session does not let in is counted nowhere; a claim that fails marks the device for reconciliation', async () => {
+      const presence = { connect: jest.fn() } as unknown as PresenceRegistry;
+      const refusing = new PresenceTracker(presence, {} as Hub, INSTANCE, async () => undefined, log, claimsOf(async () => ok({ userId: 'bob' })));
+      const c = conn();
+      expect(await refusing.claimAndJoin(c, alice, { deviceId: 'phone' }, Date.now(), true)).toEqual({ status: 'forbidden' });
+      expect(c.counted).toBe(false);
+      expect(presence.connect).not.toHaveBeenCalled();
+      const failing = new PresenceTracker(presence, {} as Hub, INSTANCE, async () => undefined, log, claimsOf(async () => {
+        throw new Error('timeout');
+      }));
+      await expect(failing.claimAndJoin(conn(), alice, { deviceId: 'phone' }, Date.now(), true)).rejects.toThrow('timeout');
+      expect(failing.dirtySessionIds()).toEqual(['s1']);
+    });
   });
 });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { MessageType as T } from '@harmonyflow/protocol';
 import { StoreUnavailableError } from '../src/errors';
-import { closeAllDevices, connectDevice, useNode, useRedis, type StartedNode, type TestDevice } from '@harmonyflow/testkit';
+import { api, closeAllDevices, connectDevice, useNode, useRedis, type StartedNode, type TestDevice } from '@harmonyflow/testkit';
 
 // Authentication timing: what a connection does while an AUTH is in flight, and how fast a wrong
 // first frame is refused. A node of its own: a long AUTH deadline and a rate limit that a burst
@@ -91,7 +91,7 @@ describe.each(stores)('WebSocket authentication (%s)', (_name, storeEnv) => {
     expect(over.ofType(T.HEARTBEAT_ACK)).toHaveLength(0);
   });
 
-  it('presence failing during AUTH: AUTH_FAILURE store_unavailable, no unhandled rejection, nothing left joined, the node serves the next AUTH', async () => {
+  it('the device\'s count failing during AUTH (in the claim on Redis, presence\'s own on the embedded store): AUTH_FAILURE store_unavailable, no unhandled rejection, nothing left joined, the node serves the next AUTH', async () => {
     // The join is undone like any failed one (hub left, nothing counted), and the failure never
     // escapes as an unhandled rejection (that would take the process down).
     const n = started();
@@ -136,6 +136,54 @@ describe.each(stores)('WebSocket authentication (%s)', (_name, storeEnv) => {
     expect(await intruder.closed).toBe(4403);
     expect(n.node.hub.connsOf(sid)?.size).toBe(1);
     expect((await n.node.presence.list(sid, Date.now())).map((d) => d.device_id)).toEqual(['phone']);
+  });
+
+  it('a socket whose AUTH is refused hears nothing of the session while its claim is in flight (no update, no device joining)', async () => {
+    const n = started();
+    const sid = randomUUID();
+    const aliceToken = await n.token('alice');
+    const phone = await connectDevice(n.wsUrl);
+    await phone.auth({ token: aliceToken, session_id: sid, device_id: 'phone' });
+    // Mallory's claim takes a while; meanwhile the session is busy.
+    const claim = n.node.store.claim.bind(n.node.store);
+    let inClaim: () => void = () => undefined;
+    const claiming = new Promise<void>((r) => (inClaim = r));
+    jest.spyOn(n.node.store, 'claim').mockImplementation(async (...args) => {
+      if (args[1] === 'mallory') {
+        inClaim();
+        await new Promise((r) => setTimeout(r, 400));
+      }
+      return claim(...args);
+    });
+    const intruder = await connectDevice(n.wsUrl);
+    intruder.send({ type: T.AUTH, payload: { token: await n.token('mallory'), session_id: sid, device_id: 'phone' } });
+    await claiming;
+    const tablet = await connectDevice(n.wsUrl); // DEVICE_JOINED to the session
+    await tablet.auth({ token: aliceToken, session_id: sid, device_id: 'tablet' });
+    phone.send({ type: T.STATE_UPDATE, correlation_id: 'w', payload: { key: 'mood', value: 'calm', operation: 'SET' } });
+    await phone.next(T.STATE_UPDATE_ACK);
+    await tablet.next(T.STATE_UPDATE);
+    expect(await intruder.closed).toBe(4403);
+    expect(intruder.frames.map((f) => f.type)).toEqual([T.AUTH_FAILURE]);
+    expect(n.node.hub.connsOf(sid)?.size).toBe(2);
+  });
+
+  it('a change made just after the claim read the snapshot still reaches the joining socket (its subscription came first)', async () => {
+    const n = started();
+    const sid = randomUUID();
+    const token = await n.token('alice');
+    const claim = n.node.store.claim.bind(n.node.store);
+    jest.spyOn(n.node.store, 'claim').mockImplementation(async (...args) => {
+      const result = await claim(...args);
+      // Another writer lands between the read (in the claim on Redis) and AUTH_SUCCESS.
+      const res = await api(n.url, 'POST', '/session/incremental', { token, body: { session_id: sid, changes: { mood: 'calm' } } });
+      expect(res.status).toBe(200);
+      return result;
+    });
+    const d = await connectDevice(n.wsUrl);
+    await d.auth({ token, session_id: sid, device_id: 'phone' });
+    // Either the snapshot already has it (read after the write) or the update follows it.
+    await d.waitFor(() => d.frames.some((f) => (f.type === T.SNAPSHOT_RESPONSE || f.type === T.STATE_UPDATE) && (f.payload as { version?: number }).version === 1), 3000);
   });
 
   it('a frame held while the first AUTH is in flight is decoded as it arrived: a binary frame stays binary', async () => {

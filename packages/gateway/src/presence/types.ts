@@ -25,7 +25,9 @@ export interface PresenceRegistry {
    * before. Also returns the session's devices as of that moment (what a joining device is told)
    * and, with `withSnapshot`, when the registry lives beside the session's data (Redis: same
    * slot), the session as of that moment too (null: there is none); `snapshot` is left undefined
-   * when the caller must read it itself.
+   * when the caller must read it itself. (A device joining over WebSocket on Redis is counted in
+   * the claim instead, SessionStore.claim's `count`; this is the count of the embedded store, of a
+   * connection heard again after going silent, and of any store that does not count in its claim.)
    */
   connect(sessionId: string, device: DeviceDescriptor, instance: string, now: number, withSnapshot?: boolean): Promise<Connected>;
   /** Drops one connection; `last` when the device has no connection left anywhere. */

@@ -336,7 +336,8 @@ export class RedisStore implements SessionStore {
     const keys = this.keys.sessionKeyList(sessionId);
     // One Redis: the script reaches the indexes, and keeps them in step itself (claim.lua).
     if (!this.cluster) keys.push(this.keys.userSessions(userId), this.keys.allSessions());
-    const call: (string | number)[] = [keys.length, ...keys, userId, this.now(), randomSeed(), rule, deviceId, admin ? '1' : '0', this.limits.maxSessionsPerUser];
+    const now = this.now();
+    const call: (string | number)[] = [keys.length, ...keys, userId, now, randomSeed(), rule, deviceId, admin ? '1' : '0', this.limits.maxSessionsPerUser];
     if (count) call.push(count.instance, descriptorJson(count.device), count.withSnapshot ? '1' : '0');
     // Buffers: the session's header in the count's snapshot is binary (cmsgpack).
     const res = (await this.call(() => this.joinFn.callBufferOrRetry(call))) as unknown[];
@@ -344,7 +345,7 @@ export class RedisStore implements SessionStore {
     if (status !== 'ok') return status as 'needs_reservation' | 'quota_exceeded';
     return {
       owner: String(res[1]), version: Number(res[2]), epoch: String(res[3]), created: res[4] === 1, lastMutationId: Number(res[5]), refreshed: Number(res[6]),
-      connected: count && res.length > 7 ? connectedOf(sessionId, res, 7, count.withSnapshot, count.now, count.timeoutMs) : undefined,
+      connected: count && res.length > 7 ? connectedOf(sessionId, res, 7, count.withSnapshot, now, count.timeoutMs) : undefined,
     };
   }
 

@@ -20,7 +20,8 @@ import type { RedisLike } from './redisClient';
  * store-unavailable path: the client is told and retries), the code is loaded again, and calls
  * made meanwhile wait for that load and go out in the order they were made, all at once when it
  * ends. Other commands that must stay in order with the calls (reads after writes on the same
- * connection) wait in the same queue: `whenLoaded`.
+ * connection) wait in the same queue: `whenLoaded`. A call that can simply be made again and has
+ * nothing queued behind it that depends on its order (a claim) uses `callBufferOrRetry` instead.
  *
  * A Redis that refuses Functions (an ACL without FUNCTION, a managed service that renamed it) gets
  * the same code as a script (SCRIPT LOAD, EVALSHA), with the same loading rules.
@@ -37,19 +38,20 @@ export class RedisFunction {
   /** Sends held while a load is under way, in the order they were made. */
   private waiting: Array<() => void> = [];
 
-  /** `body` defines a local Lua function named `fn` taking (keys, args). */
+  /** `body` defines a local Lua function named `name` taking (keys, args). */
   constructor(
     private readonly client: RedisLike,
     body: string,
-    fn: string,
+    /** Also how notices name this code. */
+    private readonly name: string,
     /** Operational notices: a fallback to a script, a failed load. */
     private readonly notice: (message: string) => void = () => undefined,
   ) {
     this.cluster = (client as { isCluster?: boolean }).isCluster === true;
     const hash = createHash('sha1').update(body).digest('hex').slice(0, 16);
-    this.target = `${fn}_${hash}`;
-    this.library = `#!lua name=hf_${hash}\n${body}\nredis.register_function('${this.target}', ${fn})\n`;
-    this.script = `${body}\nreturn ${fn}(KEYS, ARGV)\n`;
+    this.target = `${name}_${hash}`;
+    this.library = `#!lua name=hf_${hash}\n${body}\nredis.register_function('${this.target}', ${name})\n`;
+    this.script = `${body}\nreturn ${name}(KEYS, ARGV)\n`;
     this.sha = createHash('sha1').update(this.script).digest('hex');
     this.load();
     // A Redis that restarted may have come back without it (no persistence): load it again before
@@ -123,7 +125,7 @@ export class RedisFunction {
     this.loadEverywhere().then(
       () => this.release(),
       (err: unknown) => {
-        this.notice(`loading the Redis write path failed: ${(err as Error).message}`);
+        this.notice(`loading the Redis code ${this.name} failed: ${(err as Error).message}`);
         this.release();
       },
     );
@@ -149,7 +151,7 @@ export class RedisFunction {
         if (!isRefused(err)) throw err;
         this.mode = 'script';
         this.target = this.sha;
-        this.notice(`Redis refused FUNCTION LOAD (${(err as Error).message}); the write path runs as a script (EVALSHA), ~27k Redis instructions more per call`);
+        this.notice(`Redis refused FUNCTION LOAD (${(err as Error).message}); ${this.name} runs as a script (EVALSHA), its helpers made again on every call`);
       }
     }
     await Promise.all(targets.map((t) => t.call('SCRIPT', 'LOAD', this.script)));

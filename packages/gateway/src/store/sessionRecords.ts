@@ -37,7 +37,7 @@ export function snapshotOf(sessionId: string, rawHeader: Buffer, records: readon
 }
 
 /** The state hash's "version|size|stored" records → state object (null prototype: keys are data). */
-export function stateFromRecords(flat: readonly string[]): JsonObject {
+function stateFromRecords(flat: readonly string[]): JsonObject {
   const out: JsonObject = Object.create(null);
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const raw = flat[i + 1];

@@ -139,12 +139,12 @@ export type ClaimResult =
 /**
  * PresenceRegistry.connect of the claiming device, to be taken in the same step as the claim when
  * the user may join: one call instead of two where the registry shares the store's backend (one
- * script on Redis, whose registry sits in the session's slot). Stores without one ignore it.
+ * script on Redis, whose registry sits in the session's slot). Stores without one ignore it. The
+ * store's clock stamps the record, as it stamps the claim.
  */
 export interface ClaimCount {
   readonly device: DeviceDescriptor;
   readonly instance: string;
-  readonly now: number;
   /** Read the session too, as the count leaves it (PresenceRegistry.connect's `withSnapshot`). */
   readonly withSnapshot: boolean;
   /** The presence timeout: which devices of the list are online. */

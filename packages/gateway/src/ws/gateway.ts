@@ -103,9 +103,11 @@ export class WsGateway {
     c.held = null;
     this.sockets.delete(ws);
     this.ctx.metrics.wsConnections.dec({ state: 'open' });
+    // An AUTH joins the session's hub before its claim says whether the user may stay (auth.ts):
+    // a socket closing meanwhile leaves it too. (A no-op for a socket in no session.)
+    this.ctx.hub.leave(ws);
     if (!c.authed) return;
     this.ctx.connections.down(c);
-    this.ctx.hub.leave(ws);
     this.ctx.tracker.leave(c, c.leaveReason ?? 'disconnected');
   }
 

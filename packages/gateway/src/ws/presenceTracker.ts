@@ -12,6 +12,8 @@ export type PublishControl = (sessionId: string, kind: ControlFrame['kind'], bod
 /** How an AUTH's claim and count ended (PresenceTracker.claimAndJoin). */
 export type Joined =
   | { readonly status: 'quota_exceeded' }
+  /** The socket closed during the claim: nothing is left counted for it. */
+  | { readonly status: 'closed' }
   /** The session is another user's: nothing was counted. */
   | { readonly status: 'forbidden' }
   | { readonly status: 'ok'; readonly claim: Extract<ClaimResult, { status: 'ok' }>; readonly connected: Connected };
@@ -98,7 +100,7 @@ export class PresenceTracker {
   async claimAndJoin(c: Conn, who: Principal, device: DeviceDescriptor, now: number, withSnapshot: boolean): Promise<Joined> {
     if (!this.claims) throw new Error('PresenceTracker made without a store to claim sessions in');
     const admin = who.role === 'admin';
-    const count = { device, instance: this.instance, now, withSnapshot, timeoutMs: this.claims.presenceTimeoutMs };
+    const count = { device, instance: this.instance, withSnapshot, timeoutMs: this.claims.presenceTimeoutMs };
     let claim: ClaimResult;
     try {
       claim = await this.tracked(c.sessionId, this.claims.store.claim(c.sessionId, who.userId, device.deviceId, admin, count));
@@ -110,7 +112,13 @@ export class PresenceTracker {
     }
     if (claim.status === 'quota_exceeded') return claim;
     if (!canAccess(who, claim.userId)) return { status: 'forbidden' };
-    return { status: 'ok', claim, connected: claim.connected ? this.counted(c, claim.connected) : await this.join(c, device, now, withSnapshot) };
+    if (claim.connected) {
+      this.counted(c, claim.connected);
+      return c.closed ? { status: 'closed' } : { status: 'ok', claim, connected: claim.connected };
+    }
+    if (c.closed) return { status: 'closed' };
+    const connected = await this.join(c, device, now, withSnapshot);
+    return c.closed ? { status: 'closed' } : { status: 'ok', claim, connected };
   }
 
   /** Takes a connection's count back (closed, kicked, silent); announces when the device went offline. */

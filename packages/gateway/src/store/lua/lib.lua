@@ -1,7 +1,8 @@
 -- Prelude shared by the session scripts (prepended when a script is loaded; see redis.ts, which
 -- also prepends the per-deployment constants TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB and PREFIX_LEN). Only what
--- several scripts use lives here: claim, keep-alive and catch-up run as scripts, whose top level
--- (every helper's closure) runs again on each call; what only the write path needs is in mutate.lua.
+-- several scripts use lives here: keep-alive and catch-up run as scripts, whose top level (every
+-- helper's closure) runs again on each call; what only the write path needs is in mutate.lua. (The
+-- write path and the AUTH claim, join.lua, are Redis Functions: their top level runs at load.)
 -- Scripts that may refresh a session's expiry receive its keys first, in KeySpace.sessionKeyList
 -- order: 1 meta, 2 state, 3 tomb, 4 log, 5 devices.
 --

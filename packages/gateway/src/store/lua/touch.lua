@@ -1,5 +1,5 @@
 -- Presence touch (PresenceRegistry.touch): refreshes `last_seen` of the named devices that have a
--- record (presence.lua's format), in the devices hashes of several sessions at once on one Redis
+-- record (presenceLib.lua's format), in the devices hashes of several sessions at once on one Redis
 -- (one per call on Redis Cluster: other slots). A call per session made a touch round of a node
 -- holding 5,000 sessions 5,000 commands at once, their objects alive together: the gateway's heap
 -- grew by a third for it.

@@ -90,10 +90,12 @@ async function join(ctx: WsContext, ws: WS, who: Principal, p: QueryAuth, correl
     c.sessionId = sessionId;
     c.deviceId = deviceId;
     c.tokenExpiresAt = who.expiresAt;
-    c.authed = true;
     // The session's bus subscription goes first: the snapshot read with the device's count must
-    // not miss a change made meanwhile. Nothing reaches the socket before AUTH_SUCCESS (catchUp
-    // holds it), so joining a session the user turns out not to be allowed in shows them nothing.
+    // not miss a change made meanwhile. The socket is not `authed` until the claim says the user
+    // may join: until then nothing of the session reaches it (updates are held by the hub, control
+    // frames and lists pass over sockets not authed). A refused AUTH still costs this node a
+    // subscribe and an unsubscribe; failed AUTHs close their connection, which the connection
+    // rate limit bounds.
     await ctx.hub.join(ws);
     if (c.closed) return; // close() already left the hub; nothing was counted yet
     // The claim and the count in one store call where it can (Redis); a device that resumes
@@ -101,14 +103,16 @@ async function join(ctx: WsContext, ws: WS, who: Principal, p: QueryAuth, correl
     const joined = await ctx.tracker.claimAndJoin(c, who, {
       deviceId, deviceType: text(p.device_type), deviceName: text(p.device_name), osVersion: text(p.os_version), appVersion: text(p.app_version),
     }, Date.now(), lastVersion === null);
+    if (joined.status === 'closed') return;
     if (joined.status !== 'ok') {
       if (!c.closed) unjoin(ctx, ws);
       if (joined.status === 'quota_exceeded') return fail(ctx, ws, correlationId, ErrorCode.QUOTA_EXCEEDED, 'too many live sessions for this user', CloseCode.RATE_LIMITED);
       return fail(ctx, ws, correlationId, ErrorCode.FORBIDDEN, 'session belongs to another user', CloseCode.FORBIDDEN);
     }
     const { claim: claimed, connected: { first, devices, snapshot } } = joined;
-    c.ownerId = claimed.userId;
     if (c.closed) return;
+    c.ownerId = claimed.userId;
+    c.authed = true;
     await ctx.hub.catchUp(ws, lastVersion, lastEpoch, ({ resumed, version, epoch }) => {
       // Synchronously before the snapshot or replay frames: AUTH_SUCCESS always comes first.
       sendEnv(ws, {
@@ -126,12 +130,12 @@ async function join(ctx: WsContext, ws: WS, who: Principal, p: QueryAuth, correl
     if (!known) ctx.log.error({ err }, 'AUTH failed unexpectedly');
     const code = (env.payload as { code: string }).code;
     // Partially joined: undo so the client can retry cleanly on a new connection.
-    if (c.authed && !c.closed) unjoin(ctx, ws);
+    if (!c.closed) unjoin(ctx, ws);
     fail(ctx, ws, correlationId, code, code === ErrorCode.STORE_UNAVAILABLE ? 'session store unavailable, retry shortly' : 'authentication failed');
   }
 }
 
-/** Takes back a join that did not complete: the hub's membership, the count if one was taken. */
+/** Takes back a join that did not complete: the hub's membership, the count, if they were taken. */
 function unjoin(ctx: WsContext, ws: WS): void {
   const c = connOf(ws);
   ctx.hub.leave(ws);
