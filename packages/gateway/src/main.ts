@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=8 --heap-growing-percent=50
+#!/usr/bin/env -S node --max-semi-space-size=8 --heap-growing-percent=50 --single-threaded-gc
 import { ConfigError, loadConfig } from './config';
 import { createNode } from './node';
 import { uwsLoadError } from './uwsRuntime';
