@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { processCpuUs as cpu } from '../lib/proc.mjs';
-import { median } from '../lib/stats.mjs';
+import { geomean, median } from '../lib/stats.mjs';
 import { mintAccessToken } from '../lib/ws.mjs';
 const require = createRequire(import.meta.url);
 const WebSocket = require('ws');
@@ -110,7 +110,8 @@ try {
       `close A ${res[0].closeUs.toFixed(0)} (Redis ${res[0].closeRedisUs.toFixed(0)}), B ${res[1].closeUs.toFixed(0)} (Redis ${res[1].closeRedisUs.toFixed(0)})`);
   }
   for (const [i, name] of ['A', 'B'].entries()) console.log(`Redis commands per connect, ${name} (last round): ${calls[i].map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
-  console.log(`median B/A ${median(ratios).toFixed(3)} gateway, ${median(redisRatios).toFixed(3)} Redis, over ${ROUNDS} rounds`);
+  console.log(`median B/A ${median(ratios).toFixed(3)} gateway, ${median(redisRatios).toFixed(3)} Redis, over ${ROUNDS} rounds ` +
+    `(geometric means ${geomean(ratios).toFixed(3)}, ${geomean(redisRatios).toFixed(3)})`);
   console.log(`close: median B/A ${median(closeRatios).toFixed(3)} gateway, ${median(closeRedisRatios).toFixed(3)} Redis`);
   redis.disconnect();
 } finally {

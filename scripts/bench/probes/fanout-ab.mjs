@@ -7,7 +7,8 @@
 // build runs two gateways and device 2 of every session sits on the second (the reference bench's
 // cross-node delivery); CPU is then both gateways'. Prints every
 // round and the median of the per-round B/A ratios (A against A read 1.008 and 1.02 here;
-// single rounds spread ±15%, so trust medians of 10+ rounds, never one round).
+// single rounds spread ±15%, so trust medians of 10+ rounds, never one round), and each build's
+// writer→device and ACK p99 per round (measured in this process, which also drives the load).
 //   node scripts/bench/probes/fanout-ab.mjs [dirA] [dirB]     (default: this checkout for both)
 //   env: SESSIONS=300 RATE=3000 SECS=3 ROUNDS=12 NODES=1 FLAGS_A/FLAGS_B (node flags; default the service's own)
 // Each dir must be a built checkout (npm run build).
@@ -16,7 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { processCpuUs as cpu } from '../lib/proc.mjs';
-import { median } from '../lib/stats.mjs';
+import { geomean, median } from '../lib/stats.mjs';
 import { mintAccessToken } from '../lib/ws.mjs';
 const require = createRequire(import.meta.url);
 const WebSocket = require('ws');
@@ -37,7 +38,7 @@ process.on('exit', () => { for (const g of gateways) for (const node of g.nodes)
 
 /** SESSIONS sessions × 3 authenticated devices, device j on ports[j] (or the last), with counters of what they receive. */
 async function connect(ports) {
-  const st = { acks: 0, deliveries: 0, errors: 0 };
+  const st = { acks: 0, deliveries: 0, errors: 0, ackMs: [], deliveryMs: [] };
   const sessions = [];
   for (let s = 0; s < SESSIONS; s++) {
     const sid = randomUUID();
@@ -55,8 +56,15 @@ async function connect(ports) {
         ws.send(JSON.stringify({ type: 7, timestamp: Date.now(), payload: { token, device_id: `d${j}`, session_id: sid } }));
       });
       ws.on('message', (d) => {
-        const t = JSON.parse(d).type;
-        if (t === 15) st.acks++; else if (t === 5) st.deliveries++; else if (t === 6) st.errors++;
+        const m = JSON.parse(d);
+        const t = m.type;
+        if (t === 15) {
+          st.acks++;
+          st.ackMs.push(performance.now() - sentAt[Number(m.correlation_id.slice(1))]);
+        } else if (t === 5) {
+          st.deliveries++;
+          st.deliveryMs.push(performance.now() - m.payload.value.t);
+        } else if (t === 6) st.errors++;
       });
       devices.push(ws);
     }
@@ -66,9 +74,13 @@ async function connect(ports) {
 }
 
 let q = 0; // write counter across rounds: correlation ids never repeat (a repeat is a duplicate, not a write)
+/** When write q was sent (performance.now()), for its ACK's latency; a delivery carries its own. */
+const sentAt = [];
+const p99 = (xs) => xs.sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * 0.99))];
+/** One round of build `g`: its CPU per update and the round's writer→device and ACK p99 (ms). */
 async function round(g) {
   const { st, sessions } = g;
-  st.acks = 0; st.deliveries = 0;
+  st.acks = 0; st.deliveries = 0; st.ackMs = []; st.deliveryMs = [];
   let sent = 0;
   const c0 = cpuOf(g.pids), t0 = Date.now();
   await new Promise((res) => {
@@ -77,7 +89,9 @@ async function round(g) {
       carry += RATE / 200;
       const n = Math.floor(carry); carry -= n;
       for (let i = 0; i < n; i++, sent++, q++) {
-        sessions[q % SESSIONS][0].send(`{"type":5,"timestamp":${Date.now()},"payload":{"key":"k","value":{"t":${Date.now()},"q":${q},"p":"xxxxxxxxxxxxxxxx"},"operation":"SET"},"correlation_id":"c${q}"}`);
+        const at = performance.now();
+        sentAt[q] = at;
+        sessions[q % SESSIONS][0].send(`{"type":5,"timestamp":${Date.now()},"payload":{"key":"k","value":{"t":${at},"q":${q},"p":"xxxxxxxxxxxxxxxx"},"operation":"SET"},"correlation_id":"c${q}"}`);
       }
       if (Date.now() - t0 >= SECS * 1000) { clearInterval(timer); res(); }
     }, 5);
@@ -85,7 +99,7 @@ async function round(g) {
   const until = Date.now() + 5000;
   while ((st.acks < sent || st.deliveries < 2 * sent) && Date.now() < until) await sleep(20);
   if (st.acks < sent || st.deliveries < 2 * sent) throw new Error(`round incomplete: ${st.acks}/${sent} ACKs, ${st.deliveries}/${2 * sent} deliveries`);
-  return (cpuOf(g.pids) - c0) / sent;
+  return { us: (cpuOf(g.pids) - c0) / sent, p99: p99(st.deliveryMs), ackP99: p99(st.ackMs) };
 }
 
 const redis = await startRedis();
@@ -103,16 +117,20 @@ try {
   // Heartbeats keep the idle devices present, as clients do.
   const beat = setInterval(() => { for (const g of gateways) for (const d of g.sessions) for (const ws of d) ws.send(`{"type":1,"payload":{"client_time":${Date.now()}}}`); }, 10_000);
   await round(gateways[0]); await round(gateways[1]); // warm-up
-  const ratios = [];
+  const ratios = [], p99s = [[], []], ackP99s = [[], []];
   for (let r = 0; r < ROUNDS; r++) {
-    const us = [];
-    for (const i of r % 2 ? [1, 0] : [0, 1]) us[i] = await round(gateways[i]);
-    ratios.push(us[1] / us[0]);
-    console.log(`round ${r + 1}: A ${us[0].toFixed(1)} µs/update, B ${us[1].toFixed(1)}, B/A ${ratios.at(-1).toFixed(3)}`);
+    const res = [];
+    for (const i of r % 2 ? [1, 0] : [0, 1]) res[i] = await round(gateways[i]);
+    ratios.push(res[1].us / res[0].us);
+    for (const i of [0, 1]) { p99s[i].push(res[i].p99); ackP99s[i].push(res[i].ackP99); }
+    console.log(`round ${r + 1}: A ${res[0].us.toFixed(1)} µs/update, B ${res[1].us.toFixed(1)}, B/A ${ratios.at(-1).toFixed(3)}; ` +
+      `p99 A ${res[0].p99.toFixed(1)} ms, B ${res[1].p99.toFixed(1)}; ACK p99 A ${res[0].ackP99.toFixed(1)}, B ${res[1].ackP99.toFixed(1)}`);
   }
   clearInterval(beat);
   const errors = gateways.map((g) => g.st.errors);
-  console.log(`median B/A ${median(ratios).toFixed(3)} over ${ROUNDS} rounds (ERROR frames: A ${errors[0]}, B ${errors[1]})`);
+  console.log(`median B/A ${median(ratios).toFixed(3)}, geometric mean ${geomean(ratios).toFixed(3)}, over ${ROUNDS} rounds (ERROR frames: A ${errors[0]}, B ${errors[1]})`);
+  console.log(`writer→device p99, median of rounds: A ${median(p99s[0]).toFixed(1)} ms, B ${median(p99s[1]).toFixed(1)}; ` +
+    `ACK p99: A ${median(ackP99s[0]).toFixed(1)}, B ${median(ackP99s[1]).toFixed(1)}`);
 } finally {
   // SIGTERM and wait: a gateway run with --cpu-prof writes its profile on the way out.
   const nodes = gateways.flatMap((g) => g.nodes);
