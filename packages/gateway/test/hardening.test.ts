@@ -228,9 +228,14 @@ describe('quotas', () => {
         const over = await api(n.url, 'POST', '/session/snapshot', { token, body: { session_id: randomUUID(), state_data: { a: 1 } } });
         expect([over.status, over.body.error]).toEqual([429, 'quota_exceeded']);
         const ws = await connectDevice(n.wsUrl);
-        ws.send({ type: T.AUTH, payload: { token, device_id: 'd', session_id: randomUUID() } });
+        const refused = randomUUID();
+        ws.send({ type: T.AUTH, payload: { token, device_id: 'd', session_id: refused } });
         expect(await ws.closed).toBe(4429);
         expect(ws.ofType(T.AUTH_FAILURE)[0].payload).toMatchObject({ code: 'quota_exceeded' });
+        // The refused AUTH joined the session's hub before its claim (auth.ts): it left it, and
+        // counted nothing.
+        expect(n.node.hub.connsOf(refused)).toBeUndefined();
+        expect(await n.node.presence.list(refused, Date.now())).toEqual([]);
         // Existing sessions are unaffected, and so is another user.
         const mine = await connectDevice(n.wsUrl);
         await mine.auth({ token, device_id: 'd' });

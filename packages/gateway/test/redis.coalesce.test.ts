@@ -1,12 +1,14 @@
+import type { Cluster } from 'ioredis';
 import type Redis from 'ioredis';
-import { connectRedis, useRedisBackends } from '@harmonyflow/testkit';
+import { connectRedis, useRedis, useRedisCluster } from '@harmonyflow/testkit';
 import { uncorked } from '../src/store/coalesceWrites';
 
 /**
  * Command connections write the commands of one event-loop turn to the socket together
  * (store/coalesceWrites.ts): counted at the socket's write calls, each one a system call.
  */
-const backends = useRedisBackends();
+const redis = useRedis();
+const cluster = useRedisCluster(3);
 
 /** Counts the socket's calls down to the kernel (_write per chunk, or _writev for a corked run). */
 function countWrites(client: Redis): { readonly n: number; restore(): void } {
@@ -22,7 +24,7 @@ describe('command connections coalesce their writes per event-loop turn', () => 
   let client: Redis;
   let writes: ReturnType<typeof countWrites>;
   beforeAll(async () => {
-    client = (await connectRedis(backends[0].config())) as Redis;
+    client = (await connectRedis({ mode: 'single', url: redis().url })) as Redis;
     await client.set('coalesce:k', 'v');
   });
   afterAll(() => client.disconnect());
@@ -57,5 +59,25 @@ describe('command connections coalesce their writes per event-loop turn', () => 
       });
     });
     expect(seen).toEqual([0, 2]);
+  });
+});
+
+describe('on Redis Cluster, each shard connection coalesces its own writes', () => {
+  it('fifty commands of one slot sent in one turn leave in one write to that shard, each answered', async () => {
+    const client = (await connectRedis({ mode: 'cluster', nodes: cluster().hosts })) as Cluster;
+    try {
+      await client.set('{coalesce}:k', 'v');
+      // Counted on every connected shard's socket (the slot's owner is one: it took the SET).
+      const counters = client.nodes('master').filter((n) => n.stream !== undefined).map(countWrites);
+      try {
+        const replies = await Promise.all(Array.from({ length: 50 }, () => client.get('{coalesce}:k')));
+        expect(replies.every((r) => r === 'v')).toBe(true);
+        expect(counters.reduce((n, c) => n + c.n, 0)).toBe(1);
+      } finally {
+        for (const c of counters) c.restore();
+      }
+    } finally {
+      client.disconnect();
+    }
   });
 });

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { processCpuUs as cpu } from '../lib/proc.mjs';
-import { geomean, median } from '../lib/stats.mjs';
+import { geomean, Latencies, median } from '../lib/stats.mjs';
 import { mintAccessToken } from '../lib/ws.mjs';
 const require = createRequire(import.meta.url);
 const WebSocket = require('ws');
@@ -38,7 +38,7 @@ process.on('exit', () => { for (const g of gateways) for (const node of g.nodes)
 
 /** SESSIONS sessions × 3 authenticated devices, device j on ports[j] (or the last), with counters of what they receive. */
 async function connect(ports) {
-  const st = { acks: 0, deliveries: 0, errors: 0, ackMs: [], deliveryMs: [] };
+  const st = { acks: 0, deliveries: 0, errors: 0, ackMs: null, deliveryMs: null };
   const sessions = [];
   for (let s = 0; s < SESSIONS; s++) {
     const sid = randomUUID();
@@ -60,10 +60,10 @@ async function connect(ports) {
         const t = m.type;
         if (t === 15) {
           st.acks++;
-          st.ackMs.push(performance.now() - sentAt[Number(m.correlation_id.slice(1))]);
+          st.ackMs.add(performance.now() - sentAt[Number(m.correlation_id.slice(1))]);
         } else if (t === 5) {
           st.deliveries++;
-          st.deliveryMs.push(performance.now() - m.payload.value.t);
+          st.deliveryMs.add(performance.now() - m.payload.value.t);
         } else if (t === 6) st.errors++;
       });
       devices.push(ws);
@@ -76,11 +76,10 @@ async function connect(ports) {
 let q = 0; // write counter across rounds: correlation ids never repeat (a repeat is a duplicate, not a write)
 /** When write q was sent (performance.now()), for its ACK's latency; a delivery carries its own. */
 const sentAt = [];
-const p99 = (xs) => xs.sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * 0.99))];
 /** One round of build `g`: its CPU per update and the round's writer→device and ACK p99 (ms). */
 async function round(g) {
   const { st, sessions } = g;
-  st.acks = 0; st.deliveries = 0; st.ackMs = []; st.deliveryMs = [];
+  st.acks = 0; st.deliveries = 0; st.ackMs = new Latencies(RATE * SECS); st.deliveryMs = new Latencies(2 * RATE * SECS);
   let sent = 0;
   const c0 = cpuOf(g.pids), t0 = Date.now();
   await new Promise((res) => {
@@ -99,7 +98,7 @@ async function round(g) {
   const until = Date.now() + 5000;
   while ((st.acks < sent || st.deliveries < 2 * sent) && Date.now() < until) await sleep(20);
   if (st.acks < sent || st.deliveries < 2 * sent) throw new Error(`round incomplete: ${st.acks}/${sent} ACKs, ${st.deliveries}/${2 * sent} deliveries`);
-  return { us: (cpuOf(g.pids) - c0) / sent, p99: p99(st.deliveryMs), ackP99: p99(st.ackMs) };
+  return { us: (cpuOf(g.pids) - c0) / sent, p99: st.deliveryMs.summary().p99, ackP99: st.ackMs.summary().p99 };
 }
 
 const redis = await startRedis();

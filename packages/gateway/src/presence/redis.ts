@@ -27,7 +27,7 @@ export class RedisPresence implements PresenceRegistry {
   constructor(client: RedisLike, private readonly keys: KeySpace, private readonly timeoutMs: number, private readonly ttlMs: number) {
     const lua = (name: string) => readFileSync(path.join(__dirname, `../store/lua/${name}.lua`), 'utf8');
     client.defineCommand('hfPresence', { lua: `${lua('presenceLib')}\n${lua('presence')}` });
-    client.defineCommand('hfTouch', { lua: lua('touch') });
+    client.defineCommand('hfTouch', { lua: `${lua('presenceLib')}\n${lua('touch')}` });
     this.r = client as RedisLike & PresenceScript;
     this.cluster = (client as { isCluster?: boolean }).isCluster === true;
   }

@@ -1,6 +1,6 @@
 -- A device joins a session (AUTH): hf_claim creates it empty (version 0, a new epoch) for ARGV[1]
--- unless it exists; when the user may join it (owner or admin), refreshes its expiry when due and, for the
--- owner, makes it their most recent. Anyone else learns the owner (to be refused) and nothing more.
+-- unless it exists; when the user may join it (owner or admin), refreshes its expiry when due
+-- and, for the owner, makes it their most recent. Anyone else learns the owner (to be refused) and nothing more.
 -- KEYS: 1-5 the session's keys (lib.lua); on one Redis also 6 the user's session index and 7 the
 --       index of every session, which this script then keeps in step itself when the user owns
 --       the session (one call per AUTH instead of a claim and a pipeline of five index commands).
@@ -12,24 +12,26 @@
 -- Returns {'ok', owner, version, epoch, created(0/1), lastMutationId, refreshedExpiry(0: none, or
 --   the indexes are already in step)} | {'needs_reservation'} | {'quota_exceeded'}
 -- (A function: join.lua's Redis Function calls it, then counts the device when asked.)
+
+-- The owner's and the global index list session `sid` until `exp` (what redis.ts index() does on
+-- Redis Cluster, where they sit in other slots). True when done, so the caller skips its own.
+-- `listed`: the owner's index has just taken the session at `exp` (hf_reserve under rule 'Q').
+-- (At the top level: made once, when the library is loaded, not on every claim.)
+local function hf_claim_index(KEYS, sid, now, exp, listed)
+  if #KEYS < 7 then return false end
+  if not listed then
+    redis.call('ZADD', KEYS[6], exp, sid)
+    redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
+    if redis.call('PTTL', KEYS[6]) < exp - now then redis.call('PEXPIREAT', KEYS[6], exp) end
+  end
+  redis.call('ZADD', KEYS[7], exp, sid)
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)
+  return true
+end
+
 local function hf_claim(KEYS, ARGV)
   local now = tonumber(ARGV[2])
   local sid = hf_session_id(KEYS[1])
-
-  -- The owner's and the global index list the session until `exp` (what redis.ts index() does on
-  -- Redis Cluster, where they sit in other slots). True when done, so the caller skips its own.
-  -- `listed`: the owner's index has just taken the session at `exp` (hf_reserve under rule 'Q').
-  local function index(exp, listed)
-    if #KEYS < 7 then return false end
-    if not listed then
-      redis.call('ZADD', KEYS[6], exp, sid)
-      redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
-      if redis.call('PTTL', KEYS[6]) < exp - now then redis.call('PEXPIREAT', KEYS[6], exp) end
-    end
-    redis.call('ZADD', KEYS[7], exp, sid)
-    redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)
-    return true
-  end
   local m = redis.call('HMGET', KEYS[1], 'h', 'm:' .. ARGV[5])
   if m[1] then
     local h = cmsgpack.unpack(m[1])
@@ -47,7 +49,7 @@ local function hf_claim(KEYS, ARGV)
     if touched then redis.call('HSET', KEYS[1], 'h', cmsgpack.pack(h)) end
     if exp then
       hf_refresh(KEYS, exp)
-      if h[H_UID] == ARGV[1] and index(exp) then exp = nil end
+      if h[H_UID] == ARGV[1] and hf_claim_index(KEYS, sid, now, exp) then exp = nil end
     end
     return {'ok', h[H_UID], h[H_V], h[H_EPOCH], 0, tonumber(m[2]) or 0, exp or 0}
   end
@@ -59,5 +61,5 @@ local function hf_claim(KEYS, ARGV)
   hf_new_session(KEYS)
   redis.call('HSET', KEYS[1], 'h', cmsgpack.pack({ARGV[1], 0, epoch, now, now, now, 0, '', '', exp, 0, 0, 0, 0, 0}))
   redis.call('PEXPIREAT', KEYS[1], exp)
-  return {'ok', ARGV[1], 0, epoch, 1, 0, index(exp, reserved == 2) and 0 or exp}
+  return {'ok', ARGV[1], 0, epoch, 1, 0, hf_claim_index(KEYS, sid, now, exp, reserved == 2) and 0 or exp}
 end

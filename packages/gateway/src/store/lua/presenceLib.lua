@@ -1,7 +1,7 @@
 -- The device registry of one session (presence/redis.ts): a hash device_id → JSON record (see
 -- presence/types.ts), with open connections counted per node incarnation (`nodes`), so a restarted
 -- node never inherits the counts of its previous process. Functions shared by presence.lua (every
--- registry op) and join.lua (a claim and a count in one call). Loaded with or without lib.lua's
+-- registry op), touch.lua (`last_seen` of many sessions) and join.lua (a claim and a count in one call). Loaded with or without lib.lua's
 -- prelude, so nothing here relies on it.
 
 local function hf_total(r)

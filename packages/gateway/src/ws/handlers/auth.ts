@@ -110,7 +110,6 @@ async function join(ctx: WsContext, ws: WS, who: Principal, p: QueryAuth, correl
       return fail(ctx, ws, correlationId, ErrorCode.FORBIDDEN, 'session belongs to another user', CloseCode.FORBIDDEN);
     }
     const { claim: claimed, connected: { first, devices, snapshot } } = joined;
-    if (c.closed) return;
     c.ownerId = claimed.userId;
     c.authed = true;
     await ctx.hub.catchUp(ws, lastVersion, lastEpoch, ({ resumed, version, epoch }) => {
