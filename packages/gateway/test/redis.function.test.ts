@@ -8,8 +8,8 @@ import { RedisStore } from '../src/store/redis';
 import { createRedis, whenReady } from '../src/store/redisClient';
 
 /**
- * The write path runs as a Redis Function (store/redisFunction.ts): one library per code version,
- * loaded at start and again when Redis lost it.
+ * The write path and the AUTH claim run as Redis Functions of one library (store/redisLibrary.ts),
+ * one per code version, loaded at start and again when Redis lost it.
  */
 const redis = useRedis();
 
@@ -37,15 +37,18 @@ describe('write path as a Redis Function', () => {
     r = on.redis();
   });
 
-  const libraries = async () =>
-    ((await r.call('FUNCTION', 'LIST')) as unknown[][]).map((lib) => String(lib[1])).filter((name) => name.startsWith('hf_'));
+  const hfLibraries = async () => ((await r.call('FUNCTION', 'LIST')) as unknown[][]).filter((lib) => String(lib[1]).startsWith('hf_'));
+  const libraries = async () => (await hfLibraries()).map((lib) => String(lib[1]));
 
   it('loads one library at start; a Redis that lost it fails the writes that find it missing, loads it again, and goes on in order', async () => {
     const token = await n.token('alice');
     const sid = randomUUID();
     const write = (i: number) => api(n.url, 'POST', '/session/incremental', { token, body: { session_id: sid, changes: { i } } });
-    // The write path's and the AUTH claim's (lua/join.lua).
-    expect(await libraries()).toHaveLength(2);
+    // One library: the write path's function and the AUTH claim's (lua/join.lua).
+    const [lib] = await hfLibraries();
+    expect(await libraries()).toHaveLength(1);
+    const functions = (lib[5] as unknown[][]).map((f) => String(f[1]).replace(/_[0-9a-f]{16}$/, '')).sort();
+    expect(functions).toEqual(['hf_join', 'hf_mutate_batch']);
     await api(n.url, 'POST', '/session/snapshot', { token, body: { session_id: sid, state_data: { i: 0 } } });
     // What a Redis restarted without persistence looks like to the library: gone.
     await r.call('FUNCTION', 'FLUSH');
@@ -70,10 +73,10 @@ describe('write path as a Redis Function', () => {
     const d = await connectDevice(n.wsUrl);
     const ok = await d.auth({ token, device_id: 'phone', session_id: sid });
     expect(ok.payload).toMatchObject({ session_id: sid, version: 0, devices: [expect.objectContaining({ device_id: 'phone', status: 'online' })] });
-    // The write path's library, lost too, comes back with the first write that finds it missing.
+    // The write path is in the same library: the claim's reload brought it back too.
+    expect(await libraries()).toHaveLength(1);
     d.send({ type: T.STATE_UPDATE, correlation_id: 'w', payload: { key: 'n', value: 1, operation: 'SET' } });
-    expect((await d.next(T.ERROR)).payload).toMatchObject({ code: 'store_unavailable' });
-    await eventually(async () => (await libraries()).length === 2);
+    expect((await d.next(T.STATE_UPDATE_ACK)).payload).toMatchObject({ version: 1 });
   });
 
   it('writes sent back to back while the library is lost and loaded again are applied in the order sent, or refused', async () => {
@@ -159,5 +162,12 @@ describe('write path on a Redis that refuses Functions', () => {
     await eventually(async () => (await write(3)).status === 200);
     const snap = await api(n.url, 'GET', `/session/${sid}`, { token });
     expect(snap.body).toMatchObject({ version: 3, state_data: { i: 3 } });
+    // The AUTH claim (lua/join.lua) too: after the flush it finds its script missing, and joins once
+    // the scripts are loaded again.
+    await r.call('SCRIPT', 'FLUSH');
+    const d = await connectDevice(n.wsUrl);
+    const ok = await d.auth({ token, device_id: 'tablet', session_id: sid });
+    expect(ok.payload).toMatchObject({ session_id: sid, version: 3, devices: [expect.objectContaining({ device_id: 'tablet', status: 'online' })] });
+    await closeAllDevices();
   });
 });

@@ -9,7 +9,7 @@ import { uncorked } from './coalesceWrites';
 import type { KeySpace } from './keys';
 import type { RedisLike } from './redisClient';
 import { randomSeed } from './randomSeed';
-import { RedisFunction } from './redisFunction';
+import { RedisLibrary, type RedisFunction } from './redisLibrary';
 import type {
   ClaimCount, ClaimResult, HandoffOutcome, HandoffRecord, MutationRequest, MutationResult, Page, RefreshOutcome, SessionHead,
   SessionStore, SessionSummary, Snapshot, StateOp, StoreLimits, UpdatesSince,
@@ -84,9 +84,11 @@ export class RedisStore implements SessionStore {
   private batch: PendingMutation[] = [];
   private batchBytes = 0;
   private flushScheduled = false;
-  /** The write path (lua/mutate.lua, lua/mutateBatch.lua) as a Redis Function. */
+  /** The store's Redis Functions, in one library: every call waits for its load. */
+  private readonly lib: RedisLibrary;
+  /** The write path (lua/mutate.lua, lua/mutateBatch.lua). */
   private readonly mutateFn: RedisFunction;
-  /** Claims, with a device's count when asked (lua/join.lua), as a Redis Function. */
+  /** Claims, with a device's count when asked (lua/join.lua). */
   private readonly joinFn: RedisFunction;
 
   constructor(
@@ -105,8 +107,14 @@ export class RedisStore implements SessionStore {
     const constants = `local TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB, PREFIX_LEN = ${ttl}, ${limits.maxStateBytes}, ${limits.logLength}, ` +
       `${limits.logMaxBytes}, '${this.cluster ? 'SPUBLISH' : 'PUBLISH'}', ${Buffer.byteLength(keys.prefix)}\n`;
     const sessionLua = (name: string) => `${constants}${lua('lib')}\n${lua(name)}`;
-    this.mutateFn = new RedisFunction(client, `${constants}${lua('lib')}\n${lua('mutate')}\n${lua('mutateBatch')}`, 'hf_mutate_batch', onNotice);
-    this.joinFn = new RedisFunction(client, `${sessionLua('claim')}\n${lua('presenceLib')}\n${lua('join')}`, 'hf_join', onNotice);
+    this.lib = new RedisLibrary(
+      client,
+      [constants, lua('lib'), lua('mutate'), lua('mutateBatch'), lua('claim'), lua('presenceLib'), lua('join')].join('\n'),
+      ['hf_mutate_batch', 'hf_join'],
+      onNotice,
+    );
+    this.mutateFn = this.lib.function('hf_mutate_batch');
+    this.joinFn = this.lib.function('hf_join');
     client.defineCommand('hfKeepAlive', { lua: sessionLua('keepAlive') });
     client.defineCommand('hfUpdatesSince', { lua: sessionLua('updatesSince') });
     client.defineCommand('hfRead', { lua: lua('read') });
@@ -128,7 +136,7 @@ export class RedisStore implements SessionStore {
   private async call<T>(fn: () => Promise<T>): Promise<T> {
     if (this.batch.length > 0) this.flush();
     try {
-      return await this.mutateFn.whenLoaded(fn);
+      return await this.lib.whenLoaded(fn);
     } catch (err) {
       throw storeFailure(err);
     }

@@ -3,9 +3,10 @@
 -- the session's devices and, asked for, the session itself. Two scripts before (a claim, then a
 -- count): each call costs the gateway a command, a reply and a write, and Redis a script run
 -- (+5% gateway and +10% Redis CPU per connect, measured). Someone who may not join is told the
--- owner and counted nowhere. A Redis Function (store/redisFunction.ts): the helpers above it are
--- made once, when the library is loaded, not on every call as a script's would be.
--- Prepended: the constants, lib.lua, claim.lua, presenceLib.lua.
+-- owner and counted nowhere. A Redis Function in the write path's library (store/redisLibrary.ts):
+-- the helpers above it are made once, when the library is loaded, not on every call as a script's
+-- would be. Before it in the library: the constants, lib.lua, mutate.lua, mutateBatch.lua,
+-- claim.lua, presenceLib.lua.
 -- KEYS: claim.lua's (1-5 the session's keys, 5 being its devices hash; on one Redis 6-7 the indexes)
 -- ARGV: 1-7 claim.lua's; to count the device also 8 instance, 9 its descriptor JSON, 10 '1': read
 --       the session too

@@ -1,7 +1,7 @@
 -- Applies the state changes of one event-loop turn, each as mutate.lua's hf_mutate, in order: one
 -- call instead of one per change (Redis pays a fixed cost per call). Each change is isolated: a
 -- failure of one is its own reply and does not stop the others. Registered as a Redis Function
--- (store/redisFunction.ts): FCALL hf_mutate_batch_<hash> numKeys KEYS… ARGV…
+-- (store/redisLibrary.ts): FCALL hf_mutate_batch_<hash> numKeys KEYS… ARGV…
 -- KEYS: 5 per change, in KeySpace.sessionKeyList order, change after change.
 -- ARGV: for each change, its argument count, then its arguments (mutate.lua).
 -- Returns one reply per change: mutate.lua's cmsgpack reply, or cmsgpack {'error', message}.
