@@ -33,7 +33,19 @@ export interface Config {
   readonly maxSessionsPerUser: number;
   /** Live handoff tokens per session (0 = unlimited). */
   readonly maxHandoffsPerSession: number;
+  /**
+   * How far behind the store may fall before this node refuses new state changes (503 /
+   * store_unavailable, not applied) instead of queueing them; 0 = never refuse.
+   */
+  readonly storeBacklogLimitMs: number;
 }
+
+/**
+ * How long a Redis command may wait for its answer before it fails as store_unavailable. A write
+ * that fails so may still be applied later (it was sent): STORE_BACKLOG_LIMIT_MS keeps new writes
+ * from queueing that long.
+ */
+export const REDIS_COMMAND_TIMEOUT_MS = 3000;
 
 /**
  * Redis connection. `single.url` carries everything (password from REDIS_PASSWORD included);
@@ -209,6 +221,10 @@ export function loadConfig(env: Env = process.env): Config {
   const prefix = env.REDIS_PREFIX ?? 'hf:';
   if (/[{}\s]/.test(prefix)) throw new ConfigError('REDIS_PREFIX', 'must not contain braces or spaces');
   const nodeId = env.NODE_ID || `${os.hostname()}-${process.pid}`;
+  const storeBacklogLimitMs = positiveInt(env, 'STORE_BACKLOG_LIMIT_MS', 1000, 0);
+  if (storeBacklogLimitMs >= REDIS_COMMAND_TIMEOUT_MS) {
+    throw new ConfigError('STORE_BACKLOG_LIMIT_MS', `must be below the Redis command timeout (${REDIS_COMMAND_TIMEOUT_MS} ms), or 0 to never refuse`);
+  }
   if (!/^[A-Za-z0-9._:-]{1,128}$/.test(nodeId)) throw new ConfigError('NODE_ID', 'use letters, digits, ".", "_", ":" or "-" (at most 128)');
 
   return Object.freeze({
@@ -248,5 +264,6 @@ export function loadConfig(env: Env = process.env): Config {
     logLength: positiveInt(env, 'LOG_MAX_ENTRIES', 1000, 10),
     maxSessionsPerUser: positiveInt(env, 'MAX_SESSIONS_PER_USER', 100, 0),
     maxHandoffsPerSession: positiveInt(env, 'MAX_HANDOFFS_PER_SESSION', 20, 0),
+    storeBacklogLimitMs,
   });
 }

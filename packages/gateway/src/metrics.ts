@@ -50,6 +50,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly writesShed = new Counter({
+    name: 'hf_writes_shed_total',
+    help: 'State changes refused unapplied (store_unavailable) because the store was further behind than STORE_BACKLOG_LIMIT_MS, by source',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
   readonly wsCloses = new Counter({
     name: 'hf_ws_closes_total',
     help: 'Connections closed by the server, by close code',

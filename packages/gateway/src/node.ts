@@ -131,7 +131,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
   const { store, bus, presence, registry, redisClients } = await connectBackends(config, log, instance, deadAfterMs);
 
   const tokens = new TokenService(config.jwt);
-  const sessions = new SessionService(store, metrics, instance);
+  const sessions = new SessionService(store, metrics, instance, config.storeBacklogLimitMs);
   const inflight = { count: 0 };
   const state = { draining: false, startedAt: Date.now() };
   const app = uws.App();

@@ -1,6 +1,6 @@
 import { ErrorCode } from '@harmonyflow/protocol';
 import { canAccess, type Principal } from './auth/tokens';
-import { AppError, notFound, quotaExceeded, tooLarge } from './errors';
+import { AppError, notFound, quotaExceeded, storeOverloaded, tooLarge } from './errors';
 import type { Metrics } from './metrics';
 import type { MutationRequest, MutationResult, SessionHead, SessionStore, Snapshot } from './store/types';
 
@@ -32,9 +32,22 @@ export class SessionService {
     private readonly metrics: Metrics,
     /** This process's incarnation id: the origin of every write it makes. */
     readonly instance: string,
+    /** STORE_BACKLOG_LIMIT_MS (0: never refuse). */
+    private readonly backlogLimitMs = 0,
   ) {}
 
   async mutate(req: Omit<MutationRequest, 'originNode'>, source: 'http' | 'ws'): Promise<OkMutation> {
+    // A store that fell this far behind (Redis stalled, or this node sending faster than it
+    // answers) gets no more changes until it catches up: one refused now is cleanly not applied,
+    // one queued behind the backlog could time out and still be applied after its writer was told
+    // it failed.
+    if (this.backlogLimitMs > 0) {
+      const behind = this.store.writeBacklogMs(Date.now());
+      if (behind > this.backlogLimitMs) {
+        this.metrics.writesShed.inc({ source });
+        throw storeOverloaded(behind);
+      }
+    }
     const started = performance.now();
     let result: MutationResult;
     try {

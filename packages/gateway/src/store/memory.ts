@@ -477,6 +477,10 @@ export class MemoryStore implements SessionStore {
     return { status: 'ok', handoff };
   }
 
+  writeBacklogMs(): number {
+    return 0;
+  }
+
   incrCounter(name: 'writes' | 'reads', by = 1): void {
     this.stats[name] += by;
   }

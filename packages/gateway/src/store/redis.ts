@@ -84,6 +84,13 @@ export class RedisStore implements SessionStore {
   private batch: PendingMutation[] = [];
   private batchBytes = 0;
   private flushScheduled = false;
+  /**
+   * When each write-path call still awaiting its answer was sent, in send order (a Map keeps
+   * insertion order: its first entry is the oldest). One entry per batch on one Redis, per change
+   * on Redis Cluster.
+   */
+  private readonly awaiting = new Map<number, number>();
+  private nextCall = 0;
   /** The store's Redis Functions, in one library: every call waits for its load. */
   private readonly lib: RedisLibrary;
   /** The write path (lua/mutate.lua, lua/mutateBatch.lua). */
@@ -140,6 +147,19 @@ export class RedisStore implements SessionStore {
     } catch (err) {
       throw storeFailure(err);
     }
+  }
+
+  /** See SessionStore.writeBacklogMs. */
+  writeBacklogMs(now: number): number {
+    for (const sentAt of this.awaiting.values()) return Math.max(0, now - sentAt);
+    return 0;
+  }
+
+  /** `call`, timed in `awaiting` from now until it settles (the wall clock, as callers pass). */
+  private awaited<T>(call: () => Promise<T>): Promise<T> {
+    const id = this.nextCall++;
+    this.awaiting.set(id, Date.now());
+    return call().finally(() => this.awaiting.delete(id));
   }
 
   /**
@@ -206,7 +226,7 @@ export class RedisStore implements SessionStore {
    */
   private enqueue(keys: string[], args: (string | number)[]): Promise<Buffer> {
     if (this.cluster) {
-      return this.call(() => this.mutateFn.callBuffer([keys.length, ...keys, args.length, ...args]))
+      return this.awaited(() => this.call(() => this.mutateFn.callBuffer([keys.length, ...keys, args.length, ...args])))
         .then((r) => (r as Buffer[])[0]);
     }
     return new Promise((resolve, reject) => {
@@ -240,11 +260,22 @@ export class RedisStore implements SessionStore {
     // Not through call(): nothing is queued behind a batch being sent, and callBuffer waits for a
     // load itself; one promise hop less per batch.
     // The batch is this turn's write already: out now, not at the next turn's check phase.
-    uncorked(this.r as Redis, () => this.mutateFn.callBuffer(call)).then(
+    // (Timed inline rather than through awaited(): one promise less per batch.)
+    const id = this.nextCall++;
+    this.awaiting.set(id, Date.now());
+    let sent: Promise<unknown>;
+    try {
+      sent = uncorked(this.r as Redis, () => this.mutateFn.callBuffer(call));
+    } catch (err) {
+      sent = Promise.reject(err); // settles below like any failure: no entry left in awaiting
+    }
+    sent.then(
       (replies) => {
+        this.awaiting.delete(id);
         for (let i = 0; i < items.length; i++) items[i].resolve((replies as Buffer[])[i]);
       },
       (err: unknown) => {
+        this.awaiting.delete(id);
         const failure = storeFailure(err);
         for (const m of items) m.reject(failure);
       },

@@ -1,5 +1,5 @@
 import Redis, { Cluster, type RedisOptions } from 'ioredis';
-import type { RedisConfig } from '../config';
+import { REDIS_COMMAND_TIMEOUT_MS, type RedisConfig } from '../config';
 import type { Logger } from '../log';
 import { coalesceWrites } from './coalesceWrites';
 import { timeoutAfterPoll } from './timeoutAfterPoll';
@@ -7,8 +7,6 @@ import { timeoutAfterPoll } from './timeoutAfterPoll';
 export type RedisLike = Redis | Cluster;
 export type RedisRole = 'command' | 'subscriber';
 
-/** How long a command may go unanswered before it fails (timeoutAfterPoll, not ioredis's option). */
-const COMMAND_TIMEOUT_MS = 3000;
 
 /**
  * Options shared by every command connection. Commands fail fast while Redis is unreachable
@@ -50,7 +48,7 @@ export function createRedis(cfg: RedisConfig, log: Logger, role: RedisRole, name
         })
       : new Redis(cfg.url, { ...base, connectionName: name, lazyConnect: false, tls });
   if (role === 'command') {
-    timeoutAfterPoll(client, COMMAND_TIMEOUT_MS);
+    timeoutAfterPoll(client, REDIS_COMMAND_TIMEOUT_MS);
     coalesceWrites(client);
   }
   track(client, role);

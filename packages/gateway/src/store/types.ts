@@ -254,6 +254,12 @@ export interface SessionStore {
   /** Single use, atomically: the first call gets the record, later ones `used`. */
   consumeHandoff(sessionId: string, token: string): Promise<HandoffOutcome>;
 
+  /**
+   * How long the oldest state change this node sent to the store has been waiting for its answer
+   * (0 when none is waiting). A store that answers in-process is never behind.
+   */
+  writeBacklogMs(now: number): number;
+
   /** Cluster-wide counters (writes/reads), incremented by every node. */
   incrCounter(name: 'writes' | 'reads', by?: number): void;
   counters(): Promise<{ writes: number; reads: number }>;

@@ -657,6 +657,18 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
         expect(head).toMatchObject({ version: 2 });
       });
 
+      it('is behind by no more than its oldest unanswered write, and by nothing once every write is answered', async () => {
+        const id = sid();
+        const sent = Date.now();
+        const writes = [];
+        for (let i = 0; i < 20; i++) writes.push(store.mutate(req(id, { op: 'set', key: `k${i}`, value: i })));
+        writes.push(store.mutate(req(id, { op: 'incr', key: 'k0', delta: 'x' as unknown as number })).catch(() => undefined));
+        expect(store.writeBacklogMs(Date.now() + 50)).toBeLessThanOrEqual(Date.now() + 50 - sent);
+        await Promise.all(writes);
+        expect(store.writeBacklogMs(Date.now())).toBe(0);
+        expect(store.writeBacklogMs(Date.now() + 60_000)).toBe(0);
+      });
+
       it('claims an unknown session at version 0 for its first user only', async () => {
         const id = sid();
         const first = await store.claim(id, 'carol', 'phone');

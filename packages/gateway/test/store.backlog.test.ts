@@ -1,0 +1,85 @@
+import { randomUUID } from 'node:crypto';
+import Redis from 'ioredis';
+import { MessageType as T } from '@harmonyflow/protocol';
+import { api, closeAllDevices, connectDevice, startNode, useRedis, type StartedNode } from '@harmonyflow/testkit';
+import { ConfigError, loadConfig } from '../src/config';
+
+/**
+ * A node does not queue state changes behind a store that fell too far behind
+ * (STORE_BACKLOG_LIMIT_MS): it refuses them unapplied. Queued, they could wait past the command
+ * timeout and fail while still being applied later, telling their writer the opposite of what
+ * happened.
+ */
+const redis = useRedis();
+
+describe('writes while the store is behind', () => {
+  let n: StartedNode;
+  let admin: Redis;
+  beforeAll(async () => {
+    n = await startNode({ REDIS_URL: redis().url, STORE_BACKLOG_LIMIT_MS: '800' });
+    admin = new Redis(redis().url);
+  });
+  afterAll(async () => {
+    await closeAllDevices();
+    admin.disconnect();
+    await n.stop();
+  });
+
+  it('are refused at once and never applied once the oldest unanswered write is older than the limit', async () => {
+    const token = await n.token('alice');
+    const sid = randomUUID();
+    const d = await connectDevice(n.wsUrl);
+    await d.auth({ token, device_id: 'phone', session_id: sid });
+    const write = (corr: string, key: string) => d.send({ type: T.STATE_UPDATE, correlation_id: corr, payload: { key, value: corr, operation: 'SET' } });
+    const answer = (corr: string) => d.waitFor((f) => (f.type === T.STATE_UPDATE_ACK || f.type === T.ERROR) && f.correlation_id === corr, 10_000);
+    write('w0', 'w0');
+    expect((await answer('w0')).type).toBe(T.STATE_UPDATE_ACK);
+
+    // Redis stops answering for 5 s (as in a stall), past the 3 s command timeout.
+    await admin.call('CLIENT', 'PAUSE', '5000', 'ALL');
+    const paused = Date.now();
+    write('early', 'early'); // sent, unanswered: the store falls behind from here
+    await new Promise((r) => setTimeout(r, 1200));
+
+    const sentLate = Date.now();
+    write('late', 'late');
+    const late = await answer('late');
+    expect(late.type).toBe(T.ERROR);
+    expect(late.payload).toMatchObject({ code: 'store_unavailable' });
+    expect(String(late.payload.message)).toMatch(/behind: the change was not applied/);
+    expect(Date.now() - sentLate).toBeLessThan(1000); // at once, not after the command timeout
+
+    const http = await api(n.url, 'POST', '/session/incremental', { token, body: { session_id: sid, changes: { viaHttp: 1 } } });
+    expect(http.status).toBe(503);
+    expect(http.body).toMatchObject({ error: 'store_unavailable' });
+
+    // The write sent before the limit stays ambiguous: it times out (3 s) while Redis still holds
+    // it, and Redis applies it when it comes back.
+    const early = await answer('early');
+    expect(early.payload).toMatchObject({ code: 'store_unavailable' });
+    expect(Date.now() - paused).toBeLessThan(5000);
+
+    // Redis answers again: writes go through, and the refused ones were never applied.
+    await new Promise((r) => setTimeout(r, Math.max(0, paused + 5300 - Date.now())));
+    let after = null;
+    for (let i = 0; i < 50 && after?.type !== T.STATE_UPDATE_ACK; i++) {
+      write(`after${i}`, 'after');
+      after = await answer(`after${i}`);
+      if (after.type !== T.STATE_UPDATE_ACK) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(after?.type).toBe(T.STATE_UPDATE_ACK);
+    const snap = await api(n.url, 'GET', `/session/${sid}`, { token });
+    expect(snap.status).toBe(200);
+    expect(Object.keys(snap.body.state_data).sort()).toEqual(['after', 'early', 'w0']);
+    expect(String((await api(n.url, 'GET', '/metrics')).body)).toMatch(/hf_writes_shed_total\{source="ws"\} [1-9]/);
+  });
+});
+
+describe('STORE_BACKLOG_LIMIT_MS', () => {
+  it('defaults to 1 s, may be 0 (never refuse), and must stay below the command timeout', () => {
+    expect(loadConfig({}).storeBacklogLimitMs).toBe(1000);
+    expect(loadConfig({ STORE_BACKLOG_LIMIT_MS: '0' }).storeBacklogLimitMs).toBe(0);
+    expect(() => loadConfig({ STORE_BACKLOG_LIMIT_MS: '3000' })).toThrow(ConfigError);
+    expect(() => loadConfig({ STORE_BACKLOG_LIMIT_MS: 'soon' })).toThrow(ConfigError);
+  });
+});
