@@ -87,10 +87,12 @@ export class RedisStore implements SessionStore {
   /**
    * When each write-path call still awaiting its answer was sent, in send order (a Map keeps
    * insertion order: its first entry is the oldest). One entry per batch on one Redis, per change
-   * on Redis Cluster.
+   * on Redis Cluster. The oldest is kept apart: every write reads it (writeBacklogMs).
    */
   private readonly awaiting = new Map<number, number>();
   private nextCall = 0;
+  private oldestCall = -1;
+  private oldestSentAt = 0;
   /** The store's Redis Functions, in one library: every call waits for its load. */
   private readonly lib: RedisLibrary;
   /** The write path (lua/mutate.lua, lua/mutateBatch.lua). */
@@ -151,15 +153,37 @@ export class RedisStore implements SessionStore {
 
   /** See SessionStore.writeBacklogMs. */
   writeBacklogMs(now: number): number {
-    for (const sentAt of this.awaiting.values()) return Math.max(0, now - sentAt);
-    return 0;
+    return this.oldestCall < 0 ? 0 : Math.max(0, now - this.oldestSentAt);
   }
 
-  /** `call`, timed in `awaiting` from now until it settles (the wall clock, as callers pass). */
-  private awaited<T>(call: () => Promise<T>): Promise<T> {
+  /** A write-path call goes out now (the wall clock, as writeBacklogMs's callers pass). */
+  private sent(): number {
     const id = this.nextCall++;
-    this.awaiting.set(id, Date.now());
-    return call().finally(() => this.awaiting.delete(id));
+    const now = Date.now();
+    this.awaiting.set(id, now);
+    if (this.oldestCall < 0) {
+      this.oldestCall = id;
+      this.oldestSentAt = now;
+    }
+    return id;
+  }
+
+  /** That call settled, either way. */
+  private settled(id: number): void {
+    this.awaiting.delete(id);
+    if (id !== this.oldestCall) return;
+    const next = this.awaiting.entries().next();
+    if (next.done) {
+      this.oldestCall = -1;
+    } else {
+      [this.oldestCall, this.oldestSentAt] = next.value;
+    }
+  }
+
+  /** `call`, timed from now until it settles. */
+  private awaited<T>(call: () => Promise<T>): Promise<T> {
+    const id = this.sent();
+    return call().finally(() => this.settled(id));
   }
 
   /**
@@ -261,21 +285,20 @@ export class RedisStore implements SessionStore {
     // load itself; one promise hop less per batch.
     // The batch is this turn's write already: out now, not at the next turn's check phase.
     // (Timed inline rather than through awaited(): one promise less per batch.)
-    const id = this.nextCall++;
-    this.awaiting.set(id, Date.now());
-    let sent: Promise<unknown>;
+    const id = this.sent();
+    let reply: Promise<unknown>;
     try {
-      sent = uncorked(this.r as Redis, () => this.mutateFn.callBuffer(call));
+      reply = uncorked(this.r as Redis, () => this.mutateFn.callBuffer(call));
     } catch (err) {
-      sent = Promise.reject(err); // settles below like any failure: no entry left in awaiting
+      reply = Promise.reject(err); // settles below like any failure: no entry left in awaiting
     }
-    sent.then(
+    reply.then(
       (replies) => {
-        this.awaiting.delete(id);
+        this.settled(id);
         for (let i = 0; i < items.length; i++) items[i].resolve((replies as Buffer[])[i]);
       },
       (err: unknown) => {
-        this.awaiting.delete(id);
+        this.settled(id);
         const failure = storeFailure(err);
         for (const m of items) m.reject(failure);
       },
