@@ -42,7 +42,7 @@ export class SessionService {
     // one queued behind the backlog could time out and still be applied after its writer was told
     // it failed.
     if (this.backlogLimitMs > 0) {
-      const behind = this.store.writeBacklogMs(Date.now());
+      const behind = Math.round(this.store.backlogMs());
       if (behind > this.backlogLimitMs) {
         this.metrics.writesShed.inc({ source });
         throw storeOverloaded(behind);

@@ -6,9 +6,9 @@ import { ConfigError, loadConfig } from '../src/config';
 
 /**
  * A node does not queue state changes behind a store that fell too far behind
- * (STORE_BACKLOG_LIMIT_MS): it refuses them unapplied. Queued, they could wait past the command
- * timeout and fail while still being applied later, telling their writer the opposite of what
- * happened.
+ * (STORE_BACKLOG_LIMIT_MS: its oldest command still unanswered is older than that): it refuses
+ * them unapplied. Queued, they could wait past the command timeout and fail while still being
+ * applied later, telling their writer the opposite of what happened.
  */
 const redis = useRedis();
 
@@ -25,7 +25,7 @@ describe('writes while the store is behind', () => {
     await n.stop();
   });
 
-  it('are refused at once and never applied once the oldest unanswered write is older than the limit', async () => {
+  it('are refused at once and never applied once the oldest unanswered command is older than the limit', async () => {
     const token = await n.token('alice');
     const sid = randomUUID();
     const d = await connectDevice(n.wsUrl);
@@ -58,6 +58,13 @@ describe('writes while the store is behind', () => {
     const early = await answer('early');
     expect(early.payload).toMatchObject({ code: 'store_unavailable' });
     expect(Date.now() - paused).toBeLessThan(5000);
+    // Timed out, it still counts as unanswered (Redis holds it): the store is still behind, and a
+    // write now is refused too rather than queued behind it.
+    await new Promise((r) => setTimeout(r, Math.max(0, paused + 3500 - Date.now())));
+    write('afterTimeout', 'afterTimeout');
+    const afterTimeout = await answer('afterTimeout');
+    expect(afterTimeout.payload).toMatchObject({ code: 'store_unavailable' });
+    expect(String(afterTimeout.payload.message)).toMatch(/behind: the change was not applied/);
 
     // Redis answers again: writes go through, and the refused ones were never applied.
     await new Promise((r) => setTimeout(r, Math.max(0, paused + 5300 - Date.now())));
@@ -70,7 +77,7 @@ describe('writes while the store is behind', () => {
     expect(after?.type).toBe(T.STATE_UPDATE_ACK);
     const snap = await api(n.url, 'GET', `/session/${sid}`, { token });
     expect(snap.status).toBe(200);
-    expect(Object.keys(snap.body.state_data).sort()).toEqual(['after', 'early', 'w0']);
+    expect(Object.keys(snap.body.state_data).sort()).toEqual(['after', 'early', 'w0']); // not late, afterTimeout, viaHttp
     expect(String((await api(n.url, 'GET', '/metrics')).body)).toMatch(/hf_writes_shed_total\{source="ws"\} [1-9]/);
   });
 });

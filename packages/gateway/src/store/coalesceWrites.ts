@@ -61,7 +61,7 @@ class Writer {
     s.uncork();
     // A command's timeout runs from its write, not from when it was made: one held across a
     // stall of the event loop must not be failed the moment it leaves, before its reply can come.
-    const now = Date.now();
+    const now = performance.now();
     for (const c of this.held) restartTimeout(c, now);
     this.held.length = 0;
   };

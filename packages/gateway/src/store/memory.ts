@@ -477,7 +477,7 @@ export class MemoryStore implements SessionStore {
     return { status: 'ok', handoff };
   }
 
-  writeBacklogMs(): number {
+  backlogMs(): number {
     return 0;
   }
 

@@ -9,6 +9,7 @@ import { uncorked } from './coalesceWrites';
 import type { KeySpace } from './keys';
 import type { RedisLike } from './redisClient';
 import { randomSeed } from './randomSeed';
+import { unansweredMs } from './timeoutAfterPoll';
 import { RedisLibrary, type RedisFunction } from './redisLibrary';
 import type {
   ClaimCount, ClaimResult, HandoffOutcome, HandoffRecord, MutationRequest, MutationResult, Page, RefreshOutcome, SessionHead,
@@ -84,15 +85,6 @@ export class RedisStore implements SessionStore {
   private batch: PendingMutation[] = [];
   private batchBytes = 0;
   private flushScheduled = false;
-  /**
-   * When each write-path call still awaiting its answer was sent, in send order (a Map keeps
-   * insertion order: its first entry is the oldest). One entry per batch on one Redis, per change
-   * on Redis Cluster. The oldest is kept apart: every write reads it (writeBacklogMs).
-   */
-  private readonly awaiting = new Map<number, number>();
-  private nextCall = 0;
-  private oldestCall = -1;
-  private oldestSentAt = 0;
   /** The store's Redis Functions, in one library: every call waits for its load. */
   private readonly lib: RedisLibrary;
   /** The write path (lua/mutate.lua, lua/mutateBatch.lua). */
@@ -116,12 +108,10 @@ export class RedisStore implements SessionStore {
     const constants = `local TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB, PREFIX_LEN = ${ttl}, ${limits.maxStateBytes}, ${limits.logLength}, ` +
       `${limits.logMaxBytes}, '${this.cluster ? 'SPUBLISH' : 'PUBLISH'}', ${Buffer.byteLength(keys.prefix)}\n`;
     const sessionLua = (name: string) => `${constants}${lua('lib')}\n${lua(name)}`;
-    this.lib = new RedisLibrary(
-      client,
-      [constants, lua('lib'), lua('mutate'), lua('mutateBatch'), lua('claim'), lua('presenceLib'), lua('join')].join('\n'),
-      ['hf_mutate_batch', 'hf_join'],
-      onNotice,
-    );
+    this.lib = new RedisLibrary(client, `${constants}${lua('lib')}`, [
+      { name: 'hf_mutate_batch', body: `${lua('mutate')}\n${lua('mutateBatch')}` },
+      { name: 'hf_join', body: `${lua('claim')}\n${lua('presenceLib')}\n${lua('join')}` },
+    ], onNotice);
     this.mutateFn = this.lib.function('hf_mutate_batch');
     this.joinFn = this.lib.function('hf_join');
     client.defineCommand('hfKeepAlive', { lua: sessionLua('keepAlive') });
@@ -151,39 +141,9 @@ export class RedisStore implements SessionStore {
     }
   }
 
-  /** See SessionStore.writeBacklogMs. */
-  writeBacklogMs(now: number): number {
-    return this.oldestCall < 0 ? 0 : Math.max(0, now - this.oldestSentAt);
-  }
-
-  /** A write-path call goes out now (the wall clock, as writeBacklogMs's callers pass). */
-  private sent(): number {
-    const id = this.nextCall++;
-    const now = Date.now();
-    this.awaiting.set(id, now);
-    if (this.oldestCall < 0) {
-      this.oldestCall = id;
-      this.oldestSentAt = now;
-    }
-    return id;
-  }
-
-  /** That call settled, either way. */
-  private settled(id: number): void {
-    this.awaiting.delete(id);
-    if (id !== this.oldestCall) return;
-    const next = this.awaiting.entries().next();
-    if (next.done) {
-      this.oldestCall = -1;
-    } else {
-      [this.oldestCall, this.oldestSentAt] = next.value;
-    }
-  }
-
-  /** `call`, timed from now until it settles. */
-  private awaited<T>(call: () => Promise<T>): Promise<T> {
-    const id = this.sent();
-    return call().finally(() => this.settled(id));
+  /** See SessionStore.backlogMs: the command connection's oldest unanswered command. */
+  backlogMs(): number {
+    return unansweredMs(this.r);
   }
 
   /**
@@ -250,7 +210,7 @@ export class RedisStore implements SessionStore {
    */
   private enqueue(keys: string[], args: (string | number)[]): Promise<Buffer> {
     if (this.cluster) {
-      return this.awaited(() => this.call(() => this.mutateFn.callBuffer([keys.length, ...keys, args.length, ...args])))
+      return this.call(() => this.mutateFn.callBuffer([keys.length, ...keys, args.length, ...args]))
         .then((r) => (r as Buffer[])[0]);
     }
     return new Promise((resolve, reject) => {
@@ -284,21 +244,11 @@ export class RedisStore implements SessionStore {
     // Not through call(): nothing is queued behind a batch being sent, and callBuffer waits for a
     // load itself; one promise hop less per batch.
     // The batch is this turn's write already: out now, not at the next turn's check phase.
-    // (Timed inline rather than through awaited(): one promise less per batch.)
-    const id = this.sent();
-    let reply: Promise<unknown>;
-    try {
-      reply = uncorked(this.r as Redis, () => this.mutateFn.callBuffer(call));
-    } catch (err) {
-      reply = Promise.reject(err); // settles below like any failure: no entry left in awaiting
-    }
-    reply.then(
+    uncorked(this.r as Redis, () => this.mutateFn.callBuffer(call)).then(
       (replies) => {
-        this.settled(id);
         for (let i = 0; i < items.length; i++) items[i].resolve((replies as Buffer[])[i]);
       },
       (err: unknown) => {
-        this.settled(id);
         const failure = storeFailure(err);
         for (const m of items) m.reject(failure);
       },

@@ -37,17 +37,23 @@ export class RedisLibrary {
   /** Sends held while a load is under way, in the order they were made. */
   private waiting: Array<() => void> = [];
 
-  /** `body` defines a local Lua function, taking (keys, args), for each of `names`. */
+  /**
+   * `shared`: code every function uses (constants, helpers); each of `functions` has a body that
+   * defines a local Lua function `name` taking (keys, args). As scripts (a Redis that refuses
+   * Functions), each runs `shared` and its own body only.
+   */
   constructor(
     readonly client: RedisLike,
-    body: string,
-    names: readonly string[],
+    shared: string,
+    functions: ReadonlyArray<{ readonly name: string; readonly body: string }>,
     /** Operational notices: a fallback to scripts, a failed load. */
     private readonly notice: (message: string) => void = () => undefined,
   ) {
     this.cluster = (client as { isCluster?: boolean }).isCluster === true;
+    const body = [shared, ...functions.map((f) => f.body)].join('\n');
     const hash = createHash('sha1').update(body).digest('hex').slice(0, 16);
-    this.functions = names.map((name) => new RedisFunction(this, name, `${name}_${hash}`, `${body}\nreturn ${name}(KEYS, ARGV)\n`));
+    this.functions = functions.map(({ name, body: own }) =>
+      new RedisFunction(this, name, `${name}_${hash}`, `${shared}\n${own}\nreturn ${name}(KEYS, ARGV)\n`));
     const register = this.functions.map((f) => `redis.register_function('${f.target}', ${f.name})\n`).join('');
     this.library = `#!lua name=hf_${hash}\n${body}\n${register}`;
     this.load();

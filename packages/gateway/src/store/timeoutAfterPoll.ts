@@ -1,11 +1,14 @@
 import type { Cluster, Command } from 'ioredis';
 import type Redis from 'ioredis';
 
-/** What this needs of a command: ioredis marks it resolved when it settles; the send time is ours. */
+/** What this needs of a command: ioredis marks it resolved when it settles; the rest is ours. */
 interface TimedCommand {
   readonly isResolved: boolean;
   reject(err: Error): void;
+  /** When it was sent (performance.now()), HELD while coalesceWrites holds it back. */
   hfSentAt?: number;
+  /** Failed as timed out; its reply may still come (it stays in the queue until then). */
+  hfExpired?: boolean;
 }
 
 /**
@@ -34,10 +37,43 @@ interface TimedCommand {
 export function timeoutAfterPoll(client: Redis | Cluster, ms: number): void {
   if ((client as Cluster).isCluster) {
     // Every shard connection is its own client with its own socket.
-    (client as Cluster).on('+node', (node: Redis) => armNode(node, ms));
+    const nodes = new Set<Redis>();
+    shardsOf.set(client as Cluster, nodes);
+    (client as Cluster).on('+node', (node: Redis) => {
+      nodes.add(node);
+      armNode(node, ms);
+    });
+    (client as Cluster).on('-node', (node: Redis) => nodes.delete(node));
     return;
   }
   armNode(client as Redis, ms);
+}
+
+/** The shard connections of each armed Redis Cluster client. */
+const shardsOf = new WeakMap<Cluster, Set<Redis>>();
+
+/**
+ * How long the oldest command still awaiting its reply on an armed connection (on Redis Cluster:
+ * on any shard's) has been waiting, in ms; 0 when none is. A command failed as timed out counts
+ * until its reply does come or the connection drops (ioredis keeps it queued until then): Redis
+ * may still run it, and a write sent behind it waits as long.
+ */
+export function unansweredMs(client: Redis | Cluster): number {
+  if (!(client as Cluster).isCluster) return oldestWait(client as Redis, performance.now());
+  const shards = shardsOf.get(client as Cluster);
+  if (!shards) return 0; // not armed: its commands carry no send times
+  const now = performance.now();
+  let most = 0;
+  for (const node of shards) most = Math.max(most, oldestWait(node, now));
+  return most;
+}
+
+function oldestWait(client: Redis, now: number): number {
+  // Replies come in send order: the queue's head is the oldest command still unanswered.
+  const head = client.commandQueue.peekAt(0);
+  const sentAt = head ? (head.command as unknown as TimedCommand).hfSentAt : undefined;
+  // (A held head was not written yet: nothing before it waits. now - HELD is -Infinity.)
+  return sentAt === undefined ? 0 : Math.max(0, now - sentAt);
 }
 
 /** `now - HELD` is below any timeout. */
@@ -62,14 +98,14 @@ function armNode(client: Redis, ms: number): void {
   const every = Math.max(10, Math.floor(ms / 20));
 
   const sweep = (): void => {
-    const now = Date.now();
+    const now = performance.now();
     const queue = client.commandQueue;
     let due: TimedCommand[] | null = null;
     for (let i = 0; i < queue.length; i++) {
       const c = queue.peekAt(i)!.command as unknown as TimedCommand;
-      if (c.isResolved || c.hfSentAt === undefined) continue;
+      if (c.isResolved || c.hfExpired || c.hfSentAt === undefined) continue;
       if (now - c.hfSentAt < ms) break;
-      c.hfSentAt = undefined; // expired once: later sweeps pass over it while its reply is awaited
+      c.hfExpired = true; // later sweeps pass over it while its reply is awaited
       (due ??= []).push(c);
     }
     if (due !== null) {
@@ -85,7 +121,7 @@ function armNode(client: Redis, ms: number): void {
 
   const send = client.sendCommand;
   client.sendCommand = function sendWithTimeout(this: Redis, command: Command, stream?: unknown) {
-    (command as unknown as TimedCommand).hfSentAt = Date.now();
+    (command as unknown as TimedCommand).hfSentAt = performance.now();
     return send.call(this, command, stream as never);
   } as Redis['sendCommand'];
 }

@@ -255,10 +255,11 @@ export interface SessionStore {
   consumeHandoff(sessionId: string, token: string): Promise<HandoffOutcome>;
 
   /**
-   * How long the oldest state change this node sent to the store has been waiting for its answer
-   * (0 when none is waiting). A store that answers in-process is never behind.
+   * How long, in ms, the oldest command this node sent to the store has been waiting for its
+   * answer (0 when none is): state changes, reads, claims and presence alike, which all wait in
+   * the same line. A store that answers in-process is never behind.
    */
-  writeBacklogMs(now: number): number;
+  backlogMs(): number;
 
   /** Cluster-wide counters (writes/reads), incremented by every node. */
   incrCounter(name: 'writes' | 'reads', by?: number): void;

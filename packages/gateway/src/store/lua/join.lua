@@ -5,8 +5,8 @@
 -- (+5% gateway and +10% Redis CPU per connect, measured). Someone who may not join is told the
 -- owner and counted nowhere. A Redis Function in the write path's library (store/redisLibrary.ts):
 -- the helpers above it are made once, when the library is loaded, not on every call as a script's
--- would be. Before it in the library: the constants, lib.lua, mutate.lua, mutateBatch.lua,
--- claim.lua, presenceLib.lua.
+-- would be. Before it: the constants, lib.lua, claim.lua, presenceLib.lua (in the library also the
+-- write path's mutate.lua and mutateBatch.lua; as a script, on a Redis without Functions, not).
 -- KEYS: claim.lua's (1-5 the session's keys, 5 being its devices hash; on one Redis 6-7 the indexes)
 -- ARGV: 1-7 claim.lua's; to count the device also 8 instance, 9 its descriptor JSON, 10 '1': read
 --       the session too
