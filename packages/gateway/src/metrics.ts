@@ -50,6 +50,18 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** How far behind the store is (SessionStore.backlogMs), read at each scrape; set by the node. */
+  storeBacklogMs: () => number = () => 0;
+
+  readonly storeBacklog = new Gauge({
+    name: 'hf_store_backlog_seconds',
+    help: 'How long the oldest command this node sent to the session store has been waiting for its answer (past STORE_BACKLOG_LIMIT_MS, writes are refused)',
+    registers: [this.registry],
+    collect: () => {
+      this.storeBacklog.set(this.storeBacklogMs() / 1000);
+    },
+  });
+
   readonly writesShed = new Counter({
     name: 'hf_writes_shed_total',
     help: 'State changes refused unapplied (store_unavailable) because the store was further behind than STORE_BACKLOG_LIMIT_MS, by source',

@@ -49,6 +49,8 @@ describe('writes while the store is behind', () => {
     expect(String(late.payload.message)).toMatch(/behind: the change was not applied/);
     expect(Date.now() - sentLate).toBeLessThan(1000); // at once, not after the command timeout
 
+    const backlog = /^hf_store_backlog_seconds (\S+)$/m.exec(String((await api(n.url, 'GET', '/metrics')).body));
+    expect(Number(backlog?.[1])).toBeGreaterThan(0.8);
     const http = await api(n.url, 'POST', '/session/incremental', { token, body: { session_id: sid, changes: { viaHttp: 1 } } });
     expect(http.status).toBe(503);
     expect(http.body).toMatchObject({ error: 'store_unavailable' });
@@ -78,7 +80,9 @@ describe('writes while the store is behind', () => {
     const snap = await api(n.url, 'GET', `/session/${sid}`, { token });
     expect(snap.status).toBe(200);
     expect(Object.keys(snap.body.state_data).sort()).toEqual(['after', 'early', 'w0']); // not late, afterTimeout, viaHttp
-    expect(String((await api(n.url, 'GET', '/metrics')).body)).toMatch(/hf_writes_shed_total\{source="ws"\} [1-9]/);
+    const metrics = String((await api(n.url, 'GET', '/metrics')).body);
+    expect(metrics).toMatch(/hf_writes_shed_total\{source="ws"\} [1-9]/);
+    expect(metrics).toMatch(/^hf_store_backlog_seconds 0$/m);
   });
 });
 
