@@ -657,7 +657,7 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
         expect(head).toMatchObject({ version: 2 });
       });
 
-      it('is behind by no more than its oldest unanswered command, and by nothing once every command is answered', async () => {
+      it('is behind by no more than its oldest unanswered command, and by nothing once everything it sent is answered', async () => {
         const id = sid();
         const sent = performance.now();
         const calls: Promise<unknown>[] = [];
@@ -667,7 +667,8 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
         await new Promise((r) => setImmediate(r)); // the turn's commands are out
         expect(store.backlogMs()).toBeLessThanOrEqual(performance.now() - sent);
         await Promise.all(calls);
-        expect(store.backlogMs()).toBe(0);
+        // (What the store sends on its own after a write, index updates, is answered soon after.)
+        await eventually(() => store.backlogMs() === 0, 2000, 10);
       });
 
       it('claims an unknown session at version 0 for its first user only', async () => {
