@@ -33,6 +33,7 @@ describe('Redis outage', () => {
     const write = await api(n.url, 'POST', '/session/snapshot', { token, body: { session_id: id, state_data: { a: 2 } } });
     expect(write.status).toBe(503);
     expect(write.body.error).toBe('store_unavailable');
+    expect(write.headers.get('retry-after')).toBe('1');
     expect((await api(n.url, 'GET', `/session/${id}`, { token })).status).toBe(503);
     expect((await api(n.url, 'GET', '/ready')).status).toBe(503);
     expect((await api(n.url, 'GET', '/health')).body).toMatchObject({ status: 'degraded', redis: 'down' });

@@ -54,6 +54,7 @@ describe('writes while the store is behind', () => {
     const http = await api(n.url, 'POST', '/session/incremental', { token, body: { session_id: sid, changes: { viaHttp: 1 } } });
     expect(http.status).toBe(503);
     expect(http.body).toMatchObject({ error: 'store_unavailable' });
+    expect(http.headers.get('retry-after')).toBe('1');
 
     // The write sent before the limit stays ambiguous: it times out (3 s) while Redis still holds
     // it, and Redis applies it when it comes back.

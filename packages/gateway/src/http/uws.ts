@@ -173,7 +173,10 @@ async function authenticate(tokens: TokenService, authorization: string): Promis
 /** Maps any thrown value to the SPEC error body; unknown errors are logged and become 500 `internal`. */
 export function errorReply(err: unknown, log: Logger, ctx?: RequestContext): Reply {
   if (err instanceof AppError) {
-    return { status: err.status, body: { error: err.code, message: err.message, ...err.extra } };
+    const reply: Reply = { status: err.status, body: { error: err.code, message: err.message, ...err.extra } };
+    // The store is away or behind: a second is the shortest wait worth a retry (RFC 9110).
+    if (err.status === 503) reply.headers = { 'retry-after': '1' };
+    return reply;
   }
   log.error({ err, path: ctx?.path }, 'unhandled error in HTTP handler');
   return { status: 500, body: { error: ErrorCode.INTERNAL, message: 'internal error' } };
