@@ -22,9 +22,18 @@ export const notFound = (message = 'not found') => new AppError(ErrorCode.NOT_FO
 export const tooLarge = (message: string) => new AppError(ErrorCode.PAYLOAD_TOO_LARGE, 413, message);
 export const quotaExceeded = (message: string) => new AppError(ErrorCode.QUOTA_EXCEEDED, 429, message);
 
-/** A state change refused before it was sent: the store is `behindMs` behind (SessionService). */
+/**
+ * A state change refused before it was sent, so certainly not applied: the store is too far
+ * behind (SessionService), or an earlier change of the same connection was refused so.
+ */
+export class RefusedUnappliedError extends AppError {
+  constructor(message: string) {
+    super(ErrorCode.STORE_UNAVAILABLE, 503, message);
+  }
+}
+
 export const storeOverloaded = (behindMs: number) =>
-  new AppError(ErrorCode.STORE_UNAVAILABLE, 503, `session store ${behindMs} ms behind: the change was not applied, retry shortly`);
+  new RefusedUnappliedError(`session store ${behindMs} ms behind: the change was not applied, retry shortly`);
 
 /** Raised by stores when Redis cannot be reached; HTTP 503, WS ERROR store_unavailable. */
 export class StoreUnavailableError extends AppError {

@@ -87,6 +87,58 @@ describe('writes while the store is behind', () => {
   });
 });
 
+describe('mutation ids sent without waiting, when one is refused because the store is behind', () => {
+  let n: StartedNode;
+  let admin: Redis;
+  beforeAll(async () => {
+    n = await startNode({ REDIS_URL: redis().url, STORE_BACKLOG_LIMIT_MS: '800' });
+    admin = new Redis(redis().url);
+  });
+  afterAll(async () => {
+    await closeAllDevices();
+    admin.disconnect();
+    await n.stop();
+  });
+
+  it('later ids wait for the refused one: sent again, it is applied, and so are they, each once (SPEC §10)', async () => {
+    const token = await n.token('dora');
+    const sid = randomUUID();
+    const d = await connectDevice(n.wsUrl);
+    await d.auth({ token, device_id: 'phone', session_id: sid });
+    let sent = 0;
+    const write = (mid: number) => {
+      const corr = `m${mid}-${++sent}`;
+      d.send({ type: T.STATE_UPDATE, correlation_id: corr, payload: { key: `k${mid}`, value: mid, operation: 'SET', mutation_id: mid } });
+      return d.waitFor((f) => (f.type === T.STATE_UPDATE_ACK || f.type === T.ERROR) && f.correlation_id === corr, 10_000);
+    };
+    expect((await write(1)).type).toBe(T.STATE_UPDATE_ACK);
+
+    await admin.call('CLIENT', 'PAUSE', '2500', 'ALL'); // shorter than the command timeout
+    const second = write(2); // sent, answered when Redis is back
+    await new Promise((r) => setTimeout(r, 1200));
+    const third = await write(3);
+    expect(third.payload).toMatchObject({ code: 'store_unavailable' });
+    expect(String(third.payload.message)).toMatch(/behind: the change was not applied/);
+    expect((await second).type).toBe(T.STATE_UPDATE_ACK);
+
+    // The store caught up, but 4 must not go before 3: 3's retry would be a duplicate, never applied.
+    const fourth = await write(4);
+    expect(fourth.type).toBe(T.ERROR);
+    expect(fourth.payload).toMatchObject({ code: 'store_unavailable' });
+    expect(String(fourth.payload.message)).toMatch(/mutation 3 was not applied: send it again/);
+    const retried = await write(3);
+    expect(retried.type).toBe(T.STATE_UPDATE_ACK);
+    expect(retried.payload).toMatchObject({ mutation_id: 3 });
+    expect(retried.payload.duplicate).toBeUndefined();
+    const fourthAgain = await write(4);
+    expect(fourthAgain.type).toBe(T.STATE_UPDATE_ACK);
+    expect(fourthAgain.payload.duplicate).toBeUndefined();
+
+    const snap = await api(n.url, 'GET', `/session/${sid}`, { token });
+    expect(snap.body).toMatchObject({ version: 4, state_data: { k1: 1, k2: 2, k3: 3, k4: 4 } });
+  });
+});
+
 describe('STORE_BACKLOG_LIMIT_MS', () => {
   it('defaults to 1 s, may be 0 (never refuse), and must stay below the command timeout', () => {
     expect(loadConfig({}).storeBacklogLimitMs).toBe(1000);

@@ -61,6 +61,11 @@ export interface Conn {
   epoch: string;
   /** Bus frames held back while a snapshot or replay is being prepared; null when live. */
   pending: UpdateFrame[] | null;
+  /**
+   * The lowest mutation id of this connection refused unapplied (RefusedUnappliedError), 0 if
+   * none: later ids wait until it is sent again (see stateUpdate).
+   */
+  refusedMutationId: number;
   /** A SNAPSHOT_REQUEST came while a catch-up was under way: sent once that one finishes. */
   snapshotWanted: boolean;
   /** Slow consumer: deltas are skipped until drain, then one fresh snapshot is sent. */
@@ -115,6 +120,7 @@ export function newConn(binary: boolean, query: QueryAuth | null, now: number, b
     lastVersion: 0,
     epoch: '',
     pending: null,
+    refusedMutationId: 0,
     snapshotWanted: false,
     stale: false,
     backpressured: false,

@@ -1,6 +1,7 @@
 import {
   ErrorCode, jsonDepth, MAX_STATE_DEPTH, stateKeyProblem, type Envelope, type JsonValue,
 } from '@harmonyflow/protocol';
+import { RefusedUnappliedError } from '../../errors';
 import type { StateOp } from '../../store/types';
 import { connOf, type WS } from '../conn';
 import type { WsContext } from '../context';
@@ -55,6 +56,18 @@ export async function stateUpdate(ctx: WsContext, ws: WS, env: Envelope): Promis
     ctx.limits.strike(ws, ErrorCode.INVALID_MESSAGE, parsed.problem, corr);
     return;
   }
+  const mid = parsed.mutationId;
+  if (mid !== undefined && c.refusedMutationId > 0 && mid > c.refusedMutationId) {
+    // A lower id of this connection was refused unapplied. Applied first, this one would raise
+    // the device's mark above it, and its retry would then be answered as a duplicate and never
+    // applied (SPEC §10): it waits for that one, refused the same way.
+    const refused = c.refusedMutationId;
+    corked(ws, () => ctx.io.failed(ws, new RefusedUnappliedError(`mutation ${refused} was not applied: send it again before later ones`), corr));
+    return;
+  }
+  // The refused one, sent again, goes to the store now: later ids may follow it (one connection's
+  // writes reach the store in order). Refused again, it is noted again below, before the next frame.
+  if (mid !== undefined && mid === c.refusedMutationId) c.refusedMutationId = 0;
   ctx.inflight.count++;
   try {
     const r = await ctx.sessions.mutate({
@@ -70,6 +83,9 @@ export async function stateUpdate(ctx: WsContext, ws: WS, env: Envelope): Promis
     if (!c.binary) send(ws, ackJson(c.sessionId, corr, r.version, r.value, parsed.mutationId, r.duplicate, now));
     else sendEnv(ws, ackEnvelope(c.sessionId, corr, r.version, r.value, parsed.mutationId, r.duplicate, now));
   } catch (err) {
+    if (mid !== undefined && err instanceof RefusedUnappliedError && (c.refusedMutationId === 0 || mid < c.refusedMutationId)) {
+      c.refusedMutationId = mid;
+    }
     corked(ws, () => ctx.io.failed(ws, err, corr));
   } finally {
     ctx.inflight.count--;
