@@ -132,7 +132,7 @@ export async function createNode(config: Config, opts: NodeOptions = {}): Promis
 
   const tokens = new TokenService(config.jwt);
   const sessions = new SessionService(store, metrics, instance, config.storeBacklogLimitMs);
-  metrics.storeBacklogMs = () => store.backlogMs();
+  metrics.storeBacklogMs = () => store.backlogMs(performance.now());
   const inflight = { count: 0 };
   const state = { draining: false, startedAt: Date.now() };
   const app = uws.App();

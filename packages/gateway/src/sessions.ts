@@ -41,14 +41,14 @@ export class SessionService {
     // answers) gets no more changes until it catches up: one refused now is cleanly not applied,
     // one queued behind the backlog could time out and still be applied after its writer was told
     // it failed.
+    const started = performance.now();
     if (this.backlogLimitMs > 0) {
-      const behind = Math.round(this.store.backlogMs());
+      const behind = this.store.backlogMs(started);
       if (behind > this.backlogLimitMs) {
         this.metrics.writesShed.inc({ source });
-        throw storeOverloaded(behind);
+        throw storeOverloaded(Math.round(behind));
       }
     }
-    const started = performance.now();
     let result: MutationResult;
     try {
       // Field by field, not `{ ...req, originNode }`: a spread copy of requests of several shapes

@@ -1,6 +1,7 @@
 import Redis from 'ioredis';
-import { connectRedis, useRedisBackends } from '@harmonyflow/testkit';
+import { connectRedis, eventually, useRedisBackends } from '@harmonyflow/testkit';
 import type { RedisLike } from '../src/store/redisClient';
+import { unansweredMs } from '../src/store/timeoutAfterPoll';
 
 /**
  * Command connections time commands out after 3 s, but never fail one whose reply came in while
@@ -81,6 +82,34 @@ describe('command timeouts', () => {
     } finally {
       await pauser.call('CLIENT', 'UNPAUSE').catch(() => undefined);
       pauser.disconnect();
+    }
+  });
+});
+
+// The store's backlog (STORE_BACKLOG_LIMIT_MS) is read off the same send times.
+describe.each(backends.map((b) => [b.name, b] as const))('how long the oldest command has waited (%s)', (_name, backend) => {
+  it('counts a command from its send until its reply comes, also after it failed as timed out', async () => {
+    const client = await connectRedis(backend.config());
+    const cfg = backend.config();
+    // Every server stops answering (on Redis Cluster every shard: the key's is among them).
+    const pausers = (cfg.mode === 'single' ? [cfg.url] : cfg.nodes.map((h) => `redis://${h.host}:${h.port}`)).map((url) => new Redis(url));
+    try {
+      await client.set('backlog-test:k', '1');
+      expect(unansweredMs(client)).toBe(0);
+      await Promise.all(pausers.map((p) => p.call('CLIENT', 'PAUSE', '4000', 'ALL')));
+      const sent = performance.now();
+      const reply = client.get('backlog-test:k').then(() => 'answered', (err: Error) => err.message);
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(unansweredMs(client)).toBeGreaterThanOrEqual(performance.now() - sent - 50);
+      expect(unansweredMs(client)).toBeGreaterThan(900);
+      expect(await reply).toBe('Command timed out'); // at 3 s, while Redis still holds it
+      expect(unansweredMs(client)).toBeGreaterThan(2900);
+      await eventually(() => unansweredMs(client) === 0, 3000, 20); // its late reply came
+      expect(performance.now() - sent).toBeGreaterThan(3900);
+    } finally {
+      await Promise.all(pausers.map((p) => p.call('CLIENT', 'UNPAUSE').catch(() => undefined)));
+      for (const p of pausers) p.disconnect();
+      client.disconnect();
     }
   });
 });

@@ -85,22 +85,8 @@ describe('writes while the store is behind', () => {
     expect(metrics).toMatch(/hf_writes_shed_total\{source="ws"\} [1-9]/);
     expect(metrics).toMatch(/^hf_store_backlog_seconds 0$/m);
   });
-});
 
-describe('mutation ids sent without waiting, when one is refused because the store is behind', () => {
-  let n: StartedNode;
-  let admin: Redis;
-  beforeAll(async () => {
-    n = await startNode({ REDIS_URL: redis().url, STORE_BACKLOG_LIMIT_MS: '800' });
-    admin = new Redis(redis().url);
-  });
-  afterAll(async () => {
-    await closeAllDevices();
-    admin.disconnect();
-    await n.stop();
-  });
-
-  it('later ids wait for the refused one: sent again, it is applied, and so are they, each once (SPEC §10)', async () => {
+  it('mutation ids sent without waiting: later ids wait for the one refused; sent again, it is applied, and so are they, each once (SPEC §10)', async () => {
     const token = await n.token('dora');
     const sid = randomUUID();
     const d = await connectDevice(n.wsUrl);

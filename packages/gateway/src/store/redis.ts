@@ -107,8 +107,9 @@ export class RedisStore implements SessionStore {
     const ttl = this.limits.ttlSeconds * 1000;
     const constants = `local TTL, MAX_STATE, LOG_LEN, LOG_MAX, PUB, PREFIX_LEN = ${ttl}, ${limits.maxStateBytes}, ${limits.logLength}, ` +
       `${limits.logMaxBytes}, '${this.cluster ? 'SPUBLISH' : 'PUBLISH'}', ${Buffer.byteLength(keys.prefix)}\n`;
-    const sessionLua = (name: string) => `${constants}${lua('lib')}\n${lua(name)}`;
-    this.lib = new RedisLibrary(client, `${constants}${lua('lib')}`, [
+    const shared = `${constants}${lua('lib')}`;
+    const sessionLua = (name: string) => `${shared}\n${lua(name)}`;
+    this.lib = new RedisLibrary(client, shared, [
       { name: 'hf_mutate_batch', body: `${lua('mutate')}\n${lua('mutateBatch')}` },
       { name: 'hf_join', body: `${lua('claim')}\n${lua('presenceLib')}\n${lua('join')}` },
     ], onNotice);
@@ -142,8 +143,8 @@ export class RedisStore implements SessionStore {
   }
 
   /** See SessionStore.backlogMs: the command connection's oldest unanswered command. */
-  backlogMs(): number {
-    return unansweredMs(this.r);
+  backlogMs(now: number): number {
+    return unansweredMs(this.r, now);
   }
 
   /**

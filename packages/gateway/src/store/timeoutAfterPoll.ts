@@ -54,15 +54,14 @@ const shardsOf = new WeakMap<Cluster, Set<Redis>>();
 
 /**
  * How long the oldest command still awaiting its reply on an armed connection (on Redis Cluster:
- * on any shard's) has been waiting, in ms; 0 when none is. A command failed as timed out counts
+ * on any shard's) has been waiting at `now` (performance.now()), in ms; 0 when none is. A command failed as timed out counts
  * until its reply does come or the connection drops (ioredis keeps it queued until then): Redis
  * may still run it, and a write sent behind it waits as long.
  */
-export function unansweredMs(client: Redis | Cluster): number {
-  if (!(client as Cluster).isCluster) return oldestWait(client as Redis, performance.now());
+export function unansweredMs(client: Redis | Cluster, now = performance.now()): number {
+  if (!(client as Cluster).isCluster) return oldestWait(client as Redis, now);
   const shards = shardsOf.get(client as Cluster);
   if (!shards) return 0; // not armed: its commands carry no send times
-  const now = performance.now();
   let most = 0;
   for (const node of shards) most = Math.max(most, oldestWait(node, now));
   return most;

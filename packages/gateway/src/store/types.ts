@@ -256,10 +256,11 @@ export interface SessionStore {
 
   /**
    * How long, in ms, the oldest command this node sent to the store has been waiting for its
-   * answer (0 when none is): state changes, reads, claims and presence alike, which all wait in
-   * the same line. A store that answers in-process is never behind.
+   * answer at `now` (performance.now()), 0 when none is: state changes, reads, claims and
+   * presence alike, which all wait in the same line. A store that answers in-process is never
+   * behind.
    */
-  backlogMs(): number;
+  backlogMs(now: number): number;
 
   /** Cluster-wide counters (writes/reads), incremented by every node. */
   incrCounter(name: 'writes' | 'reads', by?: number): void;

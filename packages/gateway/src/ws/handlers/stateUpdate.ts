@@ -73,15 +73,15 @@ export async function stateUpdate(ctx: WsContext, ws: WS, env: Envelope): Promis
     const r = await ctx.sessions.mutate({
       sessionId: c.sessionId, actor: { userId: c.userId, admin: c.admin }, ownerId: c.ownerId, op: parsed.op,
       baseVersion: parsed.baseVersion, deviceId: c.deviceId, originConn: c.id, correlationId: corr,
-      mutationId: parsed.mutationId,
+      mutationId: mid,
     }, 'ws');
     if (c.closed) return;
     const now = Date.now();
     // One frame, sent uncorked: a cork batches only the sends inside its callback, so around a
     // single send it saves nothing (and uWS asks for one on HTTP responses, not WebSocket sends).
     // The default subprotocol's per-write reply is built as text, no envelope object.
-    if (!c.binary) send(ws, ackJson(c.sessionId, corr, r.version, r.value, parsed.mutationId, r.duplicate, now));
-    else sendEnv(ws, ackEnvelope(c.sessionId, corr, r.version, r.value, parsed.mutationId, r.duplicate, now));
+    if (!c.binary) send(ws, ackJson(c.sessionId, corr, r.version, r.value, mid, r.duplicate, now));
+    else sendEnv(ws, ackEnvelope(c.sessionId, corr, r.version, r.value, mid, r.duplicate, now));
   } catch (err) {
     if (mid !== undefined && err instanceof RefusedUnappliedError && (c.refusedMutationId === 0 || mid < c.refusedMutationId)) {
       c.refusedMutationId = mid;
