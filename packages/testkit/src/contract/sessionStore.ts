@@ -659,6 +659,8 @@ export function describeSessionStore(name: string, factory: StoreFactory): void 
 
       it('is behind by no more than its oldest unanswered command, and by nothing once everything it sent is answered', async () => {
         const id = sid();
+        // Earlier cases' own index updates may still be out; they would count from before `sent`.
+        await eventually(() => store.backlogMs(performance.now()) === 0, 2000, 10);
         const sent = performance.now();
         const calls: Promise<unknown>[] = [];
         for (let i = 0; i < 20; i++) calls.push(store.mutate(req(id, { op: 'set', key: `k${i}`, value: i })));
