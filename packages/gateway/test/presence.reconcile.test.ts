@@ -30,8 +30,8 @@ describe('presence survives failed updates', () => {
     await redis.stop();
   });
 
-  async function node(nodeId: string): Promise<StartedNode> {
-    const n = await startNode({ REDIS_URL: redis.url, PRESENCE_TIMEOUT_MS: '1200', NODE_ID: nodeId });
+  async function node(nodeId: string, presenceTimeoutMs = 1200): Promise<StartedNode> {
+    const n = await startNode({ REDIS_URL: redis.url, PRESENCE_TIMEOUT_MS: String(presenceTimeoutMs), NODE_ID: nodeId });
     started.push(n);
     return n;
   }
@@ -50,9 +50,9 @@ describe('presence survives failed updates', () => {
   }
 
   /** Nodes a and b on one session: `onA` devices joined on a (in order), then a watcher on b. */
-  async function twoNodes(...onA: string[]) {
-    const a = await node(`a-${randomUUID().slice(0, 4)}`);
-    const b = await node(`b-${randomUUID().slice(0, 4)}`);
+  async function twoNodes(onA: string[], presenceTimeoutMs?: number) {
+    const a = await node(`a-${randomUUID().slice(0, 4)}`, presenceTimeoutMs);
+    const b = await node(`b-${randomUUID().slice(0, 4)}`, presenceTimeoutMs);
     const sid = randomUUID();
     const devices: TestDevice[] = [];
     for (const d of onA) devices.push(await join(a, d, sid));
@@ -61,13 +61,16 @@ describe('presence survives failed updates', () => {
   }
 
   it('disconnects that failed while Redis was down are all reconciled: the devices go offline and the others hear it', async () => {
-    const { a, b, sid, devices: [phone, tablet], watcher } = await twoNodes('phone', 'tablet');
+    // Node A must outlive the blip in B's eyes (dead after 3/4 of the presence timeout): with
+    // 1.2 s, a blip of 1 s plus a slow restart had B reap A, and the devices left with 'timeout'.
+    // Reconciliation runs every quarter of it.
+    const { a, b, sid, devices: [phone, tablet], watcher } = await twoNodes(['phone', 'tablet'], 8000);
     await redis.kill();
-    // The devices close while Redis is away: their disconnects fail, and so do a few rounds of
-    // reconciliation (each must keep every device it could not settle).
+    // The devices close while Redis is away: their disconnects fail, and so does at least one
+    // round of reconciliation (each must keep every device it could not settle).
     await phone.close();
     await tablet.close();
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, 2500));
     await redis.restart();
     for (const id of ['phone', 'tablet']) {
       const left = await watcher.waitFor((e) => e.type === T.DEVICE_LEFT && e.payload.device_id === id, 10_000);
@@ -86,7 +89,7 @@ describe('presence survives failed updates', () => {
   }, 40_000);
 
   it('a node whose registry entry vanished while it was alive (reaped, its reap mark long gone) counts its devices again', async () => {
-    const { a, b, sid, watcher } = await twoNodes('phone');
+    const { a, b, sid, watcher } = await twoNodes(['phone']);
     // What a reaper does, minus the reap mark (it expires after a minute). Node A may re-register
     // at any moment after this, so the reap is checked by what it returned.
     expect(await b.node.presence.reapNode(a.node.instance, [sid], Date.now())).toEqual([{ sessionId: sid, deviceId: 'phone' }]);
@@ -98,7 +101,7 @@ describe('presence survives failed updates', () => {
   }, 30_000);
 
   it('a node that shuts down while Redis is away is reaped by a survivor: its devices go offline with DEVICE_LEFT timeout', async () => {
-    const { a, b, sid, watcher } = await twoNodes('phone');
+    const { a, b, sid, watcher } = await twoNodes(['phone']);
     await redis.kill();
     await a.stop(); // its disconnects and its clean leave both fail
     started.splice(started.indexOf(a), 1);
