@@ -113,6 +113,22 @@ describe('decodeJson failures', () => {
     expect(decodeJson(frame(3), 6).ok).toBe(true);
   });
 
+  it('nesting is measured, not bracket counts: many shallow brackets pass, few deep ones do not', () => {
+    // Depth of a JSON value by walking it: the reference the text scan must agree with.
+    const depthOf = (v: unknown): number =>
+      v !== null && typeof v === 'object' ? 1 + Math.max(0, ...Object.values(v as object).map(depthOf)) : 0;
+    const wide = JSON.stringify(Array.from({ length: 200 }, (_, i) => ({ k: [i] }))); // 401 brackets, depth 3
+    const strings = JSON.stringify({ s: '{['.repeat(500) }); // brackets inside a string, depth 1
+    const mixed = JSON.stringify([Array.from({ length: 100 }, () => [[]]), JSON.parse(nested(5, '[', ']'))]); // depth 6
+    for (const text of [wide, strings, mixed]) {
+      const depth = depthOf(JSON.parse(text));
+      expect(exceedsJsonDepth(text, depth)).toBe(false);
+      expect(exceedsJsonDepth(text, depth - 1)).toBe(true);
+    }
+    expect(exceedsJsonDepth(wide, 64)).toBe(false);
+    expect(exceedsJsonDepth(strings, 2)).toBe(false);
+  });
+
   it('__proto__ in a payload stays an own key and pollutes nothing', () => {
     const r = decodeJson('{"type":5,"payload":{"__proto__":{"polluted":"yes"},"key":"a","operation":"SET","value":{"__proto__":{"polluted":1},"constructor":{"prototype":{"polluted":2}}}}}');
     expect(r.ok).toBe(true);

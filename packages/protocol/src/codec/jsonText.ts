@@ -14,6 +14,10 @@ export const MAX_JSON_DEPTH = 64;
 export function exceedsJsonDepth(text: string, maxDepth: number): boolean {
   const n = text.length;
   if (n <= maxDepth) return false; // needs at least maxDepth + 1 opening brackets
+  // Nesting never exceeds the number of opening brackets (strings' contents included): counted
+  // with indexOf, that settles an ordinary frame (a handful of brackets) for a fraction of the
+  // character-by-character walk below, which only frames with many brackets need.
+  if (!moreBracketsThan(text, maxDepth)) return false;
   let depth = 0;
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
@@ -33,6 +37,14 @@ export function exceedsJsonDepth(text: string, maxDepth: number): boolean {
       depth--;
     }
   }
+  return false;
+}
+
+/** Whether `text` holds more than `limit` opening brackets (`{` and `[` together). */
+function moreBracketsThan(text: string, limit: number): boolean {
+  let count = 0;
+  for (let i = text.indexOf('{'); i >= 0; i = text.indexOf('{', i + 1)) if (++count > limit) return true;
+  for (let i = text.indexOf('['); i >= 0; i = text.indexOf('[', i + 1)) if (++count > limit) return true;
   return false;
 }
 
