@@ -28,7 +28,9 @@ import {
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0x5eed2024);
 const TARGET_FRAMES = 6000; // confirmed processed per node (≥ 5000 required)
-const TIME_BUDGET_MS = 20_000;
+// The run stops at TARGET_FRAMES; the budget only bounds a slow machine (alone on an idle one it
+// takes ~15 s, beside another test worker or under instrumentation it took past 20 s).
+const TIME_BUDGET_MS = 45_000;
 const MAX_MESSAGE_BYTES = 16_384;
 const LANES: ReadonlyArray<{ proto: boolean; auth: boolean; noSubprotocol?: boolean }> = [
   { proto: false, auth: true },
@@ -568,7 +570,7 @@ describe.each(stores)('WebSocket fuzz (%s)', (_name, storeEnv) => {
     expect(stats.received.STATE_UPDATE_ACK ?? 0).toBeGreaterThan(10);
     expect(stats.closes[4400] ?? 0).toBeGreaterThan(0);
     expect(stats.closes[4403] ?? 0).toBeGreaterThan(0);
-  }, 40_000);
+  }, TIME_BUDGET_MS + 25_000);
 
   it('the node stays healthy: /health and /ready 200, no internal errors, nothing logged at error level', async () => {
     const { n, stats } = fuzzed();
