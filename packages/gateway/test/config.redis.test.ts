@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../src/config';
@@ -19,6 +19,7 @@ describe('loadConfig: Redis connection (REDIS_URL + REDIS_PASSWORD, TLS)', () =>
   writeFileSync(caFile, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
   const notPem = path.join(dir, 'not.pem');
   writeFileSync(notPem, 'hello');
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('applies REDIS_PASSWORD to a REDIS_URL without one, URL-encoded', () => {
     expect(loadConfig({ REDIS_URL: 'redis://h:1/2', REDIS_PASSWORD: 'p@ss:w%rd' }).redis).toEqual({ mode: 'single', url: 'redis://:p%40ss%3Aw%25rd@h:1/2' });

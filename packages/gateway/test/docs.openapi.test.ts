@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { api, useNode } from '@harmonyflow/testkit';
@@ -30,6 +30,7 @@ function validateOpenApi(docs: unknown[]): Array<{ valid: boolean; version: stri
     for (const f of process.argv.slice(1)) { const v = new Validator(); const r = await v.validate(f); out.push({ valid: r.valid, version: v.version, errors: r.errors }); }
     console.log(JSON.stringify(out));`;
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, ...files], { cwd: __dirname, encoding: 'utf8' });
+  rmSync(dir, { recursive: true, force: true });
   if (r.status !== 0) throw new Error(`validator failed to run: ${r.stderr}`);
   return JSON.parse(r.stdout);
 }

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { api, eventually, freePort, startNode, startRedis, type PrivateRedis, type StartedNode } from '@harmonyflow/testkit';
@@ -7,9 +7,13 @@ import { loadConfig } from '../src/config';
 import { createLogger } from '../src/log';
 import { createRedis, whenReady } from '../src/store/redisClient';
 
+/** Temporary directories of this file, removed once its servers and nodes have stopped. */
+const scratchDirs: string[] = [];
+
 /** A throw-away CA and a server certificate for 127.0.0.1/localhost, made with openssl. */
 function makeCertificates(): { dir: string; ca: string; cert: string; key: string } {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hf-tls-'));
+  scratchDirs.push(dir);
   const f = (n: string) => path.join(dir, n);
   const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
   ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=hf-test-ca');
@@ -30,6 +34,7 @@ describe('Redis connection settings against real servers', () => {
   afterAll(async () => {
     for (const n of nodes) await n.stop();
     for (const s of servers) await s.stop();
+    for (const d of scratchDirs) rmSync(d, { recursive: true, force: true });
   });
 
   it('REDIS_URL without a password + REDIS_PASSWORD reaches a password-protected Redis; hf_redis_connected follows it', async () => {

@@ -21,10 +21,10 @@ export async function startRedisCluster(masters = 3): Promise<PrivateRedisCluste
   try {
     for (let i = 0; i < masters; i++) {
       // The cluster bus port is chosen too (by default it is port + 10000, which nobody checked).
-      nodes.push(await startRedis(async () => {
-        const dir = mkdtempSync(path.join(os.tmpdir(), 'hf-cluster-'));
-        return ['--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, 'nodes.conf'), '--cluster-node-timeout', '2000', '--cluster-port', String(await freePort())];
-      }));
+      // nodes.conf goes in the node's own directory (`--dir`, removed when it stops).
+      nodes.push(await startRedis(async () => [
+        '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000', '--cluster-port', String(await freePort()),
+      ]));
     }
     const addrs = nodes.map((n) => `127.0.0.1:${n.port}`);
     const r = spawnSync('redis-cli', ['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 });
@@ -93,7 +93,7 @@ export async function startHaproxy(backendPorts: readonly number[], opts: { port
   const file = path.join(dir, 'haproxy.cfg');
   writeFileSync(file, cfg);
   const proc: ChildProcess = spawn('haproxy', ['-db', '-f', file], { stdio: ['ignore', 'ignore', 'pipe'] });
-  killWithParent(proc, 'haproxy');
+  killWithParent(proc, 'haproxy', dir);
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));
   const url = `http://127.0.0.1:${port}`;

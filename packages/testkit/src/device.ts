@@ -60,7 +60,7 @@ export class TestDevice {
       for (let i = from; i < this.frames.length; i++) if (pred(this.frames[i])) return this.frames[i];
       if (this.closeCode !== null) throw new Error(`socket closed (${this.closeCode} ${this.closeReason}) while waiting; frames: ${JSON.stringify(this.frames.map((f) => f.type))}`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for a frame; got types ${JSON.stringify(this.frames.map((f) => f.type))}`);
+      if (left <= 0) throw new Error(`timed out waiting for a frame; got types ${JSON.stringify(this.frames.map((f) => f.type))}${this.errorsSeen()}`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         this.waiters.push(() => {
@@ -69,6 +69,14 @@ export class TestDevice {
         });
       });
     }
+  }
+
+  /** The ERROR frames' codes and first message, for a failure's text: what the server refused. */
+  private errorsSeen(): string {
+    const errors = this.frames.filter((f) => f.type === MessageType.ERROR).map((f) => f.payload as { code?: string; message?: string });
+    if (errors.length === 0) return '';
+    const codes = [...new Set(errors.map((e) => e.code))].join(', ');
+    return `; ${errors.length} ERROR (${codes}), the first: ${JSON.stringify(errors[0].message)}`;
   }
 
   next(type: MessageType, timeoutMs = 5000, from = 0): Promise<Envelope> {

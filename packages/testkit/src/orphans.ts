@@ -8,12 +8,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
  * A watchdog shell reads a pipe from this process; the kernel closes the pipe however this process
  * ends, the read returns, and the watchdog kills the child, if it is still the process it was
  * started as (its command name is checked, so a recycled pid is left alone). The watchdog ends when
- * the child does.
+ * the child does. A `scratchDir` (the child's temporary files) is removed after the kill.
  */
-export function killWithParent(child: ChildProcess, commandName: string): void {
+export function killWithParent(child: ChildProcess, commandName: string, scratchDir?: string): void {
   if (child.pid === undefined) return;
   const pid = child.pid;
-  const watchdog = spawn('sh', ['-c', `read _; [ "$(cat /proc/${pid}/comm 2>/dev/null)" = "${commandName.slice(0, 15)}" ] && kill -9 ${pid}`], {
+  // The child's scratch directory goes with it: the stop that would have removed it never runs.
+  const cleanup = scratchDir ? `; rm -rf '${scratchDir.replaceAll("'", `'\\''`)}'` : '';
+  const watchdog = spawn('sh', ['-c', `read _; [ "$(cat /proc/${pid}/comm 2>/dev/null)" = "${commandName.slice(0, 15)}" ] && kill -9 ${pid}${cleanup}`], {
     stdio: ['pipe', 'ignore', 'ignore'],
   });
   watchdog.on('error', () => undefined);

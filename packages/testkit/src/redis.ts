@@ -65,7 +65,7 @@ export async function startRedis(extraArgs: string[] | (() => Promise<string[]>)
     const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...args], { stdio: 'ignore' });
     live.add(p);
     p.once('exit', () => live.delete(p));
-    killWithParent(p, 'redis-server');
+    killWithParent(p, 'redis-server', dir);
     proc = p;
     await waitForPort(port, 10_000, p);
   };
