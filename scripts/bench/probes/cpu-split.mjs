@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
+import { processCpuTimesUs } from '../lib/proc.mjs';
 const require = createRequire(import.meta.url);
 const { gatewayNodeFlags, sleep } = require('../../../packages/testkit/dist/index.js');
 
@@ -56,7 +57,6 @@ function split(data) {
 /** Node processes whose command line holds `pattern` (not the shells that started them). */
 const pidsOf = (pattern) => spawnSync('pgrep', ['-f', pattern], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number)
   .filter((pid) => { try { return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'node'; } catch { return false; } });
-const ticks = (pid) => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ').slice(11, 13).map(Number);
 
 const peers = [['product', 'gateway/dist/main.js'], ['uws', 'uws-peer/server.mjs']];
 const results = new Map();
@@ -76,11 +76,12 @@ for (const [name, pattern] of peers) {
     pids = pidsOf(pattern);
   }
   await sleep(11_000); // connections open, warm-up done
-  const before = pids.map(ticks);
+  const before = pids.map(processCpuTimesUs);
   const data = path.join(work, `${name}.data`);
   spawnSync('perf', ['record', '-F', '2000', '-o', data, '-p', String(pids[0]), '--', 'sleep', String(SECS)], { stdio: 'ignore' });
-  const after = pids.map(ticks);
-  const user = after.reduce((s, t, i) => s + t[0] - before[i][0], 0) * 10, sys = after.reduce((s, t, i) => s + t[1] - before[i][1], 0) * 10;
+  const after = pids.map(processCpuTimesUs);
+  // (ms of CPU, both gateways)
+  const user = after.reduce((s, t, i) => s + t.user - before[i].user, 0) / 1000, sys = after.reduce((s, t, i) => s + t.system - before[i].system, 0) / 1000;
   results.set(name, { user, sys, data });
   while (pidsOf(pattern).length > 0) await sleep(300); // this peer's round is over
 }

@@ -10,7 +10,7 @@
 //   a client wrapped like the command connection (timeouts, coalesced writes).
 // - pub/sub message: 220-byte messages published in pipelines of 500 from another connection;
 //   through ioredis: a subscriber connection's 'messageBuffer' event, as the bus receives frames.
-import { spawn, fork } from 'node:child_process';
+import { fork } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
@@ -119,17 +119,12 @@ if (child) {
   process.exit(0);
 }
 
-const port = await new Promise((res) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
-const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+const { startRedis } = require('../../../packages/testkit/dist/index.js');
+const server = await startRedis();
+const port = server.port;
 const results = { calls: { ioredis: [], bare: [] }, messages: { ioredis: [], bare: [] } };
 try {
-  let admin;
-  for (let i = 0; ; i++) {
-    try { admin = new Redis(port, { lazyConnect: true, retryStrategy: null }); admin.on('error', () => undefined); await admin.connect(); break; } catch {
-      if (i > 100) throw new Error('redis did not start');
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  const admin = new Redis(port);
   await admin.call('FUNCTION', 'LOAD', 'REPLACE', "#!lua name=probe\nredis.register_function('probe', function(k, a) return {string.rep('x', 150)} end)");
   const payload = Buffer.alloc(220, 97);
   for (let round = 0; round < 2; round++) {
@@ -149,7 +144,7 @@ try {
   }
   admin.disconnect();
 } finally {
-  server.kill('SIGKILL');
+  await server.stop();
 }
 const fmt = (xs) => xs.map((x) => Number(x.toFixed(2)));
 console.log(JSON.stringify({

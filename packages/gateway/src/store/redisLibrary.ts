@@ -89,11 +89,12 @@ export class RedisLibrary {
   }
 
   /**
-   * Loads the code on Redis, or on every primary of a Redis Cluster; one load at a time. A failed
-   * load (Redis away) is reported, not thrown: the next call that finds the code missing, or the
-   * next reconnection, starts another.
+   * Loads the code on Redis, or on every primary of a Redis Cluster; one load at a time (a call
+   * while one is under way joins it: however many calls found the code missing). A failed load
+   * (Redis away) is reported, not thrown: the next call that finds the code missing, or the next
+   * reconnection, starts another.
    */
-  private load(): void {
+  load(): void {
     if (this.loading) return;
     this.loading = true;
     this.loadEverywhere().then(
@@ -103,11 +104,6 @@ export class RedisLibrary {
         this.release();
       },
     );
-  }
-
-  /** The code is missing on Redis: loads it again (one load, however many calls found it missing). */
-  reload(): void {
-    this.load();
   }
 
   /** Ends the load and sends what waited for it, synchronously: nothing made later can go first. */
@@ -175,7 +171,7 @@ export class RedisFunction {
       }
       return reply.catch((err: unknown) => {
         if (!isMissing(err)) throw err;
-        this.lib.reload();
+        this.lib.load();
         throw new CodeMissingError(this.name);
       });
     });

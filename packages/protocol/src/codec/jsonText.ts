@@ -7,17 +7,16 @@
 export const MAX_JSON_DEPTH = 64;
 
 /**
- * Tells whether JSON text nests arrays/objects deeper than `maxDepth`. One linear scan without
+ * Tells whether JSON text nests arrays/objects deeper than `maxDepth`. Linear and without
  * allocation; string contents are skipped with `indexOf`. Meant for text that is about to be
  * handed to `JSON.parse` (for malformed text the answer does not matter: parsing fails anyway).
  */
 export function exceedsJsonDepth(text: string, maxDepth: number): boolean {
-  const n = text.length;
-  if (n <= maxDepth) return false; // needs at least maxDepth + 1 opening brackets
   // Nesting never exceeds the number of opening brackets (strings' contents included): counted
   // with indexOf, that settles an ordinary frame (a handful of brackets) for a fraction of the
   // character-by-character walk below, which only frames with many brackets need.
   if (!moreBracketsThan(text, maxDepth)) return false;
+  const n = text.length;
   let depth = 0;
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
