@@ -8,7 +8,8 @@
 // cross-node delivery); CPU is then both gateways'. Prints every
 // round and the median of the per-round B/A ratios (A against A read 1.008 and 1.02 here;
 // single rounds spread ±15%, so trust medians of 10+ rounds, never one round), and each build's
-// writer→device and ACK p99 per round (measured in this process, which also drives the load).
+// writer→device and ACK p99 per round (measured in this process, which also drives the load), and
+// from the shared Redis (the builds take turns) writes per FCALL and Redis CPU per write.
 //   node scripts/bench/probes/fanout-ab.mjs [dirA] [dirB]     (default: this checkout for both)
 //   env: SESSIONS=300 RATE=3000 SECS=3 ROUNDS=12 NODES=1 FLAGS_A/FLAGS_B (node flags; default the service's own)
 // Each dir must be a built checkout (npm run build).
@@ -21,6 +22,7 @@ import { geomean, Latencies, median } from '../lib/stats.mjs';
 import { mintAccessToken } from '../lib/ws.mjs';
 const require = createRequire(import.meta.url);
 const WebSocket = require('ws');
+const Redis = require('ioredis');
 const { gatewayNodeFlags, sleep, spawnNode, startRedis, TEST_JWT_SECRET } = require('../../../packages/testkit/dist/index.js');
 
 const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -76,11 +78,22 @@ async function connect(ports) {
 let q = 0; // write counter across rounds: correlation ids never repeat (a repeat is a duplicate, not a write)
 /** When write q was sent (performance.now()), for its ACK's latency; a delivery carries its own. */
 const sentAt = [];
-/** One round of build `g`: its CPU per update and the round's writer→device and ACK p99 (ms). */
+/** The shared Redis's write-path calls so far and its CPU (µs): the builds take turns, so a round's difference is its build's. */
+async function redisCounters() {
+  const [stats, cpuInfo] = await Promise.all([admin.info('commandstats'), admin.info('cpu')]);
+  const field = (name) => Number(new RegExp(`${name}:([\\d.]+)`).exec(cpuInfo)[1]);
+  return { fcalls: Number(/cmdstat_fcall:calls=(\d+)/.exec(stats)?.[1] ?? 0), cpuUs: (field('used_cpu_user') + field('used_cpu_sys')) * 1e6 };
+}
+
+/**
+ * One round of build `g`: its CPU per update, the round's writer→device and ACK p99 (ms), and on
+ * the Redis side writes per FCALL and Redis CPU per write (µs).
+ */
 async function round(g) {
   const { st, sessions } = g;
   st.acks = 0; st.deliveries = 0; st.ackMs = new Latencies(RATE * SECS); st.deliveryMs = new Latencies(2 * RATE * SECS);
   let sent = 0;
+  const r0 = await redisCounters();
   const c0 = cpuOf(g.pids), t0 = Date.now();
   await new Promise((res) => {
     let carry = 0;
@@ -98,10 +111,16 @@ async function round(g) {
   const until = Date.now() + 5000;
   while ((st.acks < sent || st.deliveries < 2 * sent) && Date.now() < until) await sleep(20);
   if (st.acks < sent || st.deliveries < 2 * sent) throw new Error(`round incomplete: ${st.acks}/${sent} ACKs, ${st.deliveries}/${2 * sent} deliveries`);
-  return { us: (cpuOf(g.pids) - c0) / sent, p99: st.deliveryMs.summary().p99, ackP99: st.ackMs.summary().p99 };
+  const us = (cpuOf(g.pids) - c0) / sent;
+  const r1 = await redisCounters();
+  return {
+    us, p99: st.deliveryMs.summary().p99, ackP99: st.ackMs.summary().p99,
+    perCall: sent / Math.max(1, r1.fcalls - r0.fcalls), redisUs: (r1.cpuUs - r0.cpuUs) / sent,
+  };
 }
 
 const redis = await startRedis();
+const admin = new Redis(redis.url);
 try {
   for (const [i, name] of ['a', 'b'].entries()) {
     // Nodes after the first get device 2 of every session, like the reference bench's second node.
@@ -116,25 +135,31 @@ try {
   // Heartbeats keep the idle devices present, as clients do.
   const beat = setInterval(() => { for (const g of gateways) for (const d of g.sessions) for (const ws of d) ws.send(`{"type":1,"payload":{"client_time":${Date.now()}}}`); }, 10_000);
   await round(gateways[0]); await round(gateways[1]); // warm-up
-  const ratios = [], p99s = [[], []], ackP99s = [[], []];
+  const ratios = [], p99s = [[], []], ackP99s = [[], []], perCall = [[], []], redisUs = [[], []];
   for (let r = 0; r < ROUNDS; r++) {
     const res = [];
     for (const i of r % 2 ? [1, 0] : [0, 1]) res[i] = await round(gateways[i]);
     ratios.push(res[1].us / res[0].us);
-    for (const i of [0, 1]) { p99s[i].push(res[i].p99); ackP99s[i].push(res[i].ackP99); }
+    for (const i of [0, 1]) {
+      p99s[i].push(res[i].p99); ackP99s[i].push(res[i].ackP99); perCall[i].push(res[i].perCall); redisUs[i].push(res[i].redisUs);
+    }
     console.log(`round ${r + 1}: A ${res[0].us.toFixed(1)} µs/update, B ${res[1].us.toFixed(1)}, B/A ${ratios.at(-1).toFixed(3)}; ` +
-      `p99 A ${res[0].p99.toFixed(1)} ms, B ${res[1].p99.toFixed(1)}; ACK p99 A ${res[0].ackP99.toFixed(1)}, B ${res[1].ackP99.toFixed(1)}`);
+      `p99 A ${res[0].p99.toFixed(1)} ms, B ${res[1].p99.toFixed(1)}; ACK p99 A ${res[0].ackP99.toFixed(1)}, B ${res[1].ackP99.toFixed(1)}; ` +
+      `writes/FCALL A ${res[0].perCall.toFixed(1)}, B ${res[1].perCall.toFixed(1)}; Redis µs/write A ${res[0].redisUs.toFixed(1)}, B ${res[1].redisUs.toFixed(1)}`);
   }
   clearInterval(beat);
   const errors = gateways.map((g) => g.st.errors);
   console.log(`median B/A ${median(ratios).toFixed(3)}, geometric mean ${geomean(ratios).toFixed(3)}, over ${ROUNDS} rounds (ERROR frames: A ${errors[0]}, B ${errors[1]})`);
   console.log(`writer→device p99, median of rounds: A ${median(p99s[0]).toFixed(1)} ms, B ${median(p99s[1]).toFixed(1)}; ` +
     `ACK p99: A ${median(ackP99s[0]).toFixed(1)}, B ${median(ackP99s[1]).toFixed(1)}`);
+  console.log(`writes per FCALL, median of rounds: A ${median(perCall[0]).toFixed(1)}, B ${median(perCall[1]).toFixed(1)}; ` +
+    `Redis CPU per write: A ${median(redisUs[0]).toFixed(1)} µs, B ${median(redisUs[1]).toFixed(1)}`);
 } finally {
   // SIGTERM and wait: a gateway run with --cpu-prof writes its profile on the way out.
   const nodes = gateways.flatMap((g) => g.nodes);
   for (const node of nodes) node.kill();
   await Promise.race([Promise.all(nodes.map((node) => node.exited)), sleep(10_000)]);
+  admin.disconnect();
   await redis.stop();
 }
 process.exit(0);
