@@ -115,7 +115,8 @@ async function round(g) {
   const r1 = await redisCounters();
   return {
     us, p99: st.deliveryMs.summary().p99, ackP99: st.ackMs.summary().p99,
-    perCall: sent / Math.max(1, r1.fcalls - r0.fcalls), redisUs: (r1.cpuUs - r0.cpuUs) / sent,
+    // No FCALL on a Redis that refuses Functions (the write path then runs as a script).
+    perCall: r1.fcalls > r0.fcalls ? sent / (r1.fcalls - r0.fcalls) : NaN, redisUs: (r1.cpuUs - r0.cpuUs) / sent,
   };
 }
 

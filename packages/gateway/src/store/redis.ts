@@ -262,8 +262,15 @@ export class RedisStore implements SessionStore {
     // Not through call(): nothing is queued behind a batch being sent, and callBuffer waits for a
     // load itself; one promise hop less per batch.
     // The batch is this turn's write already: out now, not at the next turn's check phase.
+    let reply: Promise<unknown>;
+    try {
+      reply = uncorked(this.r as Redis, () => this.mutateFn.callBuffer(call));
+    } catch (err) {
+      // Failed before anything was sent: settled like a failed reply, so the window opens again.
+      reply = Promise.reject(err);
+    }
     this.batchesInFlight++;
-    uncorked(this.r as Redis, () => this.mutateFn.callBuffer(call)).then(
+    reply.then(
       (replies) => {
         this.batchAnswered();
         for (let i = 0; i < items.length; i++) items[i].resolve((replies as Buffer[])[i]);
@@ -271,8 +278,9 @@ export class RedisStore implements SessionStore {
       (err: unknown) => {
         const failure = storeFailure(err);
         for (const m of items) m.reject(failure);
-        // Timed out or cut off: the writes held behind it were never sent, so they are refused
-        // now, certainly unapplied, instead of waiting on a store that just failed to answer.
+        // Timed out, cut off or refused by a Redis that cannot serve: the writes held behind it
+        // were never sent, so they are refused now, certainly unapplied, instead of being sent to
+        // a store that just failed.
         if (failure instanceof StoreUnavailableError) this.refuseHeld();
         this.batchAnswered();
       },
@@ -284,7 +292,7 @@ export class RedisStore implements SessionStore {
     if (held.length === 0) return;
     this.batch = [];
     this.batchBytes = 0;
-    const refusal = new RefusedUnappliedError('session store did not answer: the change was not applied, retry shortly');
+    const refusal = new RefusedUnappliedError('session store failed the writes ahead of this one: the change was not applied, retry shortly');
     for (const m of held) m.reject(refusal);
   }
 
@@ -535,6 +543,8 @@ export class RedisStore implements SessionStore {
   }
 
   async close(): Promise<void> {
+    // Writes held for the window go out now, not after the connection is closed under them.
+    if (this.batch.length > 0) this.flush(true);
     clearInterval(this.flusher);
     await this.flushCounters();
   }
