@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
-import { CONTRACT_LIMITS, connectRedis, randomKeySpace, useRedis } from '@harmonyflow/testkit';
+import { CONTRACT_LIMITS, commandCalls, connectRedis, randomKeySpace, useRedis } from '@harmonyflow/testkit';
 import { RedisPresence } from '../src/presence/redis';
 import { RedisStore } from '../src/store/redis';
 import type { RedisLike } from '../src/store/redisClient';
@@ -31,12 +31,7 @@ describe('presence touch on one Redis', () => {
   });
 
   /** Script calls Redis ran (EVALSHA and EVAL, as ioredis falls back to EVAL once). */
-  async function scriptCalls(): Promise<number> {
-    const stats = await observer.info('commandstats');
-    let n = 0;
-    for (const m of stats.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)) n += Number(m[1]);
-    return n;
-  }
+  const scriptCalls = () => commandCalls(observer, 'evalsha', 'eval');
 
   it('touches 150 sessions in three calls, every named device that has a record and no other', async () => {
     const sessions = Array.from({ length: 150 }, () => randomUUID());

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
-import { CONTRACT_LIMITS, connectRedis, randomKeySpace, useRedisBackends } from '@harmonyflow/testkit';
+import { CONTRACT_LIMITS, commandCalls, connectRedis, randomKeySpace, useRedisBackends } from '@harmonyflow/testkit';
 import { RedisPresence } from '../src/presence/redis';
 import type { ClaimCount } from '../src/store/types';
 import { RedisStore } from '../src/store/redis';
@@ -89,11 +89,7 @@ for (const backend of useRedisBackends()) {
       it('is one script call (it was a claim and a count)', async () => {
         const observer = new Redis(backend.config().url as string);
         try {
-          const scriptCalls = async () => {
-            let n = 0;
-            for (const m of (await observer.info('commandstats')).matchAll(/^cmdstat_(?:evalsha|eval|fcall):calls=(\d+)/gm)) n += Number(m[1]);
-            return n;
-          };
+          const scriptCalls = () => commandCalls(observer, 'evalsha', 'eval', 'fcall');
           await store.claim(randomUUID(), 'alice', 'phone', false, count('phone')); // the script is loaded
           const before = await scriptCalls();
           const r = await store.claim(randomUUID(), 'alice', 'phone', false, count('phone'));

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
-import { useRedis, useRedisStore } from '@harmonyflow/testkit';
+import { commandCalls, useRedis, useRedisStore } from '@harmonyflow/testkit';
 import { RefusedUnappliedError, StoreUnavailableError } from '../src/errors';
 import { KeySpace } from '../src/store/keys';
 import type { MutationResult } from '../src/store/types';
@@ -20,11 +20,6 @@ const write = (sessionId: string, key: string, value: number) => s.store().mutat
 });
 const nextTurn = () => new Promise((r) => setImmediate(r));
 const settled = <T>(p: Promise<T>) => p.then((v) => ({ ok: true as const, v }), (e: unknown) => ({ ok: false as const, e }));
-
-async function fcallCalls(admin: Redis): Promise<number> {
-  const stats = await admin.info('commandstats');
-  return Number(/cmdstat_fcall:calls=(\d+)/.exec(stats)?.[1] ?? 0);
-}
 
 describe('write batches awaiting a reply', () => {
   let admin: Redis;
@@ -52,7 +47,7 @@ describe('write batches awaiting a reply', () => {
     }
     const results = await Promise.all([first, ...later]);
     expect(results.map((r) => (r.status === 'ok' ? r.version : r.status))).toEqual([2, 3, 4, 5, 6, 7, 8, 9, 10]);
-    expect(await fcallCalls(admin)).toBe(2);
+    expect(await commandCalls(admin, 'fcall')).toBe(2);
     expect((await s.store().get(sid))?.state).toEqual({ warm: 0, n: 9 });
   });
 

@@ -9,6 +9,8 @@ import { freePort } from './ports';
 export interface PrivateRedis {
   readonly port: number;
   readonly url: string;
+  /** The running server's process id (a new one after `restart`), for CPU read from /proc. */
+  readonly pid: number;
   /** Stops the server (SIGKILL: nothing is saved, like a crash). */
   kill(): Promise<void>;
   /** Starts it again on the same port, empty. */
@@ -97,6 +99,9 @@ export async function startRedis(extraArgs: string[] | (() => Promise<string[]>)
   const handle: PrivateRedis = {
     port,
     url: `redis://127.0.0.1:${port}`,
+    get pid() {
+      return proc?.pid ?? 0;
+    },
     kill,
     restart: async () => {
       await kill();
@@ -130,4 +135,22 @@ export function useRedis(extraArgs: string[] = []): () => PrivateRedis {
 
 export function redisServerAvailable(): boolean {
   return spawnSync('redis-server', ['--version']).status === 0;
+}
+
+/** What reading INFO needs of a client (ioredis, or the store's RedisLike). */
+interface InfoReader {
+  info(section: string): Promise<string>;
+}
+
+/** Calls Redis has run per command (lower-case name, e.g. `fcall`) since start or CONFIG RESETSTAT. */
+export async function commandCallCounts(redis: InfoReader): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const m of (await redis.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1], Number(m[2]));
+  return out;
+}
+
+/** Calls of the named commands together (`'evalsha', 'eval'`: a script however ioredis sent it). */
+export async function commandCalls(redis: InfoReader, ...names: string[]): Promise<number> {
+  const counts = await commandCallCounts(redis);
+  return names.reduce((n, name) => n + (counts.get(name) ?? 0), 0);
 }

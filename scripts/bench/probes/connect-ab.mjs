@@ -21,7 +21,7 @@ import { mintAccessToken } from '../lib/ws.mjs';
 const require = createRequire(import.meta.url);
 const WebSocket = require('ws');
 const Redis = require('ioredis');
-const { gatewayNodeFlags, sleep, spawnNode, startRedis, TEST_JWT_SECRET } = require('../../../packages/testkit/dist/index.js');
+const { commandCallCounts, gatewayNodeFlags, sleep, spawnNode, startRedis, TEST_JWT_SECRET } = require('../../../packages/testkit/dist/index.js');
 
 const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const dirs = [path.resolve(process.argv[2] ?? here), path.resolve(process.argv[3] ?? process.argv[2] ?? here)];
@@ -29,16 +29,6 @@ const E = process.env;
 const CONNS = Number(E.CONNS ?? 2000), CONCURRENCY = Number(E.CONCURRENCY ?? 100), ROUNDS = Number(E.ROUNDS ?? 12);
 const FLAGS = [E.FLAGS_A, E.FLAGS_B].map((f, i) => (f === undefined ? gatewayNodeFlags(path.join(dirs[i], 'packages/gateway/dist/main.js')) : f.split(' ').filter(Boolean)));
 
-
-/** Calls per command from INFO commandstats. */
-async function commandCalls(redis) {
-  const out = new Map();
-  for (const line of (await redis.info('commandstats')).split('\n')) {
-    const m = /^cmdstat_([^:]+):calls=(\d+)/.exec(line);
-    if (m) out.set(m[1], Number(m[2]));
-  }
-  return out;
-}
 
 /** One device: open, AUTH, wait for AUTH_SUCCESS and the snapshot. */
 function open(port, token, sid, device) {
@@ -63,7 +53,7 @@ async function round(g, redis, redisPid) {
     const sid = randomUUID(), token = mintAccessToken(TEST_JWT_SECRET, `u-${serial++}`);
     jobs.push([token, sid, 'd0'], [token, sid, 'd1']);
   }
-  const before = await commandCalls(redis);
+  const before = await commandCallCounts(redis);
   const c0 = cpu(g.pid), r0 = cpu(redisPid);
   const sockets = [];
   let next = 0;
@@ -74,7 +64,7 @@ async function round(g, redis, redisPid) {
     }
   }));
   const us = (cpu(g.pid) - c0) / CONNS, redisUs = (cpu(redisPid) - r0) / CONNS;
-  const after = await commandCalls(redis);
+  const after = await commandCallCounts(redis);
   const calls = [...after].map(([k, v]) => [k, (v - (before.get(k) ?? 0)) / CONNS]).filter(([, v]) => v > 0.01);
   // The close: each socket's count taken back (presence script, DEVICE_LEFT) and its session left.
   const c1 = cpu(g.pid), r1 = cpu(redisPid);
@@ -89,7 +79,7 @@ const redisProc = await startRedis();
 const gateways = [];
 try {
   const redis = new Redis(redisProc.url);
-  const redisPid = Number(/process_id:(\d+)/.exec(await redis.info('server'))[1]);
+  const redisPid = redisProc.pid;
   for (const [i, name] of ['a', 'b'].entries()) {
     const node = await spawnNode({ REDIS_URL: redisProc.url, REDIS_PREFIX: `${name}:`, NODE_ID: name, LOG_LEVEL: 'warn' }, { checkout: dirs[i], flags: FLAGS[i] });
     gateways.push({ node, port: node.port, pid: node.proc.pid });

@@ -23,7 +23,7 @@ import { mintAccessToken } from '../lib/ws.mjs';
 const require = createRequire(import.meta.url);
 const WebSocket = require('ws');
 const Redis = require('ioredis');
-const { gatewayNodeFlags, sleep, spawnNode, startRedis, TEST_JWT_SECRET } = require('../../../packages/testkit/dist/index.js');
+const { commandCalls, gatewayNodeFlags, sleep, spawnNode, startRedis, TEST_JWT_SECRET } = require('../../../packages/testkit/dist/index.js');
 
 const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const dirs = [path.resolve(process.argv[2] ?? here), path.resolve(process.argv[3] ?? process.argv[2] ?? here)];
@@ -79,11 +79,7 @@ let q = 0; // write counter across rounds: correlation ids never repeat (a repea
 /** When write q was sent (performance.now()), for its ACK's latency; a delivery carries its own. */
 const sentAt = [];
 /** The shared Redis's write-path calls so far and its CPU (µs): the builds take turns, so a round's difference is its build's. */
-async function redisCounters() {
-  const [stats, cpuInfo] = await Promise.all([admin.info('commandstats'), admin.info('cpu')]);
-  const field = (name) => Number(new RegExp(`${name}:([\\d.]+)`).exec(cpuInfo)[1]);
-  return { fcalls: Number(/cmdstat_fcall:calls=(\d+)/.exec(stats)?.[1] ?? 0), cpuUs: (field('used_cpu_user') + field('used_cpu_sys')) * 1e6 };
-}
+const redisCounters = async () => ({ fcalls: await commandCalls(admin, 'fcall'), cpuUs: cpu(redis.pid) });
 
 /**
  * One round of build `g`: its CPU per update, the round's writer→device and ACK p99 (ms), and on

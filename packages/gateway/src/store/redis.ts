@@ -37,10 +37,10 @@ const MAX_BATCH = 64;
 const MAX_BATCH_BYTES = 512 * 1024;
 /**
  * Write batches sent and not yet answered, at most, before the next waits for a reply. Redis runs
- * one command at a time, so a batch sent while another is running would only wait in Redis's input
- * buffer; held here instead, it takes in the writes that come meanwhile, and a loaded node sends
- * fewer, larger calls (less per write for Redis and for this process, same order, about the same
- * wait). A full batch goes out anyway.
+ * one command at a time, so a batch sent while another is running would mostly wait in Redis's
+ * input buffer; held here instead, it takes in the writes that come meanwhile, and a loaded node
+ * sends fewer, larger calls in the same order (measured: no CPU change below capacity, more writes
+ * accepted past it; README "What changed this round"). A full batch goes out anyway.
  */
 const WRITE_WINDOW = 1;
 
