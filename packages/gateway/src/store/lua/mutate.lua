@@ -41,11 +41,17 @@
 local rcall, mpack, munpack, to_number, to_string, unpack_list
 local s_sub, s_match, s_find, s_char, s_byte, s_format, s_rep, s_gsub
 local m_floor, m_abs, m_max, m_min, HUGE
+-- BYTE[n]: the one-byte string n (0-255), which is also msgpack's positive fixint n below 128;
+-- FIXSTR[n]: msgpack's fixstr header for n bytes (n < 32). Table reads, not string.char calls.
+local BYTE, FIXSTR
 local function hf_bind()
   rcall, mpack, munpack, to_number, to_string, unpack_list = redis.call, cmsgpack.pack, cmsgpack.unpack, tonumber, tostring, unpack
   s_sub, s_match, s_find, s_char, s_byte, s_format, s_rep, s_gsub =
     string.sub, string.match, string.find, string.char, string.byte, string.format, string.rep, string.gsub
   m_floor, m_abs, m_max, m_min, HUGE = math.floor, math.abs, math.max, math.min, math.huge
+  BYTE, FIXSTR = {}, {}
+  for n = 0, 255 do BYTE[n] = s_char(n) end
+  for n = 0, 31 do FIXSTR[n] = s_char(160 + n) end
 end
 
 local TOMB_MAX = 1024
@@ -162,10 +168,19 @@ local OK_HEAD = '\152\162ok' -- fixarray of 8, fixstr 'ok'
 
 -- A whole number >= 0 as msgpack, in the width cmsgpack.pack picks.
 local function hf_mp_uint(n)
-  if n < 128 then return s_char(n) end
-  if n < 256 then return s_char(204, n) end
-  if n < 65536 then return s_char(205, (n - n % 256) / 256, n % 256) end
+  if n < 128 then return BYTE[n] end
+  if n < 256 then return '\204' .. BYTE[n] end
+  if n < 65536 then return '\205' .. BYTE[(n - n % 256) / 256] .. BYTE[n % 256] end
   return mpack(n)
+end
+
+-- The msgpack header of a string of n >= 32 bytes (shorter ones: FIXSTR[n], inline), in the width
+-- cmsgpack.pack picks. The frame and the session header are packed by hand, one concatenation
+-- each, with these (cmsgpack.pack of their tables cost ~22k Redis instructions a write).
+local function hf_mp_strhead(n)
+  if n < 256 then return '\217' .. BYTE[n] end
+  if n < 65536 then return '\218' .. BYTE[(n - n % 256) / 256] .. BYTE[n % 256] end
+  return '\219' .. BYTE[m_floor(n / 16777216)] .. BYTE[m_floor(n / 65536) % 256] .. BYTE[m_floor(n / 256) % 256] .. BYTE[n % 256]
 end
 
 -- The reply to a retry: the outcome of the write it repeats, without applying it again.
@@ -453,8 +468,14 @@ end
 -- lib.lua's hf_session_id, inlined: a Lua call costs a write ~0.8k Redis instructions.
 local sessionId = s_sub(meta, PREFIX_LEN + 2, -7)
 -- (empty field lists travel as false, the connection number as its text: the decoder takes both)
-local frame = mpack({1, sessionId, version, origin, connS, dev, corr,
-  op, key, value, delta, fields, deleted, now, epoch})
+-- Packed by hand as the array {1, sessionId, version, origin, connS, dev, corr, op, key, value,
+-- delta, fields, deleted, now, epoch}: byte for byte what cmsgpack.pack makes of it.
+local nowPacked = mpack(now) -- (a time in ms is past 32 bits: msgpack's uint64, as cmsgpack writes it)
+local frame = '\159\1' .. (#sessionId < 32 and FIXSTR[#sessionId] or hf_mp_strhead(#sessionId)) .. sessionId .. (version < 128 and BYTE[version] or hf_mp_uint(version))
+  .. (#origin < 32 and FIXSTR[#origin] or hf_mp_strhead(#origin)) .. origin .. (#connS < 32 and FIXSTR[#connS] or hf_mp_strhead(#connS)) .. connS .. (#dev < 32 and FIXSTR[#dev] or hf_mp_strhead(#dev)) .. dev .. (#corr < 32 and FIXSTR[#corr] or hf_mp_strhead(#corr)) .. corr
+  .. (#op < 32 and FIXSTR[#op] or hf_mp_strhead(#op)) .. op .. (#key < 32 and FIXSTR[#key] or hf_mp_strhead(#key)) .. key .. (#value < 32 and FIXSTR[#value] or hf_mp_strhead(#value)) .. value
+  .. (delta == 0 and '\0' or mpack(delta)) .. (fields and mpack(fields) or '\194') .. (deleted and mpack(deleted) or '\194')
+  .. nowPacked .. (#epoch < 32 and FIXSTR[#epoch] or hf_mp_strhead(#epoch)) .. epoch
 
 -- Log id = version, so resume is XRANGE (last+1)-0 + with no bookkeeping.
 local lf = exists and h[H_LF] or 0
@@ -498,29 +519,34 @@ if count > logLength + m_max(1, m_floor(logLength / 8)) or lb > logMax then
   end
 end
 
-local header = {owner, version, epoch, createdAt, now, exists and h[H_RECENT] or now, bytes,
-  dev ~= '' and dev or (exists and h[H_DEV] or ''), app ~= '' and app or (exists and h[H_APP] or ''),
-  exp, lf, lb, tf, tn, exists and h[H_DN] or 0, exists and h[H_DG] or 0}
-if owner == ownerArg then header[H_RECENT] = now end
-local headerText
-if useMid then
-  headerText = mpack(header)
-  rcall('HSET', meta, 'h', headerText, markField, mid)
-elseif useIdem then
-  local g = header[H_DG]
-  local field = g == 0 and idem0 or idem1
+-- The header {owner, version, epoch, createdAt, updatedAt, recent, bytes, device, app, exp, lf, lb,
+-- tf, tn, dn, dg} (lib.lua's H_*), packed by hand like the frame: an array of 16 is an array16.
+local recent = owner == ownerArg and now or (exists and h[H_RECENT] or now)
+local devH = dev ~= '' and dev or (exists and h[H_DEV] or '')
+local appH = app ~= '' and app or (exists and h[H_APP] or '')
+local dn = exists and h[H_DN] or 0
+local dg = exists and h[H_DG] or 0
+local idemField
+if useIdem then
+  idemField = dg == 0 and idem0 or idem1
   -- A stale record of the same id in this generation is replaced, not added.
-  if not (exists and m[2 + g]) then
-    header[H_DN] = header[H_DN] + 1
-    if header[H_DN] >= DEDUPE_GEN then
-      hf_dedupe_drop(meta, 1 - g)
-      header[H_DG], header[H_DN] = 1 - g, 0
+  if not (exists and m[2 + dg]) then
+    dn = dn + 1
+    if dn >= DEDUPE_GEN then
+      hf_dedupe_drop(meta, 1 - dg)
+      dg, dn = 1 - dg, 0
     end
   end
-  headerText = mpack(header)
-  rcall('HSET', meta, 'h', headerText, field, nowS .. '|' .. vs .. '|' .. incrValue)
+end
+local headerText = '\220\0\16' .. (#owner < 32 and FIXSTR[#owner] or hf_mp_strhead(#owner)) .. owner .. (version < 128 and BYTE[version] or hf_mp_uint(version)) .. (#epoch < 32 and FIXSTR[#epoch] or hf_mp_strhead(#epoch)) .. epoch
+  .. (createdAt == now and nowPacked or mpack(createdAt)) .. nowPacked .. (recent == now and nowPacked or mpack(recent))
+  .. (bytes < 128 and BYTE[bytes] or hf_mp_uint(bytes)) .. (#devH < 32 and FIXSTR[#devH] or hf_mp_strhead(#devH)) .. devH .. (#appH < 32 and FIXSTR[#appH] or hf_mp_strhead(#appH)) .. appH .. mpack(exp)
+  .. (lf < 128 and BYTE[lf] or hf_mp_uint(lf)) .. (lb < 128 and BYTE[lb] or hf_mp_uint(lb)) .. (tf < 128 and BYTE[tf] or hf_mp_uint(tf)) .. (tn < 128 and BYTE[tn] or hf_mp_uint(tn)) .. (dn < 128 and BYTE[dn] or hf_mp_uint(dn)) .. (dg < 128 and BYTE[dg] or hf_mp_uint(dg))
+if useMid then
+  rcall('HSET', meta, 'h', headerText, markField, mid)
+elseif useIdem then
+  rcall('HSET', meta, 'h', headerText, idemField, nowS .. '|' .. vs .. '|' .. incrValue)
 else
-  headerText = mpack(header)
   rcall('HSET', meta, 'h', headerText)
 end
 

@@ -1,0 +1,81 @@
+import { randomUUID } from 'node:crypto';
+import Redis from 'ioredis';
+import { decodeBusFrame } from '@harmonyflow/protocol';
+import { useRedis, useRedisStore } from '@harmonyflow/testkit';
+import { KeySpace } from '../src/store/keys';
+import type { MutationRequest, StateOp } from '../src/store/types';
+
+/**
+ * The write script packs the bus frame and the session header by hand (store/lua/mutate.lua), not
+ * with cmsgpack.pack. Whatever the write, both must be exactly what cmsgpack.pack makes of the same
+ * values: Redis itself re-packs what it unpacks from each stored header and log entry and compares
+ * (a string header of the wrong width, a number in another encoding, would differ), and the frame
+ * must decode to the write.
+ */
+const redis = useRedis();
+const keys = new KeySpace('pk:');
+const s = useRedisStore(() => ({ mode: 'single', url: redis().url }), keys, {
+  ttlSeconds: 600, maxStateBytes: 4 * 1024 * 1024, logLength: 1000, logMaxBytes: 8 * 1024 * 1024, maxSessionsPerUser: 0, maxHandoffsPerSession: 0,
+});
+
+const REPACK = `
+local h = redis.call('HGET', KEYS[1], 'h')
+local e = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1][2][2]
+return {h, e, cmsgpack.pack(cmsgpack.unpack(h)) == h and 1 or 0, cmsgpack.pack(cmsgpack.unpack(e)) == e and 1 or 0}`;
+
+describe('hand-packed frames and headers', () => {
+  let admin: Redis;
+  beforeAll(() => {
+    admin = new Redis(redis().url);
+  });
+  afterAll(() => admin.disconnect());
+
+  const write = async (sessionId: string, op: StateOp, extra: Partial<MutationRequest> = {}) => {
+    const r = await s.store().mutate({
+      sessionId, actor: { userId: 'alice', admin: false }, ownerId: 'alice', op, deviceId: 'phone', originNode: 'node-1',
+      originConn: 7, correlationId: randomUUID(), ...extra,
+    });
+    expect(r.status).toBe('ok');
+    const k = keys.session(sessionId);
+    const [, entry, headerSame, frameSame] = (await admin.evalBuffer(REPACK, 2, k.meta, k.log)) as [Buffer, Buffer, number, number];
+    expect({ headerSame, frameSame }).toEqual({ headerSame: 1, frameSame: 1 });
+    return { result: r, frame: decodeBusFrame(entry) };
+  };
+
+  it('are what cmsgpack.pack makes, for every width of string and number', async () => {
+    const sid = randomUUID();
+    const cases: [StateOp, Partial<MutationRequest>][] = [
+      [{ op: 'set', key: 'k', value: 1 }, {}],
+      [{ op: 'set', key: 'k'.repeat(31), value: 'x'.repeat(29) }, { deviceId: 'd'.repeat(31), appVersion: 'a'.repeat(31) }],
+      [{ op: 'set', key: 'k'.repeat(32), value: 'x'.repeat(30) }, { deviceId: 'd'.repeat(32), appVersion: 'a'.repeat(32) }],
+      [{ op: 'set', key: 'k'.repeat(200), value: 'x'.repeat(253) }, { deviceId: 'd'.repeat(255) }],
+      [{ op: 'set', key: 'v', value: 'x'.repeat(254) }, {}],
+      [{ op: 'set', key: 'v', value: 'x'.repeat(65533) }, {}],
+      [{ op: 'set', key: 'v', value: 'x'.repeat(65534) }, {}],
+      [{ op: 'set', key: 'v', value: 'x'.repeat(70000) }, { deviceId: '', correlationId: undefined }],
+      [{ op: 'incr', key: 'n', delta: -5 }, {}],
+      [{ op: 'incr', key: 'n', delta: 2.5 }, {}],
+      [{ op: 'incr', key: 'n', delta: 0.1 }, {}],
+      [{ op: 'incr', key: 'n', delta: -1e15 }, { mutationId: 1 }],
+      [{ op: 'delete', key: 'v' }, { mutationId: 2 }],
+      [{ op: 'patch', changes: { a: 1, b: 'two' }, deleted: ['n'] }, {}],
+      [{ op: 'patch', changes: {}, deleted: ['a'] }, {}],
+      [{ op: 'merge', changes: { c: [1, 2, 3] } }, {}],
+      [{ op: 'replace', state: { only: true } }, {}],
+    ];
+    for (const [op, extra] of cases) {
+      const { result, frame } = await write(sid, op, extra);
+      expect(frame).toMatchObject({ sessionId: sid, originNode: 'node-1', op: op.op, version: result.status === 'ok' ? result.version : -1 });
+    }
+  });
+
+  it('are what cmsgpack.pack makes as versions, sizes and log bytes grow past each width', async () => {
+    const sid = randomUUID();
+    // Versions and state bytes pass 127, 255 and 65535, the log's byte count too.
+    for (let i = 1; i <= 300; i++) {
+      const { frame } = await write(sid, { op: 'set', key: `k${i}`, value: 'y'.repeat(i < 290 ? 10 : 300) });
+      expect(frame).toMatchObject({ version: i, key: `k${i}` });
+    }
+    expect((await s.store().get(sid))?.version).toBe(300);
+  });
+});
