@@ -558,7 +558,7 @@ end
 
 rcall(PUB, s_sub(meta, 1, -5) .. 'ch', frame)
 
-return OK_HEAD .. hf_mp_uint(version) .. (current == 0 and '\1' or '\0') .. (rebased == 1 and '\1' or '\0')
-  .. s_char(160 + #incrValue) .. incrValue .. '\0' .. (op == 'merge' and mpack(fields) or '\194') .. (refreshed and '\1' or '\0')
+return OK_HEAD .. (version < 128 and BYTE[version] or hf_mp_uint(version)) .. (current == 0 and '\1' or '\0') .. (rebased == 1 and '\1' or '\0')
+  .. FIXSTR[#incrValue] .. incrValue .. '\0' .. (op == 'merge' and mpack(fields) or '\194') .. (refreshed and '\1' or '\0')
   .. headerText
 end
