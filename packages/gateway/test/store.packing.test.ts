@@ -69,6 +69,16 @@ describe('hand-packed frames and headers', () => {
     }
   });
 
+  it('are what cmsgpack.pack makes of figures no write produces (a header from elsewhere: negative, fractional)', async () => {
+    const sid = randomUUID();
+    await write(sid, { op: 'set', key: 'a', value: 1 });
+    // The tombstone floor and count (lib.lua H_TF, H_TN) set to what the hand path cannot write itself.
+    await admin.eval(`local h = cmsgpack.unpack(redis.call('HGET', KEYS[1], 'h')); h[13] = 2.5; h[14] = -1
+      redis.call('HSET', KEYS[1], 'h', cmsgpack.pack(h))`, 1, keys.session(sid).meta);
+    const { frame } = await write(sid, { op: 'set', key: 'b', value: 2 });
+    expect(frame).toMatchObject({ version: 2, key: 'b' });
+  });
+
   it('are what cmsgpack.pack makes as versions, sizes and log bytes grow past each width', async () => {
     const sid = randomUUID();
     // Versions and state bytes pass 127, 255 and 65535, the log's byte count too.

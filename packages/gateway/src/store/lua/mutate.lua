@@ -166,11 +166,13 @@ end
 -- state | false, refreshed 0/1}, as cmsgpack.pack would encode it. hf_duplicate packs the same array.
 local OK_HEAD = '\152\162ok' -- fixarray of 8, fixstr 'ok'
 
--- A whole number >= 0 as msgpack, in the width cmsgpack.pack picks.
+-- A number as msgpack, in the width cmsgpack.pack picks: whole numbers 128-65535 by hand (callers
+-- inline `n < 128 and BYTE[n]`), anything else, a negative or fractional figure included, by it.
 local function hf_mp_uint(n)
-  if n < 128 then return BYTE[n] end
-  if n < 256 then return '\204' .. BYTE[n] end
-  if n < 65536 then return '\205' .. BYTE[(n - n % 256) / 256] .. BYTE[n % 256] end
+  if n >= 128 and n < 65536 and n % 1 == 0 then
+    if n < 256 then return '\204' .. BYTE[n] end
+    return '\205' .. BYTE[(n - n % 256) / 256] .. BYTE[n % 256]
+  end
   return mpack(n)
 end
 
