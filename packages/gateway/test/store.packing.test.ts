@@ -1,8 +1,9 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
 import { decodeBusFrame } from '@harmonyflow/protocol';
 import { useRedis, useRedisStore } from '@harmonyflow/testkit';
 import { KeySpace } from '../src/store/keys';
+import { header } from '../src/store/sessionRecords';
 import type { MutationRequest, StateOp } from '../src/store/types';
 
 /**
@@ -18,10 +19,17 @@ const s = useRedisStore(() => ({ mode: 'single', url: redis().url }), keys, {
   ttlSeconds: 600, maxStateBytes: 4 * 1024 * 1024, logLength: 1000, logMaxBytes: 8 * 1024 * 1024, maxSessionsPerUser: 0, maxHandoffsPerSession: 0,
 });
 
+// Each stored value re-packed by cmsgpack and compared, and counted: one msgpack value each, the
+// header an array of 16, the frame of 15 (a re-pack alone would not see an element too many).
 const REPACK = `
+local function count(...) return select('#', ...) end
 local h = redis.call('HGET', KEYS[1], 'h')
 local e = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1][2][2]
-return {h, e, cmsgpack.pack(cmsgpack.unpack(h)) == h and 1 or 0, cmsgpack.pack(cmsgpack.unpack(e)) == e and 1 or 0}`;
+return {h, e, cmsgpack.pack(cmsgpack.unpack(h)) == h and 1 or 0, cmsgpack.pack(cmsgpack.unpack(e)) == e and 1 or 0,
+  count(cmsgpack.unpack(h)), #cmsgpack.unpack(h), count(cmsgpack.unpack(e)), #cmsgpack.unpack(e)}`;
+
+/** JSON text that deflate cannot shrink (values past 1 KiB are stored deflated, store/valueCodec.ts). */
+const incompressible = (chars: number) => JSON.stringify(randomBytes(chars).toString('base64').slice(0, chars - 2));
 
 describe('hand-packed frames and headers', () => {
   let admin: Redis;
@@ -37,9 +45,11 @@ describe('hand-packed frames and headers', () => {
     });
     expect(r.status).toBe('ok');
     const k = keys.session(sessionId);
-    const [, entry, headerSame, frameSame] = (await admin.evalBuffer(REPACK, 2, k.meta, k.log)) as [Buffer, Buffer, number, number];
-    expect({ headerSame, frameSame }).toEqual({ headerSame: 1, frameSame: 1 });
-    return { result: r, frame: decodeBusFrame(entry) };
+    const [h, entry, headerSame, frameSame, headerValues, headerLength, frameValues, frameLength] =
+      (await admin.evalBuffer(REPACK, 2, k.meta, k.log)) as [Buffer, Buffer, number, number, number, number, number, number];
+    expect({ headerSame, frameSame, headerValues, headerLength, frameValues, frameLength })
+      .toEqual({ headerSame: 1, frameSame: 1, headerValues: 1, headerLength: 16, frameValues: 1, frameLength: 15 });
+    return { result: r, frame: decodeBusFrame(entry), header: header(h), entry };
   };
 
   it('are what cmsgpack.pack makes, for every width of string and number', async () => {
@@ -50,9 +60,10 @@ describe('hand-packed frames and headers', () => {
       [{ op: 'set', key: 'k'.repeat(32), value: 'x'.repeat(30) }, { deviceId: 'd'.repeat(32), appVersion: 'a'.repeat(32) }],
       [{ op: 'set', key: 'k'.repeat(200), value: 'x'.repeat(253) }, { deviceId: 'd'.repeat(255) }],
       [{ op: 'set', key: 'v', value: 'x'.repeat(254) }, {}],
-      [{ op: 'set', key: 'v', value: 'x'.repeat(65533) }, {}],
-      [{ op: 'set', key: 'v', value: 'x'.repeat(65534) }, {}],
-      [{ op: 'set', key: 'v', value: 'x'.repeat(70000) }, { deviceId: '', correlationId: undefined }],
+      // Stored as themselves up to 1 KiB, deflated and in base64 past it: str16 at both ends, str32.
+      [{ op: 'set', key: 'v', value: 'x'.repeat(1000) }, {}],
+      [{ op: 'set', key: 'v', value: JSON.parse(incompressible(60_000)) }, {}],
+      [{ op: 'set', key: 'v', value: JSON.parse(incompressible(200_000)) }, { deviceId: '', correlationId: undefined }],
       [{ op: 'incr', key: 'n', delta: -5 }, {}],
       [{ op: 'incr', key: 'n', delta: 2.5 }, {}],
       [{ op: 'incr', key: 'n', delta: 0.1 }, {}],
@@ -63,10 +74,30 @@ describe('hand-packed frames and headers', () => {
       [{ op: 'merge', changes: { c: [1, 2, 3] } }, {}],
       [{ op: 'replace', state: { only: true } }, {}],
     ];
+    let longest = 0;
     for (const [op, extra] of cases) {
-      const { result, frame } = await write(sid, op, extra);
-      expect(frame).toMatchObject({ sessionId: sid, originNode: 'node-1', op: op.op, version: result.status === 'ok' ? result.version : -1 });
+      const { result, frame, header: h, entry } = await write(sid, op, extra);
+      longest = Math.max(longest, entry.length);
+      const version = result.status === 'ok' ? result.version : -1;
+      expect(frame).toMatchObject({
+        sessionId: sid, originNode: 'node-1', originConn: 7, op: op.op, version,
+        deviceId: extra.deviceId ?? 'phone', correlationId: 'correlationId' in extra ? '' : expect.any(String),
+      });
+      // Owner, version, device, app version as written; times in order.
+      expect([h[0], h[1], h[7], h[8]]).toEqual(['alice', version, extra.deviceId || expect.any(String), extra.appVersion ?? expect.any(String)]);
+      expect(h[3] <= h[4] && h[4] === frame!.updatedAt && h[5] === h[4] && h[9] > h[4]).toBe(true);
     }
+    expect(longest).toBeGreaterThan(65_536 + 100); // the str32 case was one
+  });
+
+  it('are what cmsgpack.pack makes when a write keeps the last activity of the owner (an admin writing)', async () => {
+    const sid = randomUUID();
+    const first = await write(sid, { op: 'set', key: 'a', value: 1 });
+    await new Promise((r) => setTimeout(r, 5));
+    const { header: h } = await write(sid, { op: 'set', key: 'b', value: 2 }, { actor: { userId: 'root', admin: true }, ownerId: 'root' });
+    // H_RECENT, the owner's last write, stays; the update time moves.
+    expect([h[0], h[5]]).toEqual(['alice', first.header[5]]);
+    expect(h[4]).toBeGreaterThan(h[5]);
   });
 
   it('are what cmsgpack.pack makes of figures no write produces (a header from elsewhere: negative, fractional)', async () => {
