@@ -112,11 +112,18 @@ describe('hand-packed frames and headers', () => {
 
   it('are what cmsgpack.pack makes as versions, sizes and log bytes grow past each width', async () => {
     const sid = randomUUID();
-    // Versions and state bytes pass 127, 255 and 65535, the log's byte count too.
+    // Versions pass 127 and 255; state bytes and the log's byte count pass 127, 255 and 65535 (the
+    // last writes are 8 KB values deflate cannot shrink).
+    let h: Awaited<ReturnType<typeof write>>['header'] | undefined;
     for (let i = 1; i <= 300; i++) {
-      const { frame } = await write(sid, { op: 'set', key: `k${i}`, value: 'y'.repeat(i < 290 ? 10 : 300) });
-      expect(frame).toMatchObject({ version: i, key: `k${i}` });
+      const value = i < 290 ? 'y'.repeat(10) : JSON.parse(incompressible(8_000));
+      const written = await write(sid, { op: 'set', key: `k${i}`, value });
+      expect(written.frame).toMatchObject({ version: i, key: `k${i}` });
+      h = written.header;
     }
-    expect((await s.store().get(sid))?.version).toBe(300);
+    // (lib.lua: H_V, H_BYTES, H_LB)
+    expect(h![1]).toBe(300);
+    expect(h![6]).toBeGreaterThan(65_535);
+    expect(h![11]).toBeGreaterThan(65_535);
   });
 });
