@@ -62,6 +62,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const port = await freePort();
 const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+// A failed write rejects while others are still in flight: the process ends on that rejection, before
+// `finally` runs, so the server is stopped on exit too.
+process.on('exit', () => server.kill('SIGKILL'));
 try {
   for (let i = 0; ; i++) {
     try { const c = new Redis(port, { lazyConnect: true, retryStrategy: null }); c.on('error', () => undefined); await c.connect(); c.disconnect(); break; } catch { if (i > 100) throw new Error('redis did not start'); await sleep(50); }
