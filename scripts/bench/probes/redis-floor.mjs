@@ -19,13 +19,13 @@
 // The reference bench's saturated machine makes every variant dearer than here, a bare PUBLISH
 // most: compare product with floor here, not floor with the bench's `uws`.
 //   node scripts/bench/probes/redis-floor.mjs      env: RATE=5000 SECS=8 SESSIONS=1000 ROUNDS=2
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import net from 'node:net';
 import { createRequire } from 'node:module';
 import { processCpuUs } from '../lib/proc.mjs';
+import { median } from '../lib/stats.mjs';
 const require = createRequire(import.meta.url);
 const { RedisStore, KeySpace, createRedis, whenReady, createLogger } = require('../../../packages/gateway/dist/index.js');
+const { sleep, startRedis } = require('../../../packages/testkit/dist/index.js');
 const Redis = require('ioredis');
 
 const E = process.env;
@@ -63,19 +63,10 @@ end
 redis.register_function('floor_write', write)
 `;
 
-const freePort = () => new Promise((res) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-const port = await freePort();
-const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-// A failed write rejects while others are still in flight: the process ends on that rejection, before
-// `finally` runs, so the server is stopped on exit too.
-process.on('exit', () => server.kill('SIGKILL'));
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(1));
+// startRedis's watchdog stops the server however this process ends (a failed write rejects while
+// others are in flight and ends it before `finally`; a signal; SIGKILL).
+const server = await startRedis();
 try {
-  for (let i = 0; ; i++) {
-    try { const c = new Redis(port, { lazyConnect: true, retryStrategy: null }); c.on('error', () => undefined); await c.connect(); c.disconnect(); break; } catch { if (i > 100) throw new Error('redis did not start'); await sleep(50); }
-  }
   const sessions = Array.from({ length: SESSIONS }, () => randomUUID());
   const keys = new KeySpace('f:');
   // The floor script's sessions under their own prefix: its state records are not the store's.
@@ -84,15 +75,15 @@ try {
   const floorChannels = sessions.map((s) => floorKeys.session(s).channel);
   // The two nodes: every frame reaches both, as in the reference fan-out.
   let received = 0;
-  const subs = [new Redis(port), new Redis(port)];
+  const subs = [new Redis(server.port), new Redis(server.port)];
   for (const sub of subs) {
     sub.on('messageBuffer', () => { received++; });
     for (const list of [channels, floorChannels]) for (let i = 0; i < list.length; i += 500) await sub.subscribe(...list.slice(i, i + 500));
   }
-  const admin = new Redis(port);
+  const admin = new Redis(server.port);
   await admin.call('FUNCTION', 'LOAD', 'REPLACE', FLOOR);
   const log = createLogger('silent', 'bench');
-  const client = createRedis({ mode: 'single', url: `redis://127.0.0.1:${port}` }, log, 'command', 'bench');
+  const client = createRedis({ mode: 'single', url: server.url }, log, 'command', 'bench');
   await whenReady(client, 5000);
   const store = new RedisStore(client, keys, { ttlSeconds: 604800, maxStateBytes: 1 << 20, logLength: 1000, logMaxBytes: 8 << 20, maxSessionsPerUser: 0, maxHandoffsPerSession: 20 });
 
@@ -151,16 +142,16 @@ try {
     return (processCpuUs(server.pid) - c0) / total;
   };
 
-  for (const name of Object.keys(senders)) await drive(name, 1); // warm up: sessions exist, code is hot
+  // Warm up: long enough for every session to exist (creation is dearer than a write), code hot.
+  for (const name of Object.keys(senders)) await drive(name, Math.max(1, SESSIONS / RATE));
   const per = Object.fromEntries(Object.keys(senders).map((name) => [name, []]));
   for (let r = 0; r < ROUNDS; r++) for (const name of Object.keys(senders)) per[name].push(await drive(name, SECS));
-  const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const out = { rate: RATE, secs: SECS, rounds: ROUNDS, redis_cpu_us_per_write: {}, vs_publish: {} };
   for (const name of Object.keys(per)) out.redis_cpu_us_per_write[name] = per[name].map((x) => Number(x.toFixed(1)));
-  for (const name of Object.keys(per).filter((x) => x !== 'publish')) out.vs_publish[name] = Number((med(per[name]) / med(per.publish)).toFixed(2));
+  for (const name of Object.keys(per).filter((x) => x !== 'publish')) out.vs_publish[name] = Number((median(per[name]) / median(per.publish)).toFixed(2));
   console.log(JSON.stringify(out));
   for (const sub of subs) sub.disconnect();
   admin.disconnect(); client.disconnect(); await store.close();
 } finally {
-  server.kill('SIGKILL');
+  await server.stop();
 }
